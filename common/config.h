@@ -1,0 +1,119 @@
+/*
+ * config.h - the JSON run config (schemas/run-config.schema.json), parsed
+ * with cJSON and validated strictly: an unknown key or a value of the wrong
+ * type is an error that names the file and the key's full path, e.g.
+ *   error: config 'x.json': key 'models.mm.hiden' is not known (known: inputs, fusion, hidden, branches)
+ *   error: config 'x.json': key 'teacher.epochs' must be an integer, got string
+ *
+ * Paths in the config are relative to the config file's directory (or to
+ * data.root, itself relative to the config file); the parser resolves them.
+ */
+#ifndef MKE_CONFIG_H
+#define MKE_CONFIG_H
+
+#include <stdint.h>
+
+#include "nn.h"
+
+enum modality_kind { MOD_INLINE = 0, MOD_NPY, MOD_IMAGE, MOD_DEPTH, MOD_AUDIO, MOD_FRAMES, MOD_LABELMAP };
+
+/* The variants of the paper's tables (DESIGN.md). */
+enum variant_kind {
+	VAR_TEACHER = 0,      /* D_l, modality a, true labels */
+	VAR_UM_STUDENT,       /* D_u, a, pseudo-labels, with T */
+	VAR_NOISY_STUDENT,    /* D_u + D_l, a, pseudo-labels (true on D_l), input noise + dropout */
+	VAR_MM_STUDENT_NOREG, /* D_u, a+b, pseudo-labels, no T */
+	VAR_MM_STUDENT,       /* D_u, a+b, pseudo-labels, with T (MKE) */
+	VAR_MM_STUDENT_SUP,   /* D_u, a+b, true labels, with T (upper bound) */
+	VAR_COUNT
+};
+/* "teacher", "um_student", ... ; -1 / NULL when unknown. */
+const char *variant_name(enum variant_kind k);
+int variant_from_name(const char *s);
+
+struct modality_spec {
+	char *column;             /* manifest column */
+	enum modality_kind kind;
+	int dim;                  /* flattened width; 0 = take it from the data */
+};
+
+struct model_spec {
+	char *name;
+	int ninputs;              /* 1 or 2 */
+	int inputs[2];            /* modality index: 0 = a, 1 = b */
+	enum fusion fusion;
+	int depth;                /* trunk hidden layers */
+	int hidden[MLP_MAX_LAYERS];
+	int branch_depth[2];      /* late fusion: per-input hidden layers */
+	int branch_hidden[2][MLP_MAX_LAYERS];
+};
+
+struct train_spec {
+	int epochs;
+	int batch_size;           /* 0 = full batch */
+	struct optim_config optim;
+};
+
+struct variant_spec {
+	enum variant_kind kind;
+	int model;                /* index into run_config.models */
+	struct train_spec train;
+	int has_reg;              /* reg overrides the setting's regularizer */
+	struct regularizer reg;
+};
+
+struct grid_setting {
+	char *name;               /* row label, e.g. "input noise 2" */
+	struct regularizer reg;
+};
+
+struct pipeline_spec {
+	int shard_size;           /* samples per shard (default 64) */
+	int lease_ms;             /* lease length (default 30000) */
+	int heartbeat_ms;         /* lease renewal period (default lease/3) */
+	int max_attempts;         /* deliveries before dead-letter (default 3) */
+	int checkpoint_every;     /* optimizer steps between checkpoints (default 100) */
+	char *redis_url;          /* NULL: private redis-server */
+	char *redis_password;     /* NULL: MKE_REDIS_PASSWORD or none */
+};
+
+struct run_config {
+	char *path;               /* the config file */
+	char *name;
+	/* data */
+	char *labeled, *unlabeled, *test;   /* resolved manifest paths; unlabeled/test may be NULL */
+	int classes;
+	int nclass_names;
+	char **class_names;       /* optional; labels may name classes */
+	struct modality_spec mod[2];        /* a, b */
+	int nmod;                 /* 1 or 2 */
+	/* models */
+	int nmodels;
+	struct model_spec *models;
+	/* teacher */
+	int teacher_model;
+	struct train_spec teacher_train;
+	uint64_t teacher_seed;
+	struct regularizer teacher_reg;
+	/* students (defaults for every variant) */
+	struct train_spec student_train;
+	struct regularizer reg;   /* T when there is no grid */
+	enum loss_kind loss;
+	int soft_pseudo;          /* 1: soft probabilities as targets; 0: argmax */
+	/* what to run */
+	int nvariants;
+	struct variant_spec *variants;  /* in table column order; never VAR_TEACHER */
+	int nseeds;
+	uint64_t *seeds;          /* student seeds; default {0} */
+	int ngrid;
+	struct grid_setting *grid; /* default: one setting named after reg */
+	struct pipeline_spec pipeline;
+};
+
+/* Parse and validate. Errors name the file and the key path; returns -1. */
+int config_load(struct run_config *c, const char *path);
+/* Same from a string; `path` names it in errors and anchors relative paths. */
+int config_parse(struct run_config *c, const char *text, const char *path);
+void config_release(struct run_config *c);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * manifest.h - dataset manifests (DESIGN.md "Data"): RFC 4180 CSV with a
+ * header; `id` required, `label` and `split` optional, every other column a
+ * modality whose cell is a path (relative to the manifest), a URL or inline
+ * numbers.
+ *
+ * Bad rows (wrong column count, empty id, duplicate id, unknown label, cell
+ * that does not decode) are reported as "file:line: reason", counted and
+ * skipped, never silently dropped. Structural errors (no header, no id
+ * column, unreadable file) fail the load.
+ *
+ * A dataset is a manifest decoded for a run: one float matrix per modality,
+ * labels, and a stable 32-bit id per sample (FNV-1a of the id string) that
+ * keys every random draw for that sample.
+ */
+#ifndef MKE_MANIFEST_H
+#define MKE_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct manifest_row {
+	int line;          /* 1-based line number of the row's start in the file */
+	char **cells;      /* ncols strings, owned */
+};
+
+struct manifest {
+	char *path;
+	char *dir;         /* directory relative paths are resolved against */
+	int ncols;
+	char **cols;       /* header names */
+	int id_col, label_col, split_col;   /* -1 when absent (id never absent) */
+	int nrows;
+	struct manifest_row *rows;
+	int nbad;          /* rows reported and skipped */
+};
+
+/* Read and check a manifest. Bad rows are reported to stderr and counted in
+ * m->nbad. Returns -1 only when the file as a whole is unusable. */
+int manifest_load(struct manifest *m, const char *path);
+/* Parse from memory; `path` names it in messages and anchors relative paths. */
+int manifest_parse(struct manifest *m, const char *text, size_t len, const char *path);
+int manifest_col(const struct manifest *m, const char *name);  /* -1 if absent */
+void manifest_release(struct manifest *m);
+
+struct dataset {
+	int n;
+	int nmod;
+	int dim[2];
+	float *x[2];       /* (n, dim[k]) per modality, owned */
+	int *labels;       /* (n); -1 where the row has no label; NULL when no label column */
+	uint32_t *ids;     /* (n) FNV-1a of the id strings */
+	char **names;      /* (n) id strings, owned */
+	int nquarantined;  /* rows whose cells did not decode */
+};
+
+/* FNV-1a 32-bit hash of s. */
+uint32_t sample_id_hash(const char *s);
+
+/* Decode a manifest's rows into a dataset using the config's modalities
+ * (nmod of them) and class names. Rows that fail to decode are quarantined:
+ * reported as file:line: reason and counted. */
+int dataset_load(struct dataset *d, const struct run_config *c, const char *manifest_path,
+		 int nmod);
+void dataset_release(struct dataset *d);
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * nn.h - the network engine: layers as forward/backward pairs over flat
+ * float buffers (in the manner of llm.c), losses, an MLP model with early or
+ * late fusion of up to two modality branches, and optimizers.
+ *
+ * Conventions:
+ *  - Row-major. Batches are the leading dimension.
+ *  - Weights use PyTorch's nn.Linear layout (OC, C), so checkpoints load into
+ *    PyTorch unchanged.
+ *  - Every *_backward ACCUMULATES (+=) into the gradient buffers it is given,
+ *    so zeroing gradients is one memset of the gradient allocation.
+ *  - Parameters, gradients, optimizer moments and activations are each one
+ *    allocation; a model's tensors are views into them (see struct mlp).
+ *  - Randomness (dropout, noise, init) comes from rng.h, keyed by
+ *    (seed, purpose, step, sample id), never from a sequential generator.
+ *
+ * Nothing here knows about MPI: batch-wide statistics (the mean |x| of the
+ * noise regularizer) go through the optional reduce hook of struct fwd_ctx,
+ * which the data-parallel worker points at MPI_Allreduce.
+ */
+#ifndef MKE_NN_H
+#define MKE_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- layers ------------------------------------------------------------ */
+
+/* inp is (B,C), weight is (OC,C), bias is (OC) or NULL; out is (B,OC).
+ * Uses cblas_sgemm. */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+		    int B, int C, int OC);
+/* Plain loops; the reference linear_forward is tested against. */
+void linear_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+			  int B, int C, int OC);
+/* dout is (B,OC); dinp (B,C) may be NULL (no input gradient wanted);
+ * dweight (OC,C) and dbias (OC, may be NULL) accumulate. */
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+		     const float *inp, const float *weight, int B, int C, int OC);
+void linear_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+			   const float *inp, const float *weight, int B, int C, int OC);
+
+/* out[i] = max(inp[i], 0); out may equal inp. */
+void relu_forward(float *out, const float *inp, size_t n);
+/* dinp[i] += dout[i] * (out[i] > 0) */
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+
+/* Inverted dropout. inp, out, mask are (B,C); mask[b,c] is 0 or 1/(1-p),
+ * drawn from rng (seed, RNG_DROPOUT, step, ids[b]) at index layer*C + c.
+ * p == 0 copies. out may equal inp. */
+void dropout_forward(float *out, float *mask, const float *inp, int B, int C, float p,
+		     uint64_t seed, uint32_t step, uint32_t layer, const uint32_t *ids);
+/* dinp += dout * mask */
+void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n);
+
+/* Gaussian noise scaled by the batch's mean absolute value:
+ *     out = inp + s * mean(|inp|) * eps,   eps ~ N(0,1)
+ * inp, out, eps are (B,C); eps[b,c] is drawn from (seed, purpose, step, ids[b])
+ * at index c and stored for the backward pass. `mean_abs` is the mean of |inp|
+ * over the whole (global) batch, computed by the caller (see nn_mean_abs) so
+ * that a data-parallel caller can reduce it across ranks. out may not equal inp. */
+void noise_forward(float *out, float *eps, const float *inp, int B, int C, float s,
+		   float mean_abs, uint64_t seed, uint32_t purpose, uint32_t step,
+		   const uint32_t *ids);
+/* Gradient of the above as autograd computes it, through mean(|inp|) too:
+ *     dinp[b,c] += dout[b,c] + s * sign(inp[b,c]) / N * sum(dout * eps)
+ * where N is the global element count and `dot` = sum(dout*eps) over the
+ * global batch (the caller reduces it, see noise_dot). */
+void noise_backward(float *dinp, const float *dout, const float *inp, int B, int C, float s,
+		    double dot, double global_count);
+/* Local pieces of the batch-wide sums above. */
+double nn_sum_abs(const float *x, size_t n);
+double noise_dot(const float *dout, const float *eps, size_t n);
+
+/* ---- losses ------------------------------------------------------------ */
+
+enum loss_kind {
+	LOSS_CE = 0,             /* softmax cross-entropy on logits (standard) */
+	LOSS_DOUBLE_SOFTMAX = 1, /* CE applied to softmax(logits): the paper's original
+				    TwoMoon code; compatibility only */
+};
+
+/* logits is (B,K). Targets are hard labels (labels, B ints) when soft is
+ * NULL, else soft targets (soft, (B,K) rows summing to 1). Returns the SUM of
+ * the per-sample losses; dlogits (B,K), if not NULL, is ACCUMULATED with
+ * d(sum of losses)/dlogits * grad_scale (pass 1/global_batch for a mean).
+ * probs (B,K), if not NULL, receives softmax(logits). */
+double softmax_xent(float *dlogits, float *probs, const float *logits, const int *labels,
+		    const float *soft, int B, int K, enum loss_kind kind, float grad_scale);
+
+/* softmax of each row of (B,K) into out (may equal inp). */
+void softmax_rows(float *out, const float *inp, int B, int K);
+
+/* ---- the MLP model ----------------------------------------------------- */
+
+#define MLP_MAX_BRANCH 2
+#define MLP_MAX_LAYERS 8
+
+enum fusion { FUSION_EARLY = 0, FUSION_LATE = 1 };
+
+/*
+ * Architecture. Early fusion concatenates the branch inputs and feeds the
+ * trunk. Late fusion runs each branch's own hidden layers (Linear+ReLU each),
+ * concatenates the branch outputs and feeds the trunk. The trunk is
+ * hidden[0..depth) Linear+ReLU layers and then a Linear head to `classes`.
+ * With one branch the fusion does not matter.
+ */
+struct mlp_arch {
+	int nbranch;
+	int in_dim[MLP_MAX_BRANCH];
+	enum fusion fusion;
+	int branch_depth[MLP_MAX_BRANCH];
+	int branch_hidden[MLP_MAX_BRANCH][MLP_MAX_LAYERS];
+	int depth;
+	int hidden[MLP_MAX_LAYERS];
+	int classes;
+};
+
+/* The consistency regularizer T; all zero is the identity. */
+struct regularizer {
+	float input_noise;  /* alpha: x + alpha*mean|x|*N(0,1) on the (fused) input */
+	float hidden_noise; /* beta: h + beta*mean|h|*N(0,1) after the first hidden layer's ReLU */
+	float dropout;      /* p: dropout after every hidden layer's ReLU */
+};
+
+/* Batch-wide sums across data-parallel ranks: vals[0..n) are summed in place
+ * over all ranks. NULL in a single process. */
+typedef void (*reduce_fn)(double *vals, int n, void *arg);
+
+/* What a training forward pass needs besides the inputs. */
+struct fwd_ctx {
+	struct regularizer reg;
+	uint64_t seed;
+	uint32_t step;          /* keys the noise/dropout draws */
+	const uint32_t *ids;    /* (B) sample ids, key the per-sample draws */
+	int global_batch;       /* rows over all ranks (for the noise mean) */
+	reduce_fn reduce;       /* NULL: single process */
+	void *reduce_arg;
+};
+
+struct linear_view {
+	int in, out;
+	float *w, *b;   /* params */
+	float *dw, *db; /* grads */
+};
+
+struct mlp {
+	struct mlp_arch arch;
+	int nlinear;                          /* branch layers + trunk + head */
+	struct linear_view lin[MLP_MAX_BRANCH * MLP_MAX_LAYERS + MLP_MAX_LAYERS + 1];
+	char names[MLP_MAX_BRANCH * MLP_MAX_LAYERS + MLP_MAX_LAYERS + 1][2][32];
+	size_t nparams;
+	float *params;  /* one allocation, nparams floats */
+	float *grads;   /* one allocation, nparams floats */
+	/* activations: one allocation, sized for max_batch rows */
+	int max_batch;
+	float *acts;
+	size_t nacts;
+	float *logits;  /* (B, classes) view into acts after mlp_forward */
+	int B;          /* rows of the last forward */
+	int train;      /* last forward was a training pass */
+	/* private bookkeeping for backward */
+	void *priv;
+};
+
+/* Lay out a model for arch; parameters zeroed. 0 on success. */
+int mlp_init(struct mlp *m, const struct mlp_arch *arch);
+/* PyTorch's default nn.Linear init: weight and bias U(-1/sqrt(in), 1/sqrt(in)),
+ * drawn from (seed, RNG_INIT, layer, tensor). */
+void mlp_init_params(struct mlp *m, uint64_t seed);
+void mlp_release(struct mlp *m);
+
+/* Forward a batch. inputs[k] is (B, in_dim[k]) for each branch. ctx NULL means
+ * evaluation (no regularizer); otherwise a training pass with ctx->reg.
+ * Activations are (re)allocated only when B exceeds every earlier B.
+ * Result in m->logits (B, classes). */
+void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct fwd_ctx *ctx);
+/* Backward from dlogits (B, classes) of the last forward; ACCUMULATES into
+ * m->grads. ctx must be the one given to mlp_forward. */
+void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx);
+void mlp_zero_grad(struct mlp *m);
+
+/* Tensor names are PyTorch-style: "branch0.0.weight", "trunk.1.bias",
+ * "head.weight". Iterate i in [0, 2*nlinear): name, data pointer, dims. */
+int mlp_ntensors(const struct mlp *m);
+const char *mlp_tensor(const struct mlp *m, int i, float **data, int *rows, int *cols);
+
+/* ---- optimizers -------------------------------------------------------- */
+
+enum optim_kind { OPTIM_SGD = 0, OPTIM_ADAMW = 1 };
+
+struct optim_config {
+	enum optim_kind kind;
+	float lr;
+	float momentum;     /* SGD */
+	float weight_decay; /* SGD: L2 added to the gradient (PyTorch SGD); AdamW: decoupled */
+	float beta1, beta2, eps; /* AdamW */
+};
+
+/* One allocation for the state (momentum buffer, or the two Adam moments). */
+struct optim {
+	struct optim_config cfg;
+	size_t n;
+	long t;        /* steps taken */
+	float *state;  /* n floats (SGD with momentum) or 2n (AdamW); NULL for plain SGD */
+};
+
+void optim_init(struct optim *o, const struct optim_config *cfg, size_t n);
+/* One update with PyTorch's semantics (torch.optim.SGD / torch.optim.AdamW). */
+void optim_step(struct optim *o, float *params, const float *grads);
+void optim_release(struct optim *o);
+
+#endif

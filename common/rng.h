@@ -1,0 +1,54 @@
+/*
+ * rng.h - counter-based random numbers (Philox4x32-10, Salmon et al. 2011).
+ *
+ * Every random draw in mke is a pure function of
+ *     (seed, purpose, epoch, sample id, index within the sample)
+ * so results do not depend on how samples are spread over ranks or threads,
+ * on the order work is done, or on what was drawn before. The key is the
+ * 64-bit seed; the counter is (block index, purpose, epoch, sample id).
+ */
+#ifndef MKE_RNG_H
+#define MKE_RNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a stream is for; part of the counter so streams never overlap. */
+enum rng_purpose {
+	RNG_INIT = 1,      /* parameter initialisation: epoch = layer, sample = tensor */
+	RNG_DROPOUT,       /* dropout masks: sample = sample id, epoch = step */
+	RNG_INPUT_NOISE,   /* Gaussian input noise */
+	RNG_HIDDEN_NOISE,  /* Gaussian hidden-layer noise */
+	RNG_SHUFFLE,       /* epoch permutations of the data */
+	RNG_AUGMENT,       /* flips, crops */
+	RNG_JITTER,        /* queue backoff jitter */
+	RNG_DATA,          /* synthetic data generation */
+};
+
+/* One Philox4x32-10 block. */
+void philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
+struct rng {
+	uint32_t key[2];
+	uint32_t ctr[4];
+	uint32_t buf[4];
+	int left;          /* unused words in buf */
+	int has_spare;     /* Box-Muller makes normals in pairs */
+	float spare;
+};
+
+/* A stream positioned at index 0 of (seed, purpose, epoch, sample). */
+void rng_init(struct rng *r, uint64_t seed, uint32_t purpose, uint32_t epoch, uint32_t sample);
+uint32_t rng_u32(struct rng *r);
+/* Uniform in [0, 1), 24 bits of resolution. */
+float rng_uniform(struct rng *r);
+/* Standard normal (Box-Muller). */
+float rng_normal(struct rng *r);
+/* Fill out[0..n) with standard normals / uniforms in [0,1); same values as
+ * n calls of rng_normal / rng_uniform on a fresh stream. */
+void rng_fill_normal(struct rng *r, float *out, size_t n);
+void rng_fill_uniform(struct rng *r, float *out, size_t n);
+/* Uniform integer in [0, n). */
+uint32_t rng_below(struct rng *r, uint32_t n);
+
+#endif

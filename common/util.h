@@ -1,0 +1,66 @@
+/*
+ * util.h - allocation wrappers, error reporting and small helpers shared by
+ * every part of mke.
+ *
+ * Library code in common/ never calls exit(): it reports with mke_error()
+ * (which prints "error: ..." to stderr and returns -1) and hands the status
+ * back. The x*alloc wrappers are the one exception: running out of memory
+ * aborts, which keeps call sites free of checks nobody can act on.
+ */
+#ifndef MKE_UTIL_H
+#define MKE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define MKE_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MKE_PRINTF(f, a)
+#endif
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* xasprintf: formatted string; the caller owns it (free()). */
+char *xasprintf(const char *fmt, ...) MKE_PRINTF(1, 2);
+
+/* Print "error: <msg>" to stderr; returns -1 so that `return mke_error(...)` reads well. */
+int mke_error(const char *fmt, ...) MKE_PRINTF(1, 2);
+/* Print "warning: <msg>" to stderr. */
+void mke_warn(const char *fmt, ...) MKE_PRINTF(1, 2);
+/* Informational line to stderr unless mke_quiet is set. */
+void mke_info(const char *fmt, ...) MKE_PRINTF(1, 2);
+extern int mke_quiet;
+
+/* Monotonic clock in seconds. */
+double now_seconds(void);
+/* Wall clock in seconds since the epoch, with sub-second precision. */
+double wall_seconds(void);
+
+/* Read a whole file; *len gets its size. Returns NULL (and reports) on error.
+ * The buffer is NUL-terminated (one byte past *len); the caller owns it. */
+char *read_file(const char *path, size_t *len);
+
+/* Write len bytes to path atomically: a temp file in the same directory,
+ * fsync, rename. mode is the file's permission bits (e.g. 0640). */
+int write_file_atomic(const char *path, const void *data, size_t len, int mode);
+
+/* mkdir -p with the given mode. */
+int mkdir_p(const char *path, int mode);
+
+/* Directory part of path (caller owns); "." when there is none. */
+char *path_dirname(const char *path);
+/* Join dir and rel unless rel is absolute (caller owns). */
+char *path_join(const char *dir, const char *rel);
+
+/* sha256 of a buffer as 64 lowercase hex chars + NUL. */
+void sha256_hex(const void *data, size_t len, char out[65]);
+
+/* Strict number parsing: the whole string must be consumed. 0 on success. */
+int parse_long(const char *s, long *out);
+int parse_double(const char *s, double *out);
+
+#endif
