@@ -7,6 +7,9 @@
  *
  * Paths in the config are relative to the config file's directory (or to
  * data.root, itself relative to the config file); the parser resolves them.
+ *
+ * Ownership: every pointer in struct run_config is owned by it and freed by
+ * config_release(). Defaults for absent keys are those of the schema.
  */
 #ifndef MKE_CONFIG_H
 #define MKE_CONFIG_H
@@ -27,9 +30,11 @@ enum variant_kind {
 	VAR_MM_STUDENT_SUP,   /* D_u, a+b, true labels, with T (upper bound) */
 	VAR_COUNT
 };
-/* "teacher", "um_student", ... ; -1 / NULL when unknown. */
+/* "teacher", "um_student", ... ; -1 / NULL when unknown. Static strings. */
 const char *variant_name(enum variant_kind k);
 int variant_from_name(const char *s);
+/* "inline", "npy", ... ; NULL when unknown. Static strings. */
+const char *modality_kind_name(enum modality_kind k);
 
 struct modality_spec {
 	char *column;             /* manifest column */
@@ -40,11 +45,11 @@ struct modality_spec {
 struct model_spec {
 	char *name;
 	int ninputs;              /* 1 or 2 */
-	int inputs[2];            /* modality index: 0 = a, 1 = b */
+	int inputs[2];            /* modality index: 0 = a, 1 = b; ascending ("a" before "b") */
 	enum fusion fusion;
 	int depth;                /* trunk hidden layers */
 	int hidden[MLP_MAX_LAYERS];
-	int branch_depth[2];      /* late fusion: per-input hidden layers */
+	int branch_depth[2];      /* late fusion: per-input hidden layers, indexed like inputs[] */
 	int branch_hidden[2][MLP_MAX_LAYERS];
 };
 
@@ -81,6 +86,7 @@ struct run_config {
 	char *path;               /* the config file */
 	char *name;
 	/* data */
+	char *data_root;          /* resolved data.root, or the config file's directory */
 	char *labeled, *unlabeled, *test;   /* resolved manifest paths; unlabeled/test may be NULL */
 	int classes;
 	int nclass_names;
@@ -106,14 +112,18 @@ struct run_config {
 	int nseeds;
 	uint64_t *seeds;          /* student seeds; default {0} */
 	int ngrid;
-	struct grid_setting *grid; /* default: one setting named after reg */
+	struct grid_setting *grid; /* default: one setting named "default" with reg */
 	struct pipeline_spec pipeline;
 };
 
-/* Parse and validate. Errors name the file and the key path; returns -1. */
+/* Parse and validate. Errors name the file and the key path; returns -1.
+ * *c need not be initialized; on failure it is left zeroed (releasing it is
+ * harmless), on success the caller releases it with config_release(). */
 int config_load(struct run_config *c, const char *path);
 /* Same from a string; `path` names it in errors and anchors relative paths. */
 int config_parse(struct run_config *c, const char *text, const char *path);
 void config_release(struct run_config *c);
+/* Index of the model called name in c->models, or -1. */
+int config_model(const struct run_config *c, const char *name);
 
 #endif

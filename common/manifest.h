@@ -38,12 +38,18 @@ struct manifest {
 };
 
 /* Read and check a manifest. Bad rows are reported to stderr and counted in
- * m->nbad. Returns -1 only when the file as a whole is unusable. */
+ * m->nbad. Returns -1 only when the file as a whole is unusable (then *m is
+ * left zeroed). *m need not be initialized; on success the caller releases it
+ * with manifest_release(). */
 int manifest_load(struct manifest *m, const char *path);
 /* Parse from memory; `path` names it in messages and anchors relative paths. */
 int manifest_parse(struct manifest *m, const char *text, size_t len, const char *path);
 int manifest_col(const struct manifest *m, const char *name);  /* -1 if absent */
 void manifest_release(struct manifest *m);
+
+/* At most this many "file:line: reason" lines per load (then a count of the
+ * rest); 0 = no limit. Default 100. Every bad row is counted regardless. */
+extern int manifest_max_reports;
 
 struct dataset {
 	int n;
@@ -61,7 +67,13 @@ uint32_t sample_id_hash(const char *s);
 
 /* Decode a manifest's rows into a dataset using the config's modalities
  * (nmod of them) and class names. Rows that fail to decode are quarantined:
- * reported as file:line: reason and counted. */
+ * reported as file:line: reason and counted. Supported kinds: inline
+ * (whitespace-separated numbers) and npy (a path relative to the manifest's
+ * directory, or absolute); other kinds fail the load. A dimension not fixed by
+ * the config is taken from the first good row. Labels: empty -> -1, an
+ * integer in [0, classes) or a class name; anything else quarantines the row.
+ * Returns -1 (and leaves *d zeroed) when the manifest is unusable or has no
+ * usable row; on success the caller releases *d with dataset_release(). */
 int dataset_load(struct dataset *d, const struct run_config *c, const char *manifest_path,
 		 int nmod);
 void dataset_release(struct dataset *d);

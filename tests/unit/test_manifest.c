@@ -1,0 +1,570 @@
+/* test_manifest.c - the CSV reader (good and bad rows, line numbers across
+ * quoted line breaks, header errors) and dataset decoding (inline, npy,
+ * labels, quarantine), plus the TwoMoon manifest. */
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "manifest.h"
+#include "npy.h"
+#include "test.h"
+#include "util.h"
+
+/* ---- stderr capture ------------------------------------------------------ */
+
+static int saved_stderr = -1;
+static char capture_file[64];
+
+static void capture_begin(void)
+{
+	fflush(stderr);
+	strcpy(capture_file, "/tmp/mke-test-manifest-XXXXXX");
+	int fd = mkstemp(capture_file);
+	if (fd < 0) {
+		perror("mkstemp");
+		exit(2);
+	}
+	saved_stderr = dup(2);
+	dup2(fd, 2);
+	close(fd);
+}
+
+/* What was written to stderr since capture_begin(); the caller frees it. */
+static char *capture_end(void)
+{
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	saved_stderr = -1;
+	char *s = read_file(capture_file, NULL);
+	unlink(capture_file);
+	return s ? s : xstrdup("");
+}
+
+static int parse_str(struct manifest *m, const char *text, char **err)
+{
+	capture_begin();
+	int rc = manifest_parse(m, text, strlen(text), "data/u.csv");
+	*err = capture_end();
+	return rc;
+}
+
+static int has_line(const char *err, const char *line)
+{
+	char *want = xasprintf("%s\n", line);
+	const char *p = err;
+	int found = 0;
+	while (!found && (p = strstr(p, want)) != NULL) {
+		found = p == err || p[-1] == '\n';
+		p++;
+	}
+	if (!found)
+		fprintf(stderr, "  missing line \"%s\" in:\n%s", line, err);
+	free(want);
+	return found;
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* ---- the CSV reader ------------------------------------------------------ */
+
+static void test_simple(void)
+{
+	struct manifest m;
+	char *err;
+	CHECK(parse_str(&m, "id,label,x\nr1,0,1 2\nr2,1,3 4\n", &err) == 0);
+	CHECK(err[0] == '\0');
+	CHECK(m.ncols == 3 && m.nrows == 2 && m.nbad == 0);
+	CHECK(m.id_col == 0 && m.label_col == 1 && m.split_col == -1);
+	CHECK(manifest_col(&m, "x") == 2 && manifest_col(&m, "y") == -1);
+	CHECK(strcmp(m.rows[1].cells[2], "3 4") == 0);
+	CHECK(m.rows[0].line == 2 && m.rows[1].line == 3);
+	CHECK(strcmp(m.path, "data/u.csv") == 0 && strcmp(m.dir, "data") == 0);
+	manifest_release(&m);
+	free(err);
+}
+
+/* BOM, CRLF, no final newline, blank lines, quotes, lone CR. */
+static void test_syntax(void)
+{
+	struct manifest m;
+	char *err;
+	const char *t = "\xEF\xBB\xBF" "split,id,x\r\n"
+			"\r\n"
+			"train,\"a,1\",\"he said \"\"hi\"\"\"\r\n"
+			"\n"
+			"test,b,\"\"\r"
+			"test,c,";
+	CHECK(parse_str(&m, t, &err) == 0);
+	CHECK(err[0] == '\0');
+	CHECK(m.ncols == 3 && m.id_col == 1 && m.split_col == 0);
+	CHECK(strcmp(m.cols[0], "split") == 0); /* BOM stripped */
+	CHECK(m.nrows == 3 && m.nbad == 0);
+	if (m.nrows == 3) {
+		CHECK(strcmp(m.rows[0].cells[1], "a,1") == 0);
+		CHECK(strcmp(m.rows[0].cells[2], "he said \"hi\"") == 0);
+		CHECK(m.rows[0].line == 3);
+		CHECK(strcmp(m.rows[1].cells[2], "") == 0 && m.rows[1].line == 5);
+		CHECK(strcmp(m.rows[2].cells[1], "c") == 0 && m.rows[2].line == 6);
+		CHECK(strcmp(m.rows[2].cells[2], "") == 0);
+	}
+	manifest_release(&m);
+	free(err);
+}
+
+/* Line numbers stay right after fields that span lines (LF and CRLF). */
+static void test_multiline_line_numbers(void)
+{
+	struct manifest m;
+	char *err;
+	const char *t = "id,note,x\n"               /* 1 */
+			"a,\"one\ntwo\nthree\",1\n" /* 2-4 */
+			"b,plain,2\n"               /* 5 */
+			"c,\"x\r\ny\",3\r\n"        /* 6-7 */
+			"d,too,many,4\n"            /* 8: bad */
+			"e,\"\n\n\",5\n"            /* 9-11 */
+			"f,short\n";                /* 12: bad */
+	CHECK(parse_str(&m, t, &err) == 0);
+	CHECK(m.nrows == 4 && m.nbad == 2);
+	if (m.nrows == 4) {
+		CHECK(m.rows[0].line == 2 && strcmp(m.rows[0].cells[1], "one\ntwo\nthree") == 0);
+		CHECK(m.rows[1].line == 5);
+		CHECK(m.rows[2].line == 6 && strcmp(m.rows[2].cells[1], "x\r\ny") == 0);
+		CHECK(m.rows[3].line == 9 && strcmp(m.rows[3].cells[0], "e") == 0);
+	}
+	CHECK(has_line(err, "data/u.csv:8: expected 3 columns, got 4"));
+	CHECK(has_line(err, "data/u.csv:12: expected 3 columns, got 2"));
+	CHECK(has_line(err, "warning: manifest 'data/u.csv': 2 bad rows skipped, 4 read"));
+	CHECK(count_lines(err) == 3);
+	manifest_release(&m);
+	free(err);
+}
+
+static void test_bad_rows(void)
+{
+	struct manifest m;
+	char *err;
+	const char *t = "id,label,split,x,y\n"       /* 1 */
+			"r1,0,u,1,2\n"               /* 2 */
+			"r2,0,u,1\n"                 /* 3: short */
+			",0,u,1,2\n"                 /* 4: empty id */
+			"r1,1,u,3,4\n"               /* 5: duplicate */
+			"r3,0,u,ab\"c,2\n"           /* 6: stray quote */
+			"r4,0,u,\"ab\"c,2\n"         /* 7: text after quote */
+			"r5,1,u,5,6\n"               /* 8 */
+			"\"r6\",1,u,5,6,\n"          /* 9: trailing comma */
+			"r7,0,u,\"never\nclosed,1\n" /* 10: unterminated */
+			"r8,0,u,1,2\n";              /* 11: swallowed */
+	CHECK(parse_str(&m, t, &err) == 0);
+	CHECK(m.nrows == 2 && m.nbad == 7);
+	CHECK(m.nrows == 2 && strcmp(m.rows[1].cells[0], "r5") == 0 && m.rows[1].line == 8);
+	CHECK(has_line(err, "data/u.csv:3: expected 5 columns, got 4"));
+	CHECK(has_line(err, "data/u.csv:4: empty id"));
+	CHECK(has_line(err, "data/u.csv:5: duplicate id 'r1' (first at line 2)"));
+	CHECK(has_line(err, "data/u.csv:6: quote inside an unquoted field in column 'x' (quote "
+			    "the whole field and double the quote)"));
+	CHECK(has_line(err, "data/u.csv:7: unexpected text after the closing quote in column "
+			    "'x'"));
+	CHECK(has_line(err, "data/u.csv:9: expected 5 columns, got 6"));
+	CHECK(has_line(err, "data/u.csv:10: unterminated quote in column 'x' (opened at line "
+			    "10); the rest of the file is skipped"));
+	CHECK(has_line(err, "warning: manifest 'data/u.csv': 7 bad rows skipped, 2 read"));
+	CHECK(count_lines(err) == 8);
+	manifest_release(&m);
+	free(err);
+}
+
+/* A field over 1 MB and a NUL byte: reported, skipped, the rest read. */
+static void test_long_field_and_nul(void)
+{
+	size_t big = (1u << 20) + 10;
+	size_t cap = big + 256;
+	char *t = xmalloc(cap);
+	size_t n = 0;
+	n += (size_t)sprintf(t + n, "id,x\nr1,1\nr2,");
+	memset(t + n, '7', big);
+	n += big;
+	n += (size_t)sprintf(t + n, "\nr3,2\nr4,\"a");
+	t[n++] = '\0';
+	n += (size_t)sprintf(t + n, "b\"\nr5,3\n");
+	struct manifest m;
+	capture_begin();
+	int rc = manifest_parse(&m, t, n, "big.csv");
+	char *err = capture_end();
+	CHECK(rc == 0);
+	CHECK(m.nrows == 3 && m.nbad == 2);
+	CHECK(m.nrows == 3 && strcmp(m.rows[2].cells[0], "r5") == 0 && m.rows[2].line == 6);
+	CHECK(has_line(err, "big.csv:3: field longer than 1 MB in column 'x'"));
+	CHECK(has_line(err, "big.csv:5: NUL byte in column 'x'"));
+	manifest_release(&m);
+	free(err);
+	free(t);
+}
+
+static void expect_header_error(const char *text, const char *want)
+{
+	struct manifest m;
+	char *err;
+	CHECK(parse_str(&m, text, &err) == -1);
+	CHECK_MSG(strstr(err, want) != NULL, "wanted \"%s\", got: %s", want, err);
+	CHECK(m.path == NULL && m.nrows == 0);
+	manifest_release(&m);
+	free(err);
+}
+
+static void test_header_errors(void)
+{
+	expect_header_error("", "error: manifest 'data/u.csv' is empty: a header line is required");
+	expect_header_error("\xEF\xBB\xBF\n\r\n\n", "manifest 'data/u.csv' is empty");
+	expect_header_error("name,x\na,1\n",
+			    "error: manifest 'data/u.csv' has no 'id' column (columns: name, x)");
+	expect_header_error("id,x,y,x\n",
+			    "error: manifest 'data/u.csv' line 1: column 'x' appears twice in the "
+			    "header (columns 2 and 4)");
+	expect_header_error("\nid,,y\n",
+			    "error: manifest 'data/u.csv' line 2: header column 2 has no name");
+	expect_header_error("id,\"x\n", "manifest 'data/u.csv' line 1: bad header: unterminated "
+					"quote in column 2");
+	struct manifest m;
+	capture_begin();
+	int rc = manifest_load(&m, "/nonexistent/m.csv");
+	char *err = capture_end();
+	CHECK(rc == -1 && strstr(err, "'/nonexistent/m.csv'") != NULL);
+	free(err);
+	/* a header alone is a valid, empty manifest */
+	CHECK(parse_str(&m, "id,x", &err) == 0 && m.nrows == 0 && m.nbad == 0);
+	manifest_release(&m);
+	free(err);
+}
+
+static void test_report_cap(void)
+{
+	char *t = xstrdup("id,x\n");
+	for (int i = 0; i < 30; i++) {
+		char *u = xasprintf("%s,%d\n", t, i);
+		free(t);
+		t = u;
+	}
+	int old = manifest_max_reports;
+	manifest_max_reports = 5;
+	struct manifest m;
+	char *err;
+	CHECK(parse_str(&m, t, &err) == 0);
+	CHECK(m.nbad == 30 && m.nrows == 0);
+	CHECK(has_line(err, "data/u.csv:6: empty id"));
+	CHECK(has_line(err, "data/u.csv: 25 more problems not shown"));
+	CHECK(count_lines(err) == 7);
+	manifest_max_reports = old;
+	manifest_release(&m);
+	free(err);
+	free(t);
+}
+
+/* Random bytes from a CSV-ish alphabet: never crash, rows + bad + blank
+ * lines account for the input. Run under the sanitizers in `make check`. */
+static void test_random_inputs(void)
+{
+	static const char alpha[] = "ab,\"\r\n \0i";
+	uint32_t s = 12345;
+	int ok = 1;
+	capture_begin();
+	for (int it = 0; it < 3000; it++) {
+		char buf[200];
+		s = s * 1664525u + 1013904223u;
+		size_t n = 4 + (s >> 8) % (sizeof buf - 4);
+		memcpy(buf, "id,x", 4);
+		if (it % 3 == 0)
+			buf[3] = '\n';
+		for (size_t i = 4; i < n; i++) {
+			s = s * 1664525u + 1013904223u;
+			buf[i] = alpha[(s >> 16) % (sizeof alpha - 1)];
+		}
+		struct manifest m;
+		if (manifest_parse(&m, buf, n, "fuzz.csv") == 0) {
+			for (int r = 0; r < m.nrows; r++) {
+				ok &= m.rows[r].line >= 2;
+				ok &= m.rows[r].cells[m.id_col][0] != '\0';
+				ok &= r == 0 || m.rows[r].line > m.rows[r - 1].line;
+			}
+		}
+		manifest_release(&m);
+	}
+	char *err = capture_end();
+	free(err);
+	CHECK(ok);
+}
+
+static void test_id_hash(void)
+{
+	/* FNV-1a 32 reference values */
+	CHECK(sample_id_hash("") == 0x811c9dc5u);
+	CHECK(sample_id_hash("a") == 0xe40c292cu);
+	CHECK(sample_id_hash("foobar") == 0xbf9cf968u);
+}
+
+/* ---- datasets ------------------------------------------------------------ */
+
+static void test_twomoon(void)
+{
+	char *path = xasprintf("%s/config_twomoon.json", test_fixtures());
+	struct run_config c;
+	CHECK(config_load(&c, path) == 0);
+	free(path);
+	struct dataset d;
+	capture_begin();
+	int rc = dataset_load(&d, &c, "deploy/data/twomoon/labeled.csv", 2);
+	char *err = capture_end();
+	CHECK(rc == 0);
+	CHECK_MSG(err[0] == '\0', "%s", err);
+	CHECK(d.n == 30 && d.nmod == 2 && d.dim[0] == 1 && d.dim[1] == 1);
+	CHECK(d.nquarantined == 0 && d.labels != NULL);
+	if (d.n == 30) {
+		int zeros = 0, ones = 0;
+		for (int i = 0; i < d.n; i++) {
+			zeros += d.labels[i] == 0;
+			ones += d.labels[i] == 1;
+			CHECK(d.ids[i] == sample_id_hash(d.names[i]));
+		}
+		CHECK(zeros + ones == 30 && zeros > 0 && ones > 0);
+		CHECK(strcmp(d.names[0], "labeled-000") == 0 && d.labels[0] == 1);
+		CHECK_NEAR(d.x[0][0], 1.4503240976311984, 1e-6);
+		CHECK_NEAR(d.x[1][0], -1.0511064454593668, 1e-6);
+		CHECK(strcmp(d.names[1], "labeled-001") == 0 && d.labels[1] == 0);
+		CHECK_NEAR(d.x[0][1], -1.0397581630084998, 1e-6);
+	}
+	dataset_release(&d);
+	/* the resolved paths of the config point at the same files */
+	CHECK(dataset_load(&d, &c, c.unlabeled, 1) == 0);
+	CHECK(d.n == 270 && d.nmod == 1 && d.x[1] == NULL);
+	dataset_release(&d);
+	free(err);
+	config_release(&c);
+}
+
+static char tmpdir[64];
+
+static char *write_tmp(const char *name, const char *text)
+{
+	char *p = xasprintf("%s/%s", tmpdir, name);
+	FILE *f = fopen(p, "wb");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+	return p;
+}
+
+static int config_in(struct run_config *c, const char *json)
+{
+	char *p = xasprintf("%s/cfg.json", tmpdir);
+	int rc = config_parse(c, json, p);
+	free(p);
+	return rc;
+}
+
+static void test_inline_quarantine(void)
+{
+	struct run_config c;
+	CHECK(config_in(&c, "{\"name\": \"q\", \"data\": {\"labeled\": \"l.csv\", "
+			    "\"classes\": [\"neg\", \"pos\", \"mid\"], \"modalities\": {"
+			    "\"a\": {\"column\": \"img\", \"kind\": \"inline\"}, "
+			    "\"b\": {\"column\": \"aud\", \"kind\": \"inline\", \"dim\": 2}}}, "
+			    "\"models\": {\"m\": {\"inputs\": [\"a\"], \"hidden\": []}}, "
+			    "\"teacher\": {\"model\": \"m\"}}") == 0);
+	char *p = write_tmp("q.csv", "id,label,img,aud\n"  /* 1 */
+				     "s0,pos,1 2 3,4 5\n"  /* 2: width 3 from here */
+				     "s1,2, 6\t7  8 ,9 10\n" /* 3 */
+				     "s2,,1 2,3 4\n"       /* 4: wrong width */
+				     "s3,neg,1 2 nan,3 4\n" /* 5: nan */
+				     "s4,0,1 2 3,3 x4\n"   /* 6: garbage */
+				     "s5,cat,1 2 3,3 4\n"  /* 7: unknown label */
+				     "s6,3,1 2 3,3 4\n"    /* 8: out of range */
+				     "s7,,1 2 3,1e39 4\n"  /* 9: float overflow */
+				     "s8,,1 2 3,\n"        /* 10: empty */
+				     "s9,1,1 2 3,1 2 3\n"  /* 11: config dim */
+				     "s10, neg ,0 0 0,0 0\n"); /* 12 */
+	struct dataset d;
+	capture_begin();
+	int rc = dataset_load(&d, &c, p, 2);
+	char *err = capture_end();
+	CHECK(rc == 0);
+	CHECK(d.n == 3 && d.nquarantined == 8 && d.dim[0] == 3 && d.dim[1] == 2);
+	if (d.n == 3) {
+		CHECK(d.labels[0] == 1 && d.labels[1] == 2 && d.labels[2] == 0);
+		CHECK(d.x[0][3] == 6 && d.x[0][5] == 8 && d.x[1][2] == 9 && d.x[1][3] == 10);
+		CHECK(strcmp(d.names[2], "s10") == 0);
+	}
+	char *want[] = {
+		xasprintf("%s:4: column 'img': expected 3 values, got 2", p),
+		xasprintf("%s:5: column 'img': 'nan' is not a finite float", p),
+		xasprintf("%s:6: column 'aud': 'x4' is not a number", p),
+		xasprintf("%s:7: unknown label 'cat'", p),
+		xasprintf("%s:8: unknown label '3'", p),
+		xasprintf("%s:9: column 'aud': '1e39' is not a finite float", p),
+		xasprintf("%s:10: column 'aud' is empty", p),
+		xasprintf("%s:11: column 'aud': expected 2 values, got 3", p),
+		xasprintf("warning: manifest '%s': 8 rows quarantined (cells or labels that do not "
+			  "decode), 3 loaded", p),
+	};
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		CHECK(has_line(err, want[i]));
+		free(want[i]);
+	}
+	CHECK(count_lines(err) == 9);
+	free(err);
+	dataset_release(&d);
+	free(p);
+
+	/* no usable rows; missing modality column; no label column */
+	p = write_tmp("bad.csv", "id,label,img,aud\nz,9,1,2\n");
+	capture_begin();
+	rc = dataset_load(&d, &c, p, 2);
+	err = capture_end();
+	CHECK(rc == -1 && d.n == 0 && d.x[0] == NULL);
+	CHECK(strstr(err, "has no usable rows (0 bad, 1 quarantined)") != NULL);
+	free(err);
+	free(p);
+	p = write_tmp("nocol.csv", "id,label,img\nz,1,1\n");
+	capture_begin();
+	rc = dataset_load(&d, &c, p, 2);
+	err = capture_end();
+	CHECK(rc == -1 && strstr(err, "has no column 'aud' (modality b") != NULL);
+	free(err);
+	CHECK(dataset_load(&d, &c, p, 1) == 0 && d.n == 1 && d.dim[0] == 1);
+	dataset_release(&d);
+	free(p);
+	p = write_tmp("nolabel.csv", "id,img\nz,1\ny,2\n");
+	CHECK(dataset_load(&d, &c, p, 1) == 0 && d.n == 2 && d.labels == NULL);
+	dataset_release(&d);
+	free(p);
+	config_release(&c);
+}
+
+static void test_npy_and_kinds(void)
+{
+	struct run_config c;
+	CHECK(config_in(&c, "{\"name\": \"n\", \"data\": {\"labeled\": \"l.csv\", \"classes\": 2, "
+			    "\"modalities\": {\"a\": {\"column\": \"x\", \"kind\": \"inline\"}, "
+			    "\"b\": {\"column\": \"f\", \"kind\": \"npy\"}}}, "
+			    "\"models\": {\"m\": {\"inputs\": [\"a\"], \"hidden\": []}}, "
+			    "\"teacher\": {\"model\": \"m\"}}") == 0);
+	char *sub = xasprintf("%s/feat", tmpdir);
+	mkdir(sub, 0700);
+	const float f0[6] = { 1, 2, 3, 4, 5, 6 }, f1[6] = { -1, -2, -3, -4, -5, -6 };
+	const float f2[4] = { 1, 2, 3, 4 };
+	const float fn[6] = { 1, 2, 3, 4, 5, NAN };
+	const int64_t s23[2] = { 2, 3 }, s4[1] = { 4 };
+	char *p0 = xasprintf("%s/f0.npy", sub), *p1 = xasprintf("%s/f1.npy", tmpdir);
+	char *p2 = xasprintf("%s/f2.npy", sub), *pn = xasprintf("%s/fn.npy", sub);
+	CHECK(npy_save(p0, f0, 2, s23, 0) == 0);
+	CHECK(npy_save(p1, f1, 2, s23, 1) == 0);
+	CHECK(npy_save(p2, f2, 1, s4, 0) == 0);
+	CHECK(npy_save(pn, fn, 2, s23, 0) == 0);
+	char *csv = xasprintf("id,label,x,f\n"
+			      "a,0,1,feat/f0.npy\n"      /* 2: relative to the manifest */
+			      "b,1,2,%s\n"               /* 3: absolute */
+			      "c,1,3,feat/f2.npy\n"      /* 4: 4 values, not 6 */
+			      "d,1,4,feat/missing.npy\n" /* 5 */
+			      "e,1,5,https://x/y.npy\n"  /* 6 */
+			      "f,1,6,feat/fn.npy\n",     /* 7 */
+			      p1);
+	char *p = write_tmp("n.csv", csv);
+	struct dataset d;
+	capture_begin();
+	int rc = dataset_load(&d, &c, p, 2);
+	char *err = capture_end();
+	CHECK(rc == 0 && d.n == 2 && d.nquarantined == 4 && d.dim[1] == 6);
+	if (d.n == 2) {
+		CHECK(d.x[1][0] == 1 && d.x[1][5] == 6);
+		CHECK(d.x[1][6] == -1 && d.x[1][11] == -6); /* float16 on disk */
+	}
+	char *want[] = {
+		xasprintf("%s:4: column 'f': expected 6 values, got 4", p),
+		xasprintf("%s:5: column 'f': cannot load '%s/feat/missing.npy'", p, tmpdir),
+		xasprintf("%s:6: column 'f': URL cells are not supported yet ('https://x/y.npy')",
+			  p),
+		xasprintf("%s:7: column 'f': '%s' holds a non-finite value at index 5", p, pn),
+	};
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		CHECK(has_line(err, want[i]));
+		free(want[i]);
+	}
+	free(err);
+	dataset_release(&d);
+	config_release(&c);
+
+	/* kinds not decoded yet fail the load up front */
+	CHECK(config_in(&c, "{\"name\": \"n\", \"data\": {\"labeled\": \"l.csv\", \"classes\": 2, "
+			    "\"modalities\": {\"a\": {\"column\": \"x\", \"kind\": \"image\"}}}, "
+			    "\"models\": {\"m\": {\"inputs\": [\"a\"], \"hidden\": []}}, "
+			    "\"teacher\": {\"model\": \"m\"}}") == 0);
+	capture_begin();
+	rc = dataset_load(&d, &c, p, 1);
+	err = capture_end();
+	CHECK(rc == -1);
+	CHECK(strstr(err, "data.modalities.a: kind 'image' is not supported yet") != NULL);
+	free(err);
+	capture_begin();
+	rc = dataset_load(&d, &c, p, 2);
+	err = capture_end();
+	CHECK(rc == -1 && strstr(err, "does not declare it") != NULL);
+	free(err);
+	config_release(&c);
+
+	unlink(p0);
+	unlink(p1);
+	unlink(p2);
+	unlink(pn);
+	rmdir(sub);
+	free(p0);
+	free(p1);
+	free(p2);
+	free(pn);
+	free(sub);
+	unlink(p);
+	free(p);
+	free(csv);
+}
+
+static void cleanup_tmp(void)
+{
+	static const char *const files[] = {
+		"q.csv", "bad.csv", "nocol.csv", "nolabel.csv", NULL,
+	};
+	for (int i = 0; files[i]; i++) {
+		char *p = xasprintf("%s/%s", tmpdir, files[i]);
+		unlink(p);
+		free(p);
+	}
+	rmdir(tmpdir);
+}
+
+int main(void)
+{
+	strcpy(tmpdir, "/tmp/mke-test-manifest-XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	RUN(test_simple);
+	RUN(test_syntax);
+	RUN(test_multiline_line_numbers);
+	RUN(test_bad_rows);
+	RUN(test_long_field_and_nul);
+	RUN(test_header_errors);
+	RUN(test_report_cap);
+	RUN(test_random_inputs);
+	RUN(test_id_hash);
+	RUN(test_twomoon);
+	RUN(test_inline_quarantine);
+	RUN(test_npy_and_kinds);
+	cleanup_tmp();
+	return test_summary();
+}
