@@ -95,3 +95,15 @@ clean:
 
 .PHONY: all deps unit check bench fixtures clean
 .SECONDARY:
+
+# The README's two set-up commands: each installs what it needs first.
+test:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory -j2 check
+
+example:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory -j2 all
+	$(BIN)/mke experiment deploy/examples/twomoon-table2.json
+
+.PHONY: test example

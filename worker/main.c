@@ -1,1 +1,578 @@
-int main(void) { return 0; }
+/*
+ * mke-worker - the MPI program of a run. Every rank connects to the run's
+ * Redis; rank 0 speaks for the job where one voice is needed (checkpoints,
+ * metrics). Ranks never touch SQLite: what the coordinator must record goes
+ * through the run's event stream.
+ *
+ *   teacher   data-parallel training on D_l (modality a); rank 0 writes
+ *             checkpoints; a finished teacher.safetensors is loaded, not retrained
+ *   label     every rank takes shards from the queue under a lease renewed by a
+ *             heartbeat thread, writes the shard's pseudo-labels (temp + rename),
+ *             and acks with the file's sha256; until the queue is drained
+ *   student   every variant x seed, data-parallel, checkpointed, resumable
+ *   eval      test accuracy and rectification per variant, as metrics
+ *
+ * Usage: mke-worker --run ID --run-dir DIR --config FILE --redis URL [--setting NAME]
+ * The Redis password comes from MKE_REDIS_PASSWORD or the config, never argv.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "config.h"
+#include "experiment.h"
+#include "labels.h"
+#include "queue.h"
+#include "redis_server.h"
+#include "util.h"
+
+#define CANCEL_CHECK_EPOCHS 25
+
+struct worker {
+	int rank, world;
+	const char *run, *run_dir, *config_path, *redis_url, *setting_name;
+	char id[160];
+	const char *password;
+	struct run_config c;
+	struct exp_data d;
+	const struct grid_setting *g;
+	struct redis_conn rc;
+	struct queue q;
+	struct dp_hooks dp;
+	int cancelled;
+	/* per-training bookkeeping for the epoch callback */
+	const char *variant;
+	int metric_every;
+};
+
+/* ---- MPI hooks ------------------------------------------------------------ */
+
+#define BUCKET_FLOATS (1u << 20)
+
+static void mpi_allreduce_f(float *buf, size_t n, void *arg)
+{
+	(void)arg;
+	for (size_t off = 0; off < n; off += BUCKET_FLOATS) {
+		size_t k = n - off < BUCKET_FLOATS ? n - off : BUCKET_FLOATS;
+		MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+	}
+}
+
+static void mpi_reduce_d(double *vals, int n, void *arg)
+{
+	(void)arg;
+	MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
+/* Rank 0 asks Redis whether the run was cancelled; every rank learns the
+ * answer at the same point, so no rank is left waiting in a collective. */
+static int agree_cancelled(struct worker *w)
+{
+	int flag = 0;
+	if (w->rank == 0) {
+		char *reason = NULL;
+		flag = queue_cancelled(&w->q, &reason) == 1;
+		free(reason);
+	}
+	MPI_Bcast(&flag, 1, MPI_INT, 0, MPI_COMM_WORLD);
+	if (flag)
+		w->cancelled = 1;
+	return flag;
+}
+
+static int on_epoch(int epoch, long step, double loss, void *arg)
+{
+	struct worker *w = arg;
+	if (w->rank == 0 && (epoch % w->metric_every == 0 || epoch == 1))
+		queue_emit_metric(&w->q, 0, w->variant, step, "train_loss", loss);
+	if (epoch % CANCEL_CHECK_EPOCHS == 0 && agree_cancelled(w))
+		return 1;
+	return 0;
+}
+
+static void fit_ctl_for(struct worker *w, struct fit_ctl *ctl, const char *variant, const char *path,
+			int epochs)
+{
+	memset(ctl, 0, sizeof *ctl);
+	ctl->dp = &w->dp;
+	ctl->ckpt_path = path;
+	ctl->ckpt_every = w->c.pipeline.checkpoint_every;
+	ctl->resume = 1;
+	ctl->writer = w->rank == 0;
+	ctl->variant = variant;
+	ctl->on_epoch = on_epoch;
+	ctl->arg = w;
+	w->variant = variant;
+	w->metric_every = epochs / 200 > 0 ? epochs / 200 : 1;
+}
+
+/* ---- teacher --------------------------------------------------------------- */
+
+static int phase_teacher(struct worker *w, struct mlp *teacher)
+{
+	char *path = xasprintf("%s/teacher.safetensors", w->run_dir);
+	struct fit_ctl ctl;
+	fit_ctl_for(w, &ctl, "teacher", path, w->c.teacher_train.epochs);
+	int rc = train_teacher(teacher, &w->c, &w->d, w->c.teacher_seed, &ctl);
+	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+	if (rc == 0 && w->rank == 0) {
+		const struct model_spec *ms = &w->c.models[w->c.teacher_model];
+		double acc = eval_model(teacher, &w->d.test, ms, w->c.classes);
+		queue_emit_metric(&w->q, 0, "teacher", w->c.teacher_train.epochs, "test_accuracy", acc);
+		if (ctl.resumed_epoch > 0)
+			mke_info("rank 0: teacher resumed from epoch %d", ctl.resumed_epoch);
+		queue_emit_progress(&w->q, 0, "teacher", 1, 1);
+	}
+	free(path);
+	return rc;
+}
+
+/* ---- label ----------------------------------------------------------------- */
+
+/* The heartbeat thread renews the lease the main thread holds, on its own
+ * connection (a hiredis context is not shared between threads). */
+struct heartbeat {
+	struct worker *w;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	int holding;
+	struct queue_lease lease;
+	int lost;
+	struct redis_conn rc;
+	struct queue q;
+	pthread_t thread;
+};
+
+static void *heartbeat_main(void *arg)
+{
+	struct heartbeat *hb = arg;
+	int period = hb->w->c.pipeline.heartbeat_ms;
+	pthread_mutex_lock(&hb->mu);
+	while (!hb->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += period / 1000;
+		ts.tv_nsec += (long)(period % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
+		if (hb->stop || !hb->holding)
+			continue;
+		struct queue_lease l = hb->lease;
+		pthread_mutex_unlock(&hb->mu);
+		int held = 1, cancelled = 0;
+		int rc = queue_renew(&hb->q, hb->w->id, &l, 1, &held, &cancelled);
+		pthread_mutex_lock(&hb->mu);
+		if (rc == 0 && (!held || cancelled) && hb->holding && hb->lease.id == l.id)
+			hb->lost = 1;
+	}
+	pthread_mutex_unlock(&hb->mu);
+	return NULL;
+}
+
+static int heartbeat_start(struct heartbeat *hb, struct worker *w)
+{
+	memset(hb, 0, sizeof *hb);
+	hb->w = w;
+	struct redis_conn_opts o = {.password = w->password};
+	if (redis_conn_open(&hb->rc, w->redis_url, &o) != 0)
+		return -1;
+	struct queue_opts qo;
+	queue_opts_default(&qo);
+	qo.lease_ms = w->c.pipeline.lease_ms;
+	qo.max_attempts = w->c.pipeline.max_attempts;
+	if (queue_init(&hb->q, &hb->rc, w->run, &qo) != 0) {
+		redis_conn_close(&hb->rc);
+		return -1;
+	}
+	pthread_mutex_init(&hb->mu, NULL);
+	pthread_cond_init(&hb->cv, NULL);
+	if (pthread_create(&hb->thread, NULL, heartbeat_main, hb) != 0) {
+		queue_release(&hb->q);
+		redis_conn_close(&hb->rc);
+		return mke_error("cannot start the heartbeat thread");
+	}
+	return 0;
+}
+
+static void heartbeat_stop(struct heartbeat *hb)
+{
+	pthread_mutex_lock(&hb->mu);
+	hb->stop = 1;
+	pthread_cond_signal(&hb->cv);
+	pthread_mutex_unlock(&hb->mu);
+	pthread_join(hb->thread, NULL);
+	pthread_mutex_destroy(&hb->mu);
+	pthread_cond_destroy(&hb->cv);
+	queue_release(&hb->q);
+	redis_conn_close(&hb->rc);
+}
+
+static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l)
+{
+	pthread_mutex_lock(&hb->mu);
+	if (l) {
+		hb->lease = *l;
+		hb->lease.payload = NULL;
+		hb->holding = 1;
+		hb->lost = 0;
+	} else {
+		hb->holding = 0;
+	}
+	pthread_mutex_unlock(&hb->mu);
+}
+
+static int heartbeat_lost(struct heartbeat *hb)
+{
+	pthread_mutex_lock(&hb->mu);
+	int lost = hb->lost;
+	pthread_mutex_unlock(&hb->mu);
+	return lost;
+}
+
+static char *shard_path(const char *run_dir, int64_t id)
+{
+	return xasprintf("%s/labels/shard-%06lld.npy", run_dir, (long long)id);
+}
+
+/* Pseudo-label one shard: the teacher on modality a of rows [first, first+count). */
+static int label_shard(struct worker *w, struct mlp *teacher, const struct queue_lease *l,
+		       struct queue_ack *ack, char sha[65], char **path_out)
+{
+	const struct dataset *u = &w->d.unlabeled;
+	if (l->first < 0 || l->count <= 0 || l->first + l->count > u->n)
+		return mke_error("shard %lld covers rows %lld..%lld but the unlabeled set has %d rows",
+				 (long long)l->id, (long long)l->first, (long long)(l->first + l->count), u->n);
+	int K = w->c.classes, n = (int)l->count;
+	const struct model_spec *ms = &w->c.models[w->c.teacher_model];
+	struct train_data td;
+	bind_inputs(&td, u, ms);
+	for (int k = 0; k < td.ninputs; k++)
+		td.x[k] += (size_t)l->first * td.dim[k];
+	td.ids += l->first;
+	td.n = n;
+	float *probs = xmalloc(sizeof(float) * (size_t)n * (size_t)K);
+	predict_probs(teacher, &td, probs);
+	char *path = shard_path(w->run_dir, l->id);
+	int rc = labels_write(path, u->names + l->first, probs, n, K, sha);
+	free(probs);
+	if (rc != 0) {
+		free(path);
+		return -1;
+	}
+	ack->id = l->id;
+	ack->attempt = l->attempt;
+	ack->sha256 = sha;
+	ack->path = path;
+	*path_out = path;
+	return 0;
+}
+
+static int phase_label(struct worker *w, struct mlp *teacher)
+{
+	char *dir = xasprintf("%s/labels", w->run_dir);
+	int rc = mkdir_p(dir, 0750);
+	free(dir);
+	if (rc != 0)
+		return -1;
+	struct heartbeat hb;
+	if (heartbeat_start(&hb, w) != 0)
+		return -1;
+	long done = 0;
+	for (;;) {
+		struct queue_lease l;
+		int st = queue_take(&w->q, w->id, 1000, &l);
+		if (st == QUEUE_ERROR) {
+			/* Redis may be restarting: the connection reconnects with backoff */
+			usleep(200000);
+			continue;
+		}
+		if (st == QUEUE_EMPTY)
+			continue;
+		if (st == QUEUE_DRAINED)
+			break;
+		if (st == QUEUE_CANCELLED) {
+			w->cancelled = 1;
+			break;
+		}
+		heartbeat_hold(&hb, &l);
+		struct queue_ack ack;
+		char sha[65];
+		char *path = NULL;
+		if (label_shard(w, teacher, &l, &ack, sha, &path) != 0) {
+			queue_fail(&w->q, w->id, &l, "could not write the pseudo-label file", NULL);
+		} else if (!heartbeat_lost(&hb)) {
+			int status = 0;
+			if (queue_ack(&w->q, w->id, &ack, 1, &status) == 0 && status == QUEUE_ACK_OK)
+				done++;
+		}
+		heartbeat_hold(&hb, NULL);
+		free(path);
+		queue_lease_release(&l);
+	}
+	heartbeat_stop(&hb);
+	mke_info("rank %d: labeled %ld shards", w->rank, done);
+	return 0;
+}
+
+/* ---- student + eval ---------------------------------------------------------- */
+
+/* Assemble the teacher's probabilities for every unlabeled row from the shard
+ * files. Rows of shards that never produced a file (dead shards) are dropped
+ * from the student's data: *keep gets 1 for rows that have labels. */
+static int load_pseudo_labels(struct worker *w, float *probs, unsigned char *keep, int *nkept)
+{
+	const struct dataset *u = &w->d.unlabeled;
+	int K = w->c.classes, size = w->c.pipeline.shard_size;
+	int nshards = (u->n + size - 1) / size;
+	memset(keep, 0, (size_t)u->n);
+	*nkept = 0;
+	char idbuf[4097];
+	for (int s = 0; s < nshards; s++) {
+		char *path = shard_path(w->run_dir, s);
+		if (access(path, R_OK) != 0) {
+			free(path);
+			continue;
+		}
+		struct label_shard ls;
+		int rc = labels_read(&ls, path);
+		if (rc == 0 && (ls.classes != K || (long)s * size + ls.n > u->n))
+			rc = mke_error("pseudo-labels '%s' do not match the unlabeled set", path);
+		for (int i = 0; rc == 0 && i < ls.n; i++) {
+			int row = s * size + i;
+			if (strcmp(labels_id(&ls, i, idbuf), u->names[row]) != 0) {
+				rc = mke_error("pseudo-labels '%s' row %d is '%s', the manifest has '%s'", path, i,
+					       idbuf, u->names[row]);
+				break;
+			}
+			memcpy(probs + (size_t)row * K, ls.probs + (size_t)i * K, sizeof(float) * (size_t)K);
+			keep[row] = 1;
+			(*nkept)++;
+		}
+		labels_release(&ls);
+		free(path);
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Keep only the rows with pseudo-labels (a no-op when every row has one). */
+static void subset_unlabeled(struct exp_data *d, float *probs, const unsigned char *keep, int K)
+{
+	struct dataset *u = &d->unlabeled;
+	int j = 0;
+	for (int i = 0; i < u->n; i++) {
+		if (!keep[i]) {
+			free(u->names[i]);
+			continue;
+		}
+		for (int k = 0; k < u->nmod; k++)
+			memmove(u->x[k] + (size_t)j * u->dim[k], u->x[k] + (size_t)i * u->dim[k],
+				sizeof(float) * (size_t)u->dim[k]);
+		memmove(probs + (size_t)j * K, probs + (size_t)i * K, sizeof(float) * (size_t)K);
+		if (u->labels)
+			u->labels[j] = u->labels[i];
+		u->ids[j] = u->ids[i];
+		u->names[j] = u->names[i];
+		j++;
+	}
+	u->n = j;
+}
+
+static int phase_student(struct worker *w)
+{
+	struct dataset *u = &w->d.unlabeled;
+	int K = w->c.classes;
+	float *probs = xmalloc(sizeof(float) * (size_t)u->n * (size_t)K + 1);
+	unsigned char *keep = xmalloc((size_t)u->n + 1);
+	int nkept = 0;
+	int rc = load_pseudo_labels(w, probs, keep, &nkept);
+	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+	if (rc != 0)
+		goto out;
+	if (nkept < u->n) {
+		if (w->rank == 0)
+			queue_emit_log(&w->q, 0, "warning",
+				       "some shards are dead: students train on the rows that have pseudo-labels");
+		subset_unlabeled(&w->d, probs, keep, K);
+	}
+	if (u->n == 0) {
+		rc = mke_error("no unlabeled row has a pseudo-label; see 'mke status' for dead shards");
+		goto out;
+	}
+	int *pseudo = xmalloc(sizeof(int) * (size_t)u->n);
+	pseudo_targets(probs, u->n, K, pseudo);
+	w->d.has_unlabeled_labels = u->labels != NULL;
+	for (int i = 0; w->d.has_unlabeled_labels && i < u->n; i++)
+		if (u->labels[i] < 0)
+			w->d.has_unlabeled_labels = 0;
+	if (w->rank == 0 && w->d.has_unlabeled_labels)
+		queue_emit_metric(&w->q, 0, "teacher", 0, "pseudo_label_accuracy",
+				  accuracy_of(probs, u->labels, u->n, K));
+	char *dir = xasprintf("%s/students", w->run_dir);
+	mkdir_p(dir, 0750);
+	int total = w->c.nvariants * w->c.nseeds, k = 0;
+	for (int v = 0; v < w->c.nvariants && rc == 0; v++) {
+		const struct variant_spec *vs = &w->c.variants[v];
+		const char *vname = variant_name(vs->kind);
+		const struct model_spec *ms = &w->c.models[vs->model];
+		struct regularizer reg = variant_reg(vs, w->g);
+		for (int s = 0; s < w->c.nseeds && rc == 0; s++, k++) {
+			uint64_t seed = w->c.seeds[s];
+			char *path = xasprintf("%s/%s-seed%llu.safetensors", dir, vname, (unsigned long long)seed);
+			char *label = xasprintf("%s/%llu", vname, (unsigned long long)seed);
+			struct fit_ctl ctl;
+			fit_ctl_for(w, &ctl, label, path, vs->train.epochs);
+			struct mlp m;
+			rc = train_student(&m, &w->c, &w->d, vs, reg, seed, probs, &ctl);
+			MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+			if (rc == 0 && w->rank == 0) {
+				double acc = eval_model(&m, &w->d.test, ms, K);
+				queue_emit_metric(&w->q, 0, label, vs->train.epochs, "test_accuracy", acc);
+				double r = rectification(&m, &w->d, ms, pseudo, K);
+				if (r >= 0)
+					queue_emit_metric(&w->q, 0, label, vs->train.epochs, "rectification", r);
+				queue_emit_progress(&w->q, 0, "student", k + 1, total);
+			}
+			mlp_release(&m);
+			free(path);
+			free(label);
+		}
+	}
+	free(dir);
+	free(pseudo);
+out:
+	free(probs);
+	free(keep);
+	return rc;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: mke-worker --run ID --run-dir DIR --config FILE --redis URL [--setting NAME]\n"
+			"(started by 'mke run' / 'mke submit'; the Redis password comes from MKE_REDIS_PASSWORD)\n");
+	return 2;
+}
+
+static int parse_args(struct worker *w, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char **slot = NULL;
+		if (strcmp(argv[i], "--run") == 0)
+			slot = &w->run;
+		else if (strcmp(argv[i], "--run-dir") == 0)
+			slot = &w->run_dir;
+		else if (strcmp(argv[i], "--config") == 0)
+			slot = &w->config_path;
+		else if (strcmp(argv[i], "--redis") == 0)
+			slot = &w->redis_url;
+		else if (strcmp(argv[i], "--setting") == 0)
+			slot = &w->setting_name;
+		if (!slot || i + 1 >= argc) {
+			fprintf(stderr, "error: unknown or incomplete option '%s'\n", argv[i]);
+			return -1;
+		}
+		*slot = argv[++i];
+	}
+	if (!w->run || !w->run_dir || !w->config_path || !w->redis_url) {
+		fprintf(stderr, "error: --run, --run-dir, --config and --redis are required\n");
+		return -1;
+	}
+	return 0;
+}
+
+static const struct grid_setting *find_setting(const struct run_config *c, const char *name)
+{
+	if (!name)
+		return &c->grid[0];
+	for (int i = 0; i < c->ngrid; i++)
+		if (strcmp(c->grid[i].name, name) == 0)
+			return &c->grid[i];
+	return NULL;
+}
+
+static int run_worker(struct worker *w)
+{
+	if (config_load(&w->c, w->config_path) != 0)
+		return -1;
+	if (!(w->g = find_setting(&w->c, w->setting_name)))
+		return mke_error("config '%s' has no grid setting named '%s'", w->config_path, w->setting_name);
+	w->password = getenv("MKE_REDIS_PASSWORD");
+	if (!w->password || !*w->password)
+		w->password = w->c.pipeline.redis_password;
+	struct redis_conn_opts o = {.password = w->password};
+	if (redis_conn_open(&w->rc, w->redis_url, &o) != 0)
+		return -1;
+	struct queue_opts qo;
+	queue_opts_default(&qo);
+	qo.lease_ms = w->c.pipeline.lease_ms;
+	qo.max_attempts = w->c.pipeline.max_attempts;
+	if (queue_init(&w->q, &w->rc, w->run, &qo) != 0)
+		return -1;
+	if (exp_data_load(&w->d, &w->c) != 0)
+		return -1;
+
+	struct mlp teacher;
+	int rc = phase_teacher(w, &teacher);
+	if (rc == 0 && !w->cancelled)
+		rc = phase_label(w, &teacher);
+	mlp_release(&teacher);
+	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+	if (rc == 0 && !agree_cancelled(w))
+		rc = phase_student(w);
+	if (rc == 0 && !w->cancelled && w->rank == 0)
+		queue_emit_progress(&w->q, 0, "eval", 1, 1);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	MPI_Init(&argc, &argv);
+	openblas_set_num_threads(1);
+	struct worker w;
+	memset(&w, 0, sizeof w);
+	MPI_Comm_rank(MPI_COMM_WORLD, &w.rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &w.world);
+	if (parse_args(&w, argc, argv) != 0) {
+		MPI_Finalize();
+		return usage();
+	}
+	char host[HOST_NAME_MAX + 1] = "localhost";
+	gethostname(host, sizeof host);
+	host[HOST_NAME_MAX] = '\0';
+	snprintf(w.id, sizeof w.id, "%.100s:%ld:%d", host, (long)getpid(), w.rank);
+	w.dp = (struct dp_hooks){.rank = w.rank, .world = w.world, .allreduce = mpi_allreduce_f,
+				 .reduce = mpi_reduce_d};
+
+	int rc = run_worker(&w);
+	if (w.q.rc) {
+		cJSON *bye = cJSON_CreateObject();
+		cJSON_AddStringToObject(bye, "type", "bye");
+		cJSON_AddNumberToObject(bye, "rank", w.rank);
+		cJSON_AddStringToObject(bye, "status", rc != 0 ? "failed" : w.cancelled ? "cancelled" : "done");
+		queue_emit_json(&w.q, bye);
+		cJSON_Delete(bye);
+		queue_release(&w.q);
+	}
+	if (w.rc.ctx)
+		redis_conn_close(&w.rc);
+	exp_data_release(&w.d);
+	config_release(&w.c);
+	MPI_Finalize();
+	return rc != 0 ? 1 : w.cancelled ? 3 : 0;
+}
