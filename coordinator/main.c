@@ -16,6 +16,24 @@ const struct cmd mke_commands[] = {
 	 "process (no Redis, no MPI). Prints mean ± std of the test accuracy per cell,\n"
 	 "the teacher's accuracy over the seeds, the pseudo-label accuracy and each\n"
 	 "student's rectification. --format csv writes `setting,variant,mean,std,n`.\n"},
+	{"run", cmd_run, "run the whole MKE lifecycle through Redis and an MPI worker job",
+	 "usage: mke run CONFIG [--ranks N] [--redis URL] [--run-dir DIR] [--db FILE]\n"
+	 "                      [--setting NAME] [--max-restarts N] [--quiet]\n"
+	 "\n"
+	 "Creates a run and drives it: teacher -> shard -> label -> student -> eval -> done.\n"
+	 "Without --redis a private redis-server is started on a unix socket in the run\n"
+	 "directory and stopped at the end. The workers are 'mpirun -np N mke-worker'\n"
+	 "(N defaults to the number of cores), restarted from their checkpoints when the\n"
+	 "job dies. The Redis password comes from MKE_REDIS_PASSWORD or the config, never\n"
+	 "from the command line. The run directory defaults to $MKE_RUNS/<run id> (MKE_RUNS\n"
+	 "defaults to ./runs); the database to <run dir>/mke.db ($MKE_DB or --db to share one).\n"
+	 "--setting picks the grid setting (regularizer) to run; default the first.\n"
+	 "Exit status: 0 done, 1 failed, 2 usage, 3 cancelled.\n"},
+	{"resume", cmd_resume, "continue a run whose coordinator or worker job died",
+	 "usage: mke resume RUN [--ranks N] [--redis URL] [--db FILE] [--quiet]\n"
+	 "\n"
+	 "Drives RUN on from what its database records: finished shards are not redone,\n"
+	 "the teacher and students continue from their last checkpoints.\n"},
 	{"help", cmd_help, "show help for mke or one command", "usage: mke help [COMMAND]\n"},
 	{NULL, NULL, NULL, NULL},
 };

@@ -265,6 +265,10 @@ static int label_shard(struct worker *w, struct mlp *teacher, const struct queue
 	td.n = n;
 	float *probs = xmalloc(sizeof(float) * (size_t)n * (size_t)K);
 	predict_probs(teacher, &td, probs);
+	/* fault-injection tests slow the label phase down to hit it mid-way */
+	const char *delay = getenv("MKE_TEST_LABEL_DELAY_MS");
+	if (delay && atoi(delay) > 0)
+		usleep((useconds_t)atoi(delay) * 1000);
 	char *path = shard_path(w->run_dir, l->id);
 	int rc = labels_write(path, u->names + l->first, probs, n, K, sha);
 	free(probs);
@@ -524,6 +528,17 @@ static int run_worker(struct worker *w)
 	qo.max_attempts = w->c.pipeline.max_attempts;
 	if (queue_init(&w->q, &w->rc, w->run, &qo) != 0)
 		return -1;
+	char host[HOST_NAME_MAX + 1] = "localhost";
+	gethostname(host, sizeof host);
+	host[HOST_NAME_MAX] = '\0';
+	cJSON *hello = cJSON_CreateObject();
+	cJSON_AddStringToObject(hello, "type", "hello");
+	cJSON_AddNumberToObject(hello, "rank", w->rank);
+	cJSON_AddStringToObject(hello, "worker", w->id);
+	cJSON_AddStringToObject(hello, "host", host);
+	cJSON_AddNumberToObject(hello, "pid", (double)getpid());
+	queue_emit_json(&w->q, hello);
+	cJSON_Delete(hello);
 	if (exp_data_load(&w->d, &w->c) != 0)
 		return -1;
 
@@ -564,6 +579,7 @@ int main(int argc, char **argv)
 		cJSON *bye = cJSON_CreateObject();
 		cJSON_AddStringToObject(bye, "type", "bye");
 		cJSON_AddNumberToObject(bye, "rank", w.rank);
+		cJSON_AddStringToObject(bye, "worker", w.id);
 		cJSON_AddStringToObject(bye, "status", rc != 0 ? "failed" : w.cancelled ? "cancelled" : "done");
 		queue_emit_json(&w.q, bye);
 		cJSON_Delete(bye);

@@ -1,0 +1,26 @@
+#!/bin/sh
+# The coordinator killed with SIGKILL in the middle of the student phase;
+# `mke resume` finishes the run without redoing finished shards.
+. tests/integration/lib.sh
+
+mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [17, 28]; c["student"]["epochs"] = 6000; c["variants"] = {"mm_student": {"model": "mm"}, "um_student": {"model": "um"}}; c["pipeline"]["checkpoint_every"] = 500'
+"$MKE" run "$T/c.json" --ranks 2 --run-dir "$T/run" >"$T/out" 2>"$T/err" &
+pid=$!
+echo $pid >"$T/coord.pid"
+DB="$T/run/mke.db"
+wait_for 120 sh -c "[ \"\$(sqlite3 $DB \"select phase from runs\" 2>/dev/null)\" = student ]" || fail "never reached the student phase"
+sleep 1
+kill -9 $pid
+wait $pid 2>/dev/null || true
+RUN=$(run_id_of "$T/out")
+ok "coordinator of $RUN killed in the student phase"
+before=$(sql "$DB" "select group_concat(shard_id || ':' || attempts || ':' || sha256, ',') from shards order by shard_id")
+wait_for 20 sh -c "! pgrep -f 'mke-worker --run $RUN' >/dev/null" || fail "workers outlived the coordinator"
+"$MKE" resume "$RUN" --db "$DB" >"$T/out2" 2>"$T/err2" || { tail -n 30 "$T/err2"; fail "resume failed"; }
+[ "$(sql "$DB" "select status || ' ' || phase from runs")" = "done done" ] || fail "not done after resume"
+after=$(sql "$DB" "select group_concat(shard_id || ':' || attempts || ':' || sha256, ',') from shards order by shard_id")
+[ "$before" = "$after" ] || fail "shards changed across the resume"
+[ "$(sql "$DB" "select count(*) from metrics where key = 'test_accuracy' and variant like '%/%'")" = 4 ] || fail "student metrics"
+[ "$(sql "$DB" "select count(*) from events where kind = 'resume'")" = 1 ] || fail "resume not recorded"
+[ "$(sql "$DB" "pragma integrity_check")" = ok ] || fail "integrity"
+ok "resumed to done; no shard redone; integrity ok"
