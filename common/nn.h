@@ -46,10 +46,17 @@ void relu_forward(float *out, const float *inp, size_t n);
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
 
 /* Inverted dropout. inp, out, mask are (B,C); mask[b,c] is 0 or 1/(1-p),
- * drawn from rng (seed, RNG_DROPOUT, step, ids[b]) at index layer*C + c.
- * p == 0 copies. out may equal inp. */
+ * drawn from rng (seed, RNG_DROPOUT, step, ids[b]) at index layer*C + c:
+ * element c is dropped when rng_uniform() < p. p == 0 copies (mask all 1).
+ * ids NULL means ids[b] = b. out may equal inp. */
 void dropout_forward(float *out, float *mask, const float *inp, int B, int C, float p,
 		     uint64_t seed, uint32_t step, uint32_t layer, const uint32_t *ids);
+/* The same with the stream index given directly: element c uses index
+ * offset + c. dropout_forward is dropout_forward_at with offset layer*C.
+ * mlp_forward uses this so that layers of different widths never share draws
+ * (see struct mlp). */
+void dropout_forward_at(float *out, float *mask, const float *inp, int B, int C, float p,
+			uint64_t seed, uint32_t step, uint64_t offset, const uint32_t *ids);
 /* dinp += dout * mask */
 void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n);
 
@@ -62,13 +69,20 @@ void dropout_backward(float *dinp, const float *dout, const float *mask, size_t 
 void noise_forward(float *out, float *eps, const float *inp, int B, int C, float s,
 		   float mean_abs, uint64_t seed, uint32_t purpose, uint32_t step,
 		   const uint32_t *ids);
+/* The same with eps[b,c] drawn at stream index offset + c (noise_forward is
+ * offset 0); late fusion noises branch k at offset sum(in_dim[0..k)) so that
+ * it draws exactly the values early fusion draws for those columns. ids NULL
+ * means ids[b] = b (also for noise_forward). */
+void noise_forward_at(float *out, float *eps, const float *inp, int B, int C, float s,
+		      float mean_abs, uint64_t seed, uint32_t purpose, uint32_t step,
+		      uint64_t offset, const uint32_t *ids);
 /* Gradient of the above as autograd computes it, through mean(|inp|) too:
  *     dinp[b,c] += dout[b,c] + s * sign(inp[b,c]) / N * sum(dout * eps)
  * where N is the global element count and `dot` = sum(dout*eps) over the
  * global batch (the caller reduces it, see noise_dot). */
 void noise_backward(float *dinp, const float *dout, const float *inp, int B, int C, float s,
 		    double dot, double global_count);
-/* Local pieces of the batch-wide sums above. */
+/* Local pieces of the batch-wide sums above: sum |x| and sum dout*eps. */
 double nn_sum_abs(const float *x, size_t n);
 double noise_dot(const float *dout, const float *eps, size_t n);
 
@@ -99,11 +113,13 @@ void softmax_rows(float *out, const float *inp, int B, int K);
 enum fusion { FUSION_EARLY = 0, FUSION_LATE = 1 };
 
 /*
- * Architecture. Early fusion concatenates the branch inputs and feeds the
- * trunk. Late fusion runs each branch's own hidden layers (Linear+ReLU each),
- * concatenates the branch outputs and feeds the trunk. The trunk is
- * hidden[0..depth) Linear+ReLU layers and then a Linear head to `classes`.
- * With one branch the fusion does not matter.
+ * Architecture. Early fusion concatenates the branch inputs (in branch order)
+ * and feeds the trunk; branch_depth/branch_hidden are ignored. Late fusion
+ * runs each branch's own hidden layers (Linear+ReLU each; a branch of depth 0
+ * passes its input through), concatenates the branch outputs in branch order
+ * and feeds the trunk. The trunk is hidden[0..depth) Linear+ReLU layers and
+ * then a Linear head to `classes`. With one branch and branch_depth 0 the
+ * fusion does not matter.
  */
 struct mlp_arch {
 	int nbranch;
@@ -116,7 +132,21 @@ struct mlp_arch {
 	int classes;
 };
 
-/* The consistency regularizer T; all zero is the identity. */
+/* The consistency regularizer T; all zero is the identity. Where each piece
+ * goes in struct mlp:
+ *  - input noise: on the fused input (early fusion) or on each branch input
+ *    (late fusion, branch k at stream offset sum(in_dim[0..k)), so both
+ *    fusions draw the same eps); mean |x| over the global batch of that input.
+ *    Draws (seed, RNG_INPUT_NOISE, step, id).
+ *  - hidden noise: after the ReLU of the first hidden layer: the first trunk
+ *    layer in early fusion; in late fusion the first layer of every branch
+ *    that has one (each with its own batch mean, stream offset = sum of the
+ *    widths of the earlier branches' first layers), or the first trunk layer
+ *    when no branch has a layer. Draws (seed, RNG_HIDDEN_NOISE, step, id).
+ *  - dropout: after every hidden layer's ReLU (branch and trunk layers, not
+ *    the head), after the hidden noise where both apply. Hidden layer l (in
+ *    the order of m->lin) uses stream offset = sum of the widths of the
+ *    hidden layers before it. Draws (seed, RNG_DROPOUT, step, id). */
 struct regularizer {
 	float input_noise;  /* alpha: x + alpha*mean|x|*N(0,1) on the (fused) input */
 	float hidden_noise; /* beta: h + beta*mean|h|*N(0,1) after the first hidden layer's ReLU */
@@ -132,8 +162,8 @@ struct fwd_ctx {
 	struct regularizer reg;
 	uint64_t seed;
 	uint32_t step;          /* keys the noise/dropout draws */
-	const uint32_t *ids;    /* (B) sample ids, key the per-sample draws */
-	int global_batch;       /* rows over all ranks (for the noise mean) */
+	const uint32_t *ids;    /* (B) sample ids, key the per-sample draws; NULL: row index */
+	int global_batch;       /* rows over all ranks (for the noise mean); <= 0: B */
 	reduce_fn reduce;       /* NULL: single process */
 	void *reduce_arg;
 };
@@ -144,6 +174,12 @@ struct linear_view {
 	float *dw, *db; /* grads */
 };
 
+/*
+ * The model. lin[] is ordered: branch 0's layers, branch 1's layers (late
+ * fusion only), trunk layers, head. params holds, for each lin[l] in order,
+ * its weight (out,in) then its bias (out), contiguous, so the tensors of
+ * mlp_tensor() tile params exactly; grads has the same layout.
+ */
 struct mlp {
 	struct mlp_arch arch;
 	int nlinear;                          /* branch layers + trunk + head */
@@ -163,7 +199,9 @@ struct mlp {
 	void *priv;
 };
 
-/* Lay out a model for arch; parameters zeroed. 0 on success. */
+/* Lay out a model for arch; parameters and gradients zeroed, no activations
+ * yet. 0 on success; on a bad arch reports what is wrong and returns -1
+ * (m is then left released). */
 int mlp_init(struct mlp *m, const struct mlp_arch *arch);
 /* PyTorch's default nn.Linear init: weight and bias U(-1/sqrt(in), 1/sqrt(in)),
  * drawn from (seed, RNG_INIT, layer, tensor). */
@@ -172,23 +210,43 @@ void mlp_release(struct mlp *m);
 
 /* Forward a batch. inputs[k] is (B, in_dim[k]) for each branch. ctx NULL means
  * evaluation (no regularizer); otherwise a training pass with ctx->reg.
- * Activations are (re)allocated only when B exceeds every earlier B.
- * Result in m->logits (B, classes). */
+ * Activations are (re)allocated only when B exceeds every earlier B (or a
+ * regularizer buffer is needed for the first time). Result in m->logits
+ * (B, classes). The inputs are borrowed, not copied: they must stay unchanged
+ * until mlp_backward has run. When a regularizer needs a batch mean, ctx->reduce
+ * is called (by every rank, the same number of times). */
 void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct fwd_ctx *ctx);
 /* Backward from dlogits (B, classes) of the last forward; ACCUMULATES into
- * m->grads. ctx must be the one given to mlp_forward. */
+ * m->grads. ctx must be the one given to mlp_forward (its reduce hook is
+ * called once per noise site of the hidden layers). No input gradient is
+ * computed. */
 void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx);
 void mlp_zero_grad(struct mlp *m);
 
-/* Tensor names are PyTorch-style: "branch0.0.weight", "trunk.1.bias",
- * "head.weight". Iterate i in [0, 2*nlinear): name, data pointer, dims. */
+/* Tensor names are PyTorch-style, as a module with ModuleLists `branch0`,
+ * `branch1`, `trunk` of nn.Linear and an nn.Linear `head` names them (the
+ * number counts Linear layers only, ReLU/dropout are not modules):
+ *     branch<k>.<j>.weight (out,in)   branch<k>.<j>.bias (out)   late fusion only
+ *     trunk.<j>.weight     (out,in)   trunk.<j>.bias     (out)
+ *     head.weight          (classes,in)   head.bias      (classes)
+ * Tensor i in [0, 2*nlinear) is lin[i/2]'s weight (i even) or bias (i odd).
+ * Returns the name (owned by m) and sets *data (into m->params), *rows and
+ * *cols (any may be NULL): a weight is rows=out, cols=in; a bias is rows=out,
+ * cols=1 but its PyTorch shape is 1-D (out). NULL when i is out of range. */
 int mlp_ntensors(const struct mlp *m);
 const char *mlp_tensor(const struct mlp *m, int i, float **data, int *rows, int *cols);
+/* Index of the tensor called name, or -1. */
+int mlp_find_tensor(const struct mlp *m, const char *name);
 
 /* ---- optimizers -------------------------------------------------------- */
 
 enum optim_kind { OPTIM_SGD = 0, OPTIM_ADAMW = 1 };
 
+/* SGD: PyTorch's torch.optim.SGD with dampening 0 and nesterov off:
+ *     g = grad + wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf
+ * AdamW: torch.optim.AdamW (amsgrad off):
+ *     p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
+ *     p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) */
 struct optim_config {
 	enum optim_kind kind;
 	float lr;
@@ -205,6 +263,7 @@ struct optim {
 	float *state;  /* n floats (SGD with momentum) or 2n (AdamW); NULL for plain SGD */
 };
 
+/* State zeroed; t = 0. optim_release frees it. */
 void optim_init(struct optim *o, const struct optim_config *cfg, size_t n);
 /* One update with PyTorch's semantics (torch.optim.SGD / torch.optim.AdamW). */
 void optim_step(struct optim *o, float *params, const float *grads);
