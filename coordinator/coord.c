@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "manifest.h"
+#include "shard.h"
 #include "util.h"
 
 #ifndef MKE_GIT_REV
@@ -288,21 +289,8 @@ static int ingest(struct coord *co, int block_ms)
 
 /* ---- the shard phase --------------------------------------------------------- */
 
-struct done_mark {
-	unsigned char *done;
-	int n;
-};
-
-static int mark_done(void *arg, const struct store_shard *s)
-{
-	struct done_mark *a = arg;
-	if (s->shard_id >= 0 && s->shard_id < a->n)
-		a->done[s->shard_id] = 1;
-	return 0;
-}
-
-/* Cut the validated unlabeled set into shards of K rows, record them, push
- * the unfinished ones (a resumed run pushes only those) and seal the queue. */
+/* Cut the validated unlabeled set into shards, record them, push the
+ * unfinished ones (a resumed run pushes only those) and seal the queue. */
 static int do_shard(struct coord *co)
 {
 	begin_phase(co, PHASE_SHARD);
@@ -311,49 +299,14 @@ static int do_shard(struct coord *co)
 		return -1;
 	int rows = u.n, quarantined = u.nquarantined;
 	dataset_release(&u);
-	int K = co->c.pipeline.shard_size;
-	int n = (rows + K - 1) / K;
-	struct store_shard *sh = xcalloc((size_t)n + 1, sizeof *sh);
-	struct queue_shard *qs = xcalloc((size_t)n + 1, sizeof *qs);
-	unsigned char *done = xcalloc((size_t)n + 1, 1);
-	for (int i = 0; i < n; i++) {
-		sh[i].shard_id = i;
-		sh[i].first_row = (int64_t)i * K;
-		sh[i].row_count = (i + 1) * K <= rows ? K : rows - i * K;
-		sh[i].state = SHARD_NEW;
-	}
-	size_t added = 0, pushed = 0, nq = 0;
-	int rc = store_shard_add(co->db, co->run_id, sh, (size_t)n, &added);
-	struct done_mark dm = {done, n};
-	if (rc == 0)
-		rc = store_shards_each(co->db, co->run_id, SHARD_DONE, mark_done, &dm);
-	for (int i = 0; i < n && rc == 0; i++) {
-		if (done[i])
-			continue;
-		qs[nq].id = sh[i].shard_id;
-		qs[nq].first = sh[i].first_row;
-		qs[nq].count = sh[i].row_count;
-		nq++;
-	}
-	if (rc == 0 && nq > 0)
-		rc = queue_push(&co->q, qs, nq, &pushed);
-	/* SQLite learns of the push (new -> ready) from the queue's journal */
-	if (rc == 0)
-		rc = queue_seal(&co->q);
-	if (rc == 0) {
-		char *detail = xasprintf("%d rows (%d quarantined) in %d shards of %d; %zu pushed, %d already done",
-					 rows, quarantined, n, K, pushed, n - (int)nq);
-		store_phase_end(co->db, co->run_id, PHASE_SHARD, PHASE_OK, detail);
-		mke_info("run %s: %s", co->run_id, detail);
-		free(detail);
-	}
-	co->nshards = n;
-	co->sharded = 1;
-	free(sh);
-	free(qs);
-	free(done);
-	if (rc != 0)
+	char *detail = NULL;
+	if (shard_rows(co->db, &co->q, co->run_id, rows, quarantined, co->c.pipeline.shard_size,
+		       &co->nshards, &detail) != 0)
 		return -1;
+	store_phase_end(co->db, co->run_id, PHASE_SHARD, PHASE_OK, detail);
+	mke_info("run %s: %s", co->run_id, detail);
+	free(detail);
+	co->sharded = 1;
 	begin_phase(co, PHASE_LABEL);
 	return 0;
 }
