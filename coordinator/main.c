@@ -34,6 +34,53 @@ const struct cmd mke_commands[] = {
 	 "\n"
 	 "Drives RUN on from what its database records: finished shards are not redone,\n"
 	 "the teacher and students continue from their last checkpoints.\n"},
+	{"runs", cmd_runs, "list the runs this machine can see, newest first",
+	 "usage: mke runs [--db FILE] [--json]\n"
+	 "\n"
+	 "Lists every run in $MKE_DB and in each $MKE_RUNS/RUN/mke.db (MKE_RUNS defaults\n"
+	 "to ./runs), or only those in --db FILE: id, name, status, phase, when it was\n"
+	 "created, how long it ran, and for a finished run the best pseudo-label student's\n"
+	 "test accuracy against the teacher's. --json prints an array of objects.\n"},
+	{"status", cmd_status, "show a run's phase, shards, ranks, throughput and results",
+	 "usage: mke status [RUN] [--db FILE] [--json] [--watch [SECONDS]]\n"
+	 "\n"
+	 "Shows RUN (default: the newest run) from its database: status and phase, the\n"
+	 "phases with their times, shards by state, live worker ranks, label throughput\n"
+	 "and ETA, the latest metrics, and the variants table (teacher accuracy, each\n"
+	 "student's mean ± std over seeds of test accuracy and rectification, and its\n"
+	 "gain over the teacher in points). RUN may be a unique prefix of a run id.\n"
+	 "The database is --db FILE, else $MKE_DB, else $MKE_RUNS/RUN/mke.db.\n"
+	 "--json prints one JSON object. --watch redraws every SECONDS (default 2) until\n"
+	 "the run is done, failed or cancelled (one JSON object per line with --json).\n"},
+	{"export", cmd_export, "write a run's metrics, shards, params, events or runs as CSV or JSON",
+	 "usage: mke export RUN [--metrics|--shards|--params|--events|--runs]\n"
+	 "                      [--format csv|json] [-o FILE] [--db FILE]\n"
+	 "\n"
+	 "Writes one table of RUN (default --metrics) to stdout, or atomically to FILE\n"
+	 "(mode 0640). CSV is RFC 4180 (header row, CRLF, quoted cells); a text cell that\n"
+	 "starts with = + - @ TAB or CR gets a leading ' so that spreadsheets do not run\n"
+	 "it as a formula. JSON is an array of objects. --runs exports the runs table:\n"
+	 "RUN's row, or with no RUN every run 'mke runs' lists. Empty cells and nulls are\n"
+	 "NULL in the database (a NaN metric value is empty/null).\n"},
+	{"cancel", cmd_cancel, "ask a running run to stop",
+	 "usage: mke cancel RUN [--db FILE] [--reason TEXT] [--wait [SECONDS]]\n"
+	 "\n"
+	 "Sets the run's cancel key in its Redis (the URL recorded in the run's params;\n"
+	 "the password from MKE_REDIS_PASSWORD or the run's config). The coordinator\n"
+	 "notices, stops the workers, releases the leases and records status cancelled.\n"
+	 "--wait waits up to SECONDS (default 60) for that record. A run that already\n"
+	 "ended is left alone (exit 0). Exit 1 when Redis cannot be reached: the\n"
+	 "coordinator is then probably dead (see 'mke resume').\n"},
+	{"shard", cmd_shard, "validate a manifest and cut it into shards for a run's queue",
+	 "usage: mke shard MANIFEST --run RUN [--shard-size K] [--config CONFIG] [--db FILE]\n"
+	 "                 [--redis URL]\n"
+	 "\n"
+	 "Checks every row of MANIFEST (bad rows are reported as file:line: reason,\n"
+	 "counted and skipped; with --config the modality cells are decoded too),\n"
+	 "records shards of K rows (default: the config's pipeline.shard_size, else 64)\n"
+	 "in the run's database (created if new) and pushes the unfinished ones to the\n"
+	 "run's Redis queue (--redis, else the URL the run recorded; none: record only).\n"
+	 "Safe to repeat: known shards are left alone and done ones are not pushed.\n"},
 	{"help", cmd_help, "show help for mke or one command", "usage: mke help [COMMAND]\n"},
 	{NULL, NULL, NULL, NULL},
 };
