@@ -15,7 +15,7 @@ wait $pid 2>/dev/null || true
 RUN=$(run_id_of "$T/out")
 ok "coordinator of $RUN killed in the student phase"
 before=$(sql "$DB" "select group_concat(shard_id || ':' || attempts || ':' || sha256, ',') from shards order by shard_id")
-wait_for 20 sh -c "! pgrep -f 'mke-worker --run $RUN' >/dev/null" || fail "workers outlived the coordinator"
+wait_for 20 sh -c "! pgrep -f '^[^ ]*(mpirun|mke-worker) .*--run [$(echo "$RUN" | cut -c1)]$(echo "$RUN" | cut -c2-)'" || fail "workers outlived the coordinator"
 "$MKE" resume "$RUN" --db "$DB" >"$T/out2" 2>"$T/err2" || { tail -n 30 "$T/err2"; fail "resume failed"; }
 [ "$(sql "$DB" "select status || ' ' || phase from runs")" = "done done" ] || fail "not done after resume"
 after=$(sql "$DB" "select group_concat(shard_id || ':' || attempts || ':' || sha256, ',') from shards order by shard_id")

@@ -9,7 +9,8 @@ MKE_TEST_LABEL_DELAY_MS=150 "$MKE" run "$T/c.json" --ranks 2 --run-dir "$T/run" 
 echo $! >"$T/coord.pid"
 DB="$T/run/mke.db"
 wait_for 60 sh -c "[ \"\$(sqlite3 $DB \"select count(*) from shards where state = 'done'\" 2>/dev/null)\" -ge 4 ]" || fail "label phase never progressed"
-victim=$(pgrep -f "mke-worker --run" | head -n 1)
+# a rank, not mpirun (whose command line also names mke-worker)
+victim=$(pgrep -f "^[^ ]*mke-worker --run $(run_id_of "$T/out")" | head -n 1)
 [ -n "$victim" ] || fail "no worker rank found"
 kill -9 "$victim"
 ok "killed worker rank pid $victim mid-label"

@@ -13,7 +13,8 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 cleanup() {
 	# stop anything a test left behind (the coordinator stops its own Redis)
 	for p in $(cat "$T"/*.pid 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-	pkill -9 -f "mke-worker --run $T" 2>/dev/null || true
+	pkill -9 -f "^[^ ]*(mpirun|mke-worker) .*$T" 2>/dev/null || true
+	pkill -9 -f "^redis-server unixsocket:$T" 2>/dev/null || true
 	rm -rf "$T"
 }
 trap cleanup EXIT
