@@ -107,7 +107,7 @@ bench: all $(BENCH_BIN)
 	@MKE_BUILD=$(O) MKE_BINDIR=$(BIN) sh tests/bench/run.sh
 
 fixtures:
-	/usr/bin/python3 tests/fixtures/gen_fixtures.py tests/fixtures
+	for g in tests/fixtures/gen_*.py; do /usr/bin/python3 $$g tests/fixtures || exit 1; done
 
 clean:
 	rm -rf build build-san bin
@@ -123,6 +123,7 @@ test:
 example:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory -j2 all
-	$(BIN)/mke experiment deploy/examples/twomoon-table2.json
+	$(BIN)/mke run deploy/examples/twomoon.json
+	$(BIN)/mke status
 
 .PHONY: test example
