@@ -307,7 +307,9 @@ static int do_shard(struct coord *co)
 	mke_info("run %s: %s", co->run_id, detail);
 	free(detail);
 	co->sharded = 1;
-	begin_phase(co, PHASE_LABEL);
+	co->phase = PHASE_LABEL; /* the shard phase is ended above, with its detail */
+	store_phase_begin(co->db, co->run_id, PHASE_LABEL);
+	mke_info("run %s: phase label", co->run_id);
 	return 0;
 }
 
