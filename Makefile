@@ -51,6 +51,10 @@ $(O)/%.o: %.c $(wildcard common/*.h coordinator/*.h worker/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# the network engine's kernels: -O3 to vectorize the elementwise loops and
+# fully unroll the register tiles (AVX2 code paths are chosen at run time)
+$(O)/common/nn.o $(O)/common/rng.o $(O)/common/optim.o: CFLAGS += -O3 -fno-trapping-math
+
 $(O)/worker/%.o: worker/%.c $(wildcard common/*.h worker/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@

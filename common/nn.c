@@ -7,10 +7,16 @@
  * PyTorch's (OC,C) layout (forward is inp * W^T); a plain-loop _naive twin sits
  * beside it and the unit tests hold one to the other.
  *
+ * The MLP itself runs feature-major (see "feature-major kernels"): inputs are
+ * transposed once per forward to (features, batch) and every layer is a small
+ * GEMM whose vector dimension is the batch, done by register-blocked AVX2/FMA
+ * kernels chosen at run time (plain loops on other CPUs, sgemm for big
+ * layers). The row-major layer functions above are the public, tested
+ * building blocks; the feature-major ones have their own _naive twins.
+ *
  * Random draws (dropout masks, noise) are pure functions of
- * (seed, purpose, step, sample id, index) through rng.h, so a sample gets the
- * same mask on any rank and in any batch. Streams are entered at an index by
- * moving the Philox block counter (rng_seek_*), not by drawing and discarding.
+ * (seed, purpose, step, sample id, index) through rng.h's bulk functions, so a
+ * sample gets the same mask on any rank and in any batch, in either layout.
  *
  * struct mlp owns three allocations: params, grads (same layout: per linear
  * layer weight then bias) and acts (activations, regularizer draws and the
@@ -37,37 +43,10 @@
 #include "rng.h"
 #include "util.h"
 
-/* ---- stream positioning ----------------------------------------------- */
-
-/*
- * rng.c draws 4 words per Philox block, the block number being ctr[0]; a
- * uniform takes one word and a pair of normals (Box-Muller) two, so uniform i
- * and normal i both live in block i/4. Setting ctr[0] and drawing the i%4
- * values before it reproduces a fresh stream's i-th value exactly (the unit
- * tests check this against drawing from the start).
- */
-static void rng_seek_uniform(struct rng *r, uint64_t seed, uint32_t purpose, uint32_t epoch,
-			     uint32_t sample, uint64_t index)
-{
-	rng_init(r, seed, purpose, epoch, sample);
-	r->ctr[0] = (uint32_t)(index / 4);
-	for (uint64_t i = 0; i < index % 4; i++)
-		(void)rng_u32(r);
-}
-
-static void rng_seek_normal(struct rng *r, uint64_t seed, uint32_t purpose, uint32_t epoch,
-			    uint32_t sample, uint64_t index)
-{
-	rng_init(r, seed, purpose, epoch, sample);
-	r->ctr[0] = (uint32_t)(index / 4);
-	for (uint64_t i = 0; i < index % 4; i++)
-		(void)rng_normal(r);
-}
-
-static uint32_t row_id(const uint32_t *ids, int b)
-{
-	return ids ? ids[b] : (uint32_t)b;
-}
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NN_X86 1
+#endif
 
 /* ---- linear ------------------------------------------------------------ */
 
@@ -205,16 +184,10 @@ void dropout_forward_at(float *out, float *mask, const float *inp, int B, int C,
 		return;
 	}
 	float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-	for (int b = 0; b < B; b++) {
-		struct rng r;
-		rng_seek_uniform(&r, seed, RNG_DROPOUT, step, row_id(ids, b), offset);
-		float *mk = mask + (size_t)b * C;
-		float *o = out + (size_t)b * C;
-		const float *x = inp + (size_t)b * C;
-		for (int c = 0; c < C; c++) {
-			mk[c] = rng_uniform(&r) < p ? 0.0f : keep;
-			o[c] = x[c] * mk[c];
-		}
+	rng_uniform_batch(mask, 1, (size_t)C, B, C, seed, RNG_DROPOUT, step, ids, offset);
+	for (size_t i = 0; i < n; i++) {
+		mask[i] = mask[i] < p ? 0.0f : keep;
+		out[i] = inp[i] * mask[i];
 	}
 }
 
@@ -240,17 +213,10 @@ void noise_forward_at(float *out, float *eps, const float *inp, int B, int C, fl
 {
 	// inp, out, eps are (B,C); ids is (B)
 	float k = s * mean_abs;
-	for (int b = 0; b < B; b++) {
-		struct rng r;
-		rng_seek_normal(&r, seed, purpose, step, row_id(ids, b), offset);
-		float *e = eps + (size_t)b * C;
-		float *o = out + (size_t)b * C;
-		const float *x = inp + (size_t)b * C;
-		for (int c = 0; c < C; c++) {
-			e[c] = rng_normal(&r);
-			o[c] = x[c] + k * e[c];
-		}
-	}
+	size_t n = (size_t)B * C;
+	rng_normal_batch(eps, 1, (size_t)C, B, C, seed, purpose, step, ids, offset);
+	for (size_t i = 0; i < n; i++)
+		out[i] = inp[i] + k * eps[i];
 }
 
 void noise_forward(float *out, float *eps, const float *inp, int B, int C, float s,
@@ -419,6 +385,704 @@ double softmax_xent(float *dlogits, float *probs, const float *logits, const int
 	return total;
 }
 
+/* ---- feature-major kernels --------------------------------------------- */
+
+/*
+ * Inside the MLP a batch is stored feature-major: feature c of sample b is at
+ * [c*N + b], N the batch rounded up to 8. The batch is then the vector
+ * dimension of every op, whatever the layer widths (1 to 32 in the TwoMoon
+ * models, where row-major sgemm calls cost more in overhead than in
+ * arithmetic). The kernels below are register-blocked FMA loops for AVX2
+ * (selected at run time), plain loops otherwise, and OpenBLAS for layers too
+ * large to keep in L1.
+ */
+
+/* Whether to take the AVX2/FMA paths: the CPU has them and MKE_NO_AVX2 is
+ * not set (the switch lets the tests run the plain paths on any machine).
+ * Decided once; the race of two first calls writes the same value. */
+static int nn_avx2(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *off = getenv("MKE_NO_AVX2");
+		(void)off;
+#if defined(__x86_64__) && defined(__GNUC__)
+		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    !(off && *off);
+#else
+		v = 0;
+#endif
+	}
+	return v;
+}
+
+/* layers with more weights than this go to sgemm (as does everything on a
+ * CPU without AVX2/FMA) */
+#define FM_BLAS_MIN (128 * 128)
+
+#ifdef NN_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* y[i, n0..n0+8*NV) (+)= bias[i] + sum_k a[i*ais + k*aks] x[k, ...] for MR rows */
+AVX2 INLINE void ax_tile(const int MR, const int NV, float *y, size_t N, const float *a, size_t ais,
+			 size_t aks, const float *x, int K, const float *bias, int relu, int acc)
+{
+	__m256 c[4][3];
+#pragma GCC unroll 4
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+		for (int v = 0; v < NV; v++)
+			c[i][v] = bias ? _mm256_set1_ps(bias[i]) : _mm256_setzero_ps();
+	for (int k = 0; k < K; k++) {
+		const float *xk = x + (size_t)k * N;
+		__m256 xv[3];
+#pragma GCC unroll 3
+		for (int v = 0; v < NV; v++)
+			xv[v] = _mm256_loadu_ps(xk + 8 * v);
+#pragma GCC unroll 4
+		for (int i = 0; i < MR; i++) {
+			__m256 av = _mm256_broadcast_ss(a + (size_t)i * ais + (size_t)k * aks);
+#pragma GCC unroll 3
+			for (int v = 0; v < NV; v++)
+				c[i][v] = _mm256_fmadd_ps(av, xv[v], c[i][v]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+		for (int v = 0; v < NV; v++) {
+			float *yp = y + (size_t)i * N + 8 * v;
+			__m256 r = c[i][v];
+			if (acc)
+				r = _mm256_add_ps(r, _mm256_loadu_ps(yp));
+			if (relu)
+				r = _mm256_max_ps(r, _mm256_setzero_ps());
+			_mm256_storeu_ps(yp, r);
+		}
+}
+
+AVX2 INLINE void ax_rows(const int MR, float *y, size_t N, const float *a, size_t ais, size_t aks,
+			 const float *x, int K, const float *bias, int relu, int acc, size_t n0,
+			 size_t n1)
+{
+	size_t n = n0;
+	for (; n + 24 <= n1; n += 24)
+		ax_tile(MR, 3, y + n, N, a, ais, aks, x + n, K, bias, relu, acc);
+	if (n + 16 <= n1) {
+		ax_tile(MR, 2, y + n, N, a, ais, aks, x + n, K, bias, relu, acc);
+		n += 16;
+	}
+	if (n + 8 <= n1)
+		ax_tile(MR, 1, y + n, N, a, ais, aks, x + n, K, bias, relu, acc);
+}
+
+/* Y (M,N) (+)= A (M,K) X (K,N) [+ bias] [relu] over columns [0, N & ~7) */
+AVX2 static void ax_avx2(float *y, const float *a, size_t ais, size_t aks, const float *x, int M,
+			 int K, size_t N, const float *bias, int relu, int acc)
+{
+	size_t nv = N & ~(size_t)7;
+	/* column blocks outside, so the block of X stays in L1 across the rows */
+	for (size_t n0 = 0; n0 < nv; n0 += 96) {
+		size_t n1 = n0 + 96 < nv ? n0 + 96 : nv;
+		int i = 0;
+		for (; i + 4 <= M; i += 4)
+			ax_rows(4, y + (size_t)i * N, N, a + (size_t)i * ais, ais, aks, x, K,
+				bias ? bias + i : NULL, relu, acc, n0, n1);
+		const float *bi = bias ? bias + i : NULL;
+		float *yi = y + (size_t)i * N;
+		const float *ai = a + (size_t)i * ais;
+		switch (M - i) {
+		case 3:
+			ax_rows(3, yi, N, ai, ais, aks, x, K, bi, relu, acc, n0, n1);
+			break;
+		case 2:
+			ax_rows(2, yi, N, ai, ais, aks, x, K, bi, relu, acc, n0, n1);
+			break;
+		case 1:
+			ax_rows(1, yi, N, ai, ais, aks, x, K, bi, relu, acc, n0, n1);
+			break;
+		}
+	}
+}
+
+/* sums of four vectors: [sum a, sum b, sum c, sum d] */
+AVX2 INLINE __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+	__m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+	return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/* Y[i, p] += sum_n G[i, n] X[p, n] for MR rows i and PR rows p */
+AVX2 INLINE void gxt_tile(const int MR, const int PR, float *y, size_t ys, const float *g,
+			  const float *x, size_t N, size_t nv)
+{
+	__m256 c[4][3];
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+		for (int p = 0; p < 3; p++)
+			c[i][p] = _mm256_setzero_ps();
+	for (size_t n = 0; n < nv; n += 8) {
+		__m256 gv[4], xv[3];
+#pragma GCC unroll 4
+		for (int i = 0; i < MR; i++)
+			gv[i] = _mm256_loadu_ps(g + (size_t)i * N + n);
+#pragma GCC unroll 3
+		for (int p = 0; p < PR; p++)
+			xv[p] = _mm256_loadu_ps(x + (size_t)p * N + n);
+#pragma GCC unroll 4
+		for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+			for (int p = 0; p < PR; p++)
+				c[i][p] = _mm256_fmadd_ps(gv[i], xv[p], c[i][p]);
+	}
+#pragma GCC unroll 3
+	for (int p = 0; p < PR; p++) {
+		float s[4];
+		_mm_storeu_ps(s, hsum4(c[0][p], c[1][p], c[2][p], c[3][p]));
+#pragma GCC unroll 4
+		for (int i = 0; i < MR; i++)
+			y[(size_t)i * ys + p] += s[i];
+	}
+}
+
+AVX2 INLINE void gxt_rows(const int MR, float *y, size_t ys, const float *g, const float *x, int P,
+			  size_t N, size_t nv)
+{
+	int p = 0;
+	for (; p + 3 <= P; p += 3)
+		gxt_tile(MR, 3, y + p, ys, g, x + (size_t)p * N, N, nv);
+	if (P - p == 2)
+		gxt_tile(MR, 2, y + p, ys, g, x + (size_t)p * N, N, nv);
+	else if (P - p == 1)
+		gxt_tile(MR, 1, y + p, ys, g, x + (size_t)p * N, N, nv);
+}
+
+/* Y (M,P) += G (M,N) X (P,N)^T over columns [0, N & ~7) */
+AVX2 static void gxt_avx2(float *y, const float *g, const float *x, int M, int P, size_t N)
+{
+	size_t nv = N & ~(size_t)7;
+	int i = 0;
+	for (; i + 4 <= M; i += 4)
+		gxt_rows(4, y + (size_t)i * P, (size_t)P, g + (size_t)i * N, x, P, N, nv);
+	float *yi = y + (size_t)i * P;
+	const float *gi = g + (size_t)i * N;
+	switch (M - i) {
+	case 3:
+		gxt_rows(3, yi, (size_t)P, gi, x, P, N, nv);
+		break;
+	case 2:
+		gxt_rows(2, yi, (size_t)P, gi, x, P, N, nv);
+		break;
+	case 1:
+		gxt_rows(1, yi, (size_t)P, gi, x, P, N, nv);
+		break;
+	}
+}
+#endif
+
+/* Y (M,N) (+)= A X [+ bias] [relu], A[i,k] = a[i*ais + k*aks]: the plain version
+ * (and the tail columns past a multiple of 8 for the AVX2 one) */
+static void ax_plain(float *y, const float *a, size_t ais, size_t aks, const float *x, int M, int K,
+		     size_t N, size_t n0, const float *bias, int relu, int acc)
+{
+	for (int i = 0; i < M; i++) {
+		float *yi = y + (size_t)i * N;
+		float b = bias ? bias[i] : 0.0f;
+		for (size_t n = n0; n < N; n++) {
+			float v = b;
+			for (int k = 0; k < K; k++)
+				v += a[(size_t)i * ais + (size_t)k * aks] * x[(size_t)k * N + n];
+			if (acc)
+				v += yi[n];
+			yi[n] = relu ? (v > 0.0f ? v : 0.0f) : v;
+		}
+	}
+}
+
+static void gxt_plain(float *y, const float *g, const float *x, int M, int P, size_t N, size_t n0)
+{
+	for (int i = 0; i < M; i++)
+		for (int p = 0; p < P; p++) {
+			const float *gi = g + (size_t)i * N, *xp = x + (size_t)p * N;
+			float s = 0.0f;
+			for (size_t n = n0; n < N; n++)
+				s += gi[n] * xp[n];
+			y[(size_t)i * P + p] += s;
+		}
+}
+
+/* Y (M,N) (+)= A X [+ bias] [relu]; A is (M,K) (trans 0: a is (M,K)) or the
+ * transpose of a (K,M) matrix (trans 1) */
+static void fm_ax(float *y, const float *a, int trans, const float *x, int M, int K, size_t N,
+		  const float *bias, int relu, int acc)
+{
+	size_t ais = trans ? 1 : (size_t)K, aks = trans ? (size_t)M : 1;
+	if (M <= 0 || N == 0)
+		return;
+	if ((size_t)M * K >= FM_BLAS_MIN || !nn_avx2()) {
+		cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, M,
+			    (int)N, K, 1.0f, a, trans ? M : K, x, (int)N, acc ? 1.0f : 0.0f, y,
+			    (int)N);
+		if (bias || relu)
+			for (int i = 0; i < M; i++) {
+				float *yi = y + (size_t)i * N, b = bias ? bias[i] : 0.0f;
+				for (size_t n = 0; n < N; n++) {
+					float v = yi[n] + b;
+					yi[n] = relu ? (v > 0.0f ? v : 0.0f) : v;
+				}
+			}
+		return;
+	}
+	size_t n0 = 0;
+#ifdef NN_X86
+	ax_avx2(y, a, ais, aks, x, M, K, N, bias, relu, acc);
+	n0 = N & ~(size_t)7;
+#endif
+	ax_plain(y, a, ais, aks, x, M, K, N, n0, bias, relu, acc);
+}
+
+/* Y (M,P) += G (M,N) X (P,N)^T */
+static void fm_gxt(float *y, const float *g, const float *x, int M, int P, size_t N)
+{
+	if (M <= 0 || P <= 0 || N == 0)
+		return;
+	if ((size_t)M * P >= FM_BLAS_MIN || !nn_avx2()) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, P, (int)N, 1.0f, g, (int)N, x,
+			    (int)N, 1.0f, y, P);
+		return;
+	}
+	size_t n0 = 0;
+#ifdef NN_X86
+	gxt_avx2(y, g, x, M, P, N);
+	n0 = N & ~(size_t)7;
+#endif
+	if (n0 < N)
+		gxt_plain(y, g, x, M, P, N, n0);
+}
+
+/* The elementwise passes. Each has an AVX2 body over whole vectors (the MLP's
+ * buffers are always whole vectors) and a plain loop for the rest. */
+#ifdef NN_X86
+AVX2 static size_t ew_axpy_avx2(float *out, const float *x, float k, const float *e, size_t n)
+{
+	size_t i = 0;
+	__m256 kv = _mm256_set1_ps(k);
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(out + i, _mm256_fmadd_ps(kv, _mm256_loadu_ps(e + i),
+							  _mm256_loadu_ps(x + i)));
+	return i;
+}
+
+AVX2 static size_t ew_dropout_avx2(float *o, float *mk, const float *src, float p, float keep,
+				   size_t n)
+{
+	size_t i = 0;
+	__m256 pv = _mm256_set1_ps(p), kv = _mm256_set1_ps(keep);
+	for (; i + 8 <= n; i += 8) {
+		__m256 drop = _mm256_cmp_ps(_mm256_loadu_ps(mk + i), pv, _CMP_LT_OQ);
+		__m256 k = _mm256_andnot_ps(drop, kv);
+		_mm256_storeu_ps(mk + i, k);
+		_mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(src + i), k));
+	}
+	return i;
+}
+
+AVX2 static size_t ew_mul_avx2(float *g, const float *mk, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(mk + i)));
+	return i;
+}
+
+AVX2 static size_t ew_relu_back_avx2(float *g, const float *h, float k, size_t n)
+{
+	size_t i = 0;
+	__m256 kv = _mm256_set1_ps(k), zero = _mm256_setzero_ps();
+	for (; i + 8 <= n; i += 8) {
+		__m256 pos = _mm256_cmp_ps(_mm256_loadu_ps(h + i), zero, _CMP_GT_OQ);
+		__m256 v = _mm256_add_ps(_mm256_loadu_ps(g + i), kv);
+		_mm256_storeu_ps(g + i, _mm256_and_ps(pos, v));
+	}
+	return i;
+}
+
+/* 8 lanes of sum |x| (abs) or sum x*e (e not NULL) over whole vectors */
+AVX2 static size_t ew_sum8_avx2(float acc[8], const float *x, const float *e, int absx, size_t n)
+{
+	size_t i = 0;
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+	__m256 am = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	for (; i + 16 <= n; i += 16) {
+		__m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+		if (e) {
+			a0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(e + i), a0);
+			a1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(e + i + 8), a1);
+		} else if (absx) {
+			a0 = _mm256_add_ps(a0, _mm256_and_ps(x0, am));
+			a1 = _mm256_add_ps(a1, _mm256_and_ps(x1, am));
+		} else {
+			a0 = _mm256_add_ps(a0, x0);
+			a1 = _mm256_add_ps(a1, x1);
+		}
+	}
+	for (; i + 8 <= n; i += 8) {
+		__m256 x0 = _mm256_loadu_ps(x + i);
+		if (e)
+			a0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(e + i), a0);
+		else
+			a0 = _mm256_add_ps(a0, absx ? _mm256_and_ps(x0, am) : x0);
+	}
+	_mm256_storeu_ps(acc, _mm256_add_ps(a0, a1));
+	return i;
+}
+#endif
+
+/* out = x + k*e */
+static void ew_axpy(float *out, const float *x, float k, const float *e, size_t n)
+{
+	size_t i = 0;
+#ifdef NN_X86
+	if (nn_avx2())
+		i = ew_axpy_avx2(out, x, k, e, n);
+#endif
+	for (; i < n; i++)
+		out[i] = x[i] + k * e[i];
+}
+
+/* uniform draws u in the dropout mask become u < p ? 0 : keep; o = src * mask */
+static void ew_dropout(float *o, float *mk, const float *src, float p, float keep, size_t n)
+{
+	size_t i = 0;
+#ifdef NN_X86
+	if (nn_avx2())
+		i = ew_dropout_avx2(o, mk, src, p, keep, n);
+#endif
+	for (; i < n; i++) {
+		float k = mk[i] < p ? 0.0f : keep;
+		mk[i] = k;
+		o[i] = src[i] * k;
+	}
+}
+
+/* g *= mask */
+static void ew_mul(float *g, const float *mk, size_t n)
+{
+	size_t i = 0;
+#ifdef NN_X86
+	if (nn_avx2())
+		i = ew_mul_avx2(g, mk, n);
+#endif
+	for (; i < n; i++)
+		g[i] *= mk[i];
+}
+
+/* through the noise and the ReLU: g = h > 0 ? g + k : 0 */
+static void ew_relu_back(float *g, const float *h, float k, size_t n)
+{
+	size_t i = 0;
+#ifdef NN_X86
+	if (nn_avx2())
+		i = ew_relu_back_avx2(g, h, k, n);
+#endif
+	for (; i < n; i++)
+		g[i] = h[i] > 0.0f ? g[i] + k : 0.0f;
+}
+
+/* sum of x[0..n) (|x| when absx; x*e when e is given) in float lanes */
+static float ew_sum(const float *x, const float *e, int absx, size_t n)
+{
+	float acc[8] = { 0 }, s = 0.0f;
+	size_t i = 0;
+#ifdef NN_X86
+	if (nn_avx2())
+		i = ew_sum8_avx2(acc, x, e, absx, n);
+#endif
+	for (; i < n; i++)
+		s += e ? x[i] * e[i] : absx ? fabsf(x[i]) : x[i];
+	for (int l = 0; l < 8; l++)
+		s += acc[l];
+	return s;
+}
+
+/* db[i] += sum_n g[i, n] */
+static void fm_rowsum(float *db, const float *g, int M, size_t N)
+{
+	for (int i = 0; i < M; i++)
+		db[i] += ew_sum(g + (size_t)i * N, NULL, 0, N);
+}
+
+void linear_forward_fm(float *out, const float *inp, const float *weight, const float *bias,
+		       int N, int C, int OC, int relu)
+{
+	// inp is (C,N), weight is (OC,C), bias is (OC) or NULL; out is (OC,N)
+	fm_ax(out, weight, 0, inp, OC, C, (size_t)N, bias, relu, 0);
+}
+
+void linear_forward_fm_naive(float *out, const float *inp, const float *weight, const float *bias,
+			     int N, int C, int OC, int relu)
+{
+	// inp is (C,N), weight is (OC,C), bias is (OC) or NULL; out is (OC,N)
+	for (int o = 0; o < OC; o++)
+		for (int n = 0; n < N; n++) {
+			float v = bias ? bias[o] : 0.0f;
+			for (int c = 0; c < C; c++)
+				v += weight[(size_t)o * C + c] * inp[(size_t)c * N + n];
+			out[(size_t)o * N + n] = relu && v < 0.0f ? 0.0f : v;
+		}
+}
+
+void linear_backward_fm(float *dinp, float *dweight, float *dbias, const float *dout,
+			const float *inp, const float *weight, int N, int C, int OC)
+{
+	// dout is (OC,N), inp is (C,N), weight is (OC,C); dinp (C,N), dweight (OC,C), dbias (OC)
+	if (dinp)
+		fm_ax(dinp, weight, 1, dout, C, OC, (size_t)N, NULL, 0, 1);
+	fm_gxt(dweight, dout, inp, OC, C, (size_t)N);
+	if (dbias)
+		fm_rowsum(dbias, dout, OC, (size_t)N);
+}
+
+void linear_backward_fm_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+			      const float *inp, const float *weight, int N, int C, int OC)
+{
+	// dout is (OC,N), inp is (C,N), weight is (OC,C); dinp (C,N), dweight (OC,C), dbias (OC)
+	for (int o = 0; o < OC; o++)
+		for (int n = 0; n < N; n++) {
+			float g = dout[(size_t)o * N + n];
+			for (int c = 0; c < C; c++) {
+				if (dinp)
+					dinp[(size_t)c * N + n] += g * weight[(size_t)o * C + c];
+				dweight[(size_t)o * C + c] += g * inp[(size_t)c * N + n];
+			}
+			if (dbias)
+				dbias[o] += g;
+		}
+}
+
+/* ---- the loss on feature-major logits ---------------------------------- */
+
+/* Target t[k] of column b: soft row, or one-hot of labels[b]. */
+static float xent_target(const int *labels, const float *soft, int K, int b, int k)
+{
+	return soft ? soft[(size_t)b * K + k] : (float)(labels[b] == k);
+}
+
+/* One column of softmax_xent in float (the formulas of softmax_xent); dz is
+ * the column's first gradient entry, stride N. Returns the column's loss. */
+static float xent_fm_col(float *dz, const float *z, size_t N, const int *labels, const float *soft,
+			 int b, int K, enum loss_kind kind, float gs)
+{
+	float mx = -INFINITY, sum = 0.0f, T = 1.0f;
+	for (int k = 0; k < K; k++)
+		mx = z[(size_t)k * N] > mx ? z[(size_t)k * N] : mx;
+	for (int k = 0; k < K; k++)
+		sum += expf(z[(size_t)k * N] - mx);
+	float lse = mx + logf(sum);
+	if (soft) {
+		T = 0.0f;
+		for (int k = 0; k < K; k++)
+			T += soft[(size_t)b * K + k];
+	}
+	if (kind == LOSS_CE) {
+		float tz = 0.0f;
+		for (int k = 0; k < K; k++) {
+			float t = xent_target(labels, soft, K, b, k), zk = z[(size_t)k * N];
+			tz += t * zk;
+			dz[(size_t)k * N] = (expf(zk - lse) * T - t) * gs;
+		}
+		return T * lse - tz;
+	}
+	float s2 = 0.0f, tq = 0.0f, dqq = 0.0f;
+	for (int k = 0; k < K; k++) {
+		float q = expf(z[(size_t)k * N] - lse);
+		dz[(size_t)k * N] = q;
+		s2 += expf(q);
+		tq += xent_target(labels, soft, K, b, k) * q;
+	}
+	float lse2 = logf(s2);
+	for (int k = 0; k < K; k++) {
+		float q = dz[(size_t)k * N];
+		dqq += (expf(q - lse2) * T - xent_target(labels, soft, K, b, k)) * q;
+	}
+	for (int k = 0; k < K; k++) {
+		float q = dz[(size_t)k * N];
+		float dq = expf(q - lse2) * T - xent_target(labels, soft, K, b, k);
+		dz[(size_t)k * N] = q * (dq - dqq) * gs;
+	}
+	return T * lse2 - tq;
+}
+
+#ifdef NN_X86
+/* Cephes expf and logf (logf for positive normal numbers), 8 lanes */
+AVX2 INLINE __m256 exp8(__m256 x)
+{
+	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+	__m256 fx = _mm256_floor_ps(
+		_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+	x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+	x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+	__m256 y = _mm256_set1_ps(1.9875691500E-4f);
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+	y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), x);
+	y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+	__m256i e = _mm256_slli_epi32(
+		_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+AVX2 INLINE __m256 log8(__m256 x)
+{
+	__m256i bits = _mm256_castps_si256(x);
+	__m256 fe = _mm256_cvtepi32_ps(
+		_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(126)));
+	__m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+		_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
+	__m256 lt = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+	__m256 t = _mm256_sub_ps(m, _mm256_set1_ps(1.0f));
+	fe = _mm256_sub_ps(fe, _mm256_and_ps(lt, _mm256_set1_ps(1.0f)));
+	t = _mm256_add_ps(t, _mm256_and_ps(lt, m));
+	__m256 z = _mm256_mul_ps(t, t);
+	__m256 y = _mm256_set1_ps(7.0376836292E-2f);
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-1.1514610310E-1f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(1.1676998740E-1f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-1.2420140846E-1f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(1.4249322787E-1f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-1.6668057665E-1f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(2.0000714765E-1f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-2.4999993993E-1f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(3.3333331174E-1f));
+	y = _mm256_mul_ps(_mm256_mul_ps(y, t), z);
+	y = _mm256_fmadd_ps(fe, _mm256_set1_ps(-2.12194440e-4f), y);
+	y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+	__m256 r = _mm256_add_ps(t, y);
+	return _mm256_fmadd_ps(fe, _mm256_set1_ps(0.693359375f), r);
+}
+
+/* targets of columns b0..b0+8 for class k (0 past B) */
+AVX2 INLINE __m256 xent_t8(const int *labels, const float *soft, int K, int b0, int nb, int k)
+{
+	if (!soft) {
+		__m256i lab = _mm256_set1_epi32(-1);
+		if (nb == 8)
+			lab = _mm256_loadu_si256((const __m256i *)(labels + b0));
+		else {
+			int tmp[8];
+			for (int l = 0; l < 8; l++)
+				tmp[l] = l < nb ? labels[b0 + l] : -1;
+			lab = _mm256_loadu_si256((const __m256i *)tmp);
+		}
+		__m256 eq = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lab, _mm256_set1_epi32(k)));
+		return _mm256_and_ps(eq, _mm256_set1_ps(1.0f));
+	}
+	float t[8];
+	for (int l = 0; l < 8; l++)
+		t[l] = l < nb ? soft[(size_t)(b0 + l) * K + k] : 0.0f;
+	return _mm256_loadu_ps(t);
+}
+
+/* softmax_xent_fm for N a multiple of 8 */
+AVX2 static double xent_fm_avx2(float *dlogits, const float *logits, const int *labels,
+				const float *soft, int B, size_t N, int K, enum loss_kind kind,
+				float grad_scale)
+{
+	double total = 0.0;
+	const __m256 gs = _mm256_set1_ps(grad_scale), zero = _mm256_setzero_ps();
+	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	for (size_t b0 = 0; b0 < N; b0 += 8) {
+		const float *z = logits + b0;
+		float *dz = dlogits + b0;
+		int nb = (size_t)B > b0 ? (B - (int)b0 < 8 ? B - (int)b0 : 8) : 0;
+		if (nb == 0) {
+			for (int k = 0; k < K; k++)
+				_mm256_storeu_ps(dz + (size_t)k * N, zero);
+			continue;
+		}
+		__m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane));
+		__m256 mx = _mm256_set1_ps(-INFINITY), sum = zero, T = _mm256_set1_ps(1.0f);
+		for (int k = 0; k < K; k++)
+			mx = _mm256_max_ps(mx, _mm256_loadu_ps(z + (size_t)k * N));
+		for (int k = 0; k < K; k++)
+			sum = _mm256_add_ps(sum, exp8(_mm256_sub_ps(_mm256_loadu_ps(z + (size_t)k * N), mx)));
+		__m256 lse = _mm256_add_ps(mx, log8(sum));
+		if (soft) {
+			T = zero;
+			for (int k = 0; k < K; k++)
+				T = _mm256_add_ps(T, xent_t8(labels, soft, K, (int)b0, nb, k));
+		}
+		__m256 loss;
+		if (kind == LOSS_CE) {
+			__m256 tz = zero;
+			for (int k = 0; k < K; k++) {
+				__m256 t = xent_t8(labels, soft, K, (int)b0, nb, k);
+				__m256 zk = _mm256_loadu_ps(z + (size_t)k * N);
+				tz = _mm256_fmadd_ps(t, zk, tz);
+				__m256 d = _mm256_fmsub_ps(exp8(_mm256_sub_ps(zk, lse)), T, t);
+				_mm256_storeu_ps(dz + (size_t)k * N,
+						 _mm256_and_ps(valid, _mm256_mul_ps(d, gs)));
+			}
+			loss = _mm256_fmsub_ps(T, lse, tz);
+		} else {
+			__m256 s2 = zero, tq = zero, dqq = zero;
+			for (int k = 0; k < K; k++) {
+				__m256 q = exp8(_mm256_sub_ps(_mm256_loadu_ps(z + (size_t)k * N), lse));
+				_mm256_storeu_ps(dz + (size_t)k * N, q);
+				s2 = _mm256_add_ps(s2, exp8(q));
+				tq = _mm256_fmadd_ps(xent_t8(labels, soft, K, (int)b0, nb, k), q, tq);
+			}
+			__m256 lse2 = log8(s2);
+			for (int k = 0; k < K; k++) {
+				__m256 q = _mm256_loadu_ps(dz + (size_t)k * N);
+				__m256 dq = _mm256_fmsub_ps(exp8(_mm256_sub_ps(q, lse2)), T,
+							    xent_t8(labels, soft, K, (int)b0, nb, k));
+				dqq = _mm256_fmadd_ps(dq, q, dqq);
+			}
+			for (int k = 0; k < K; k++) {
+				__m256 q = _mm256_loadu_ps(dz + (size_t)k * N);
+				__m256 dq = _mm256_fmsub_ps(exp8(_mm256_sub_ps(q, lse2)), T,
+							    xent_t8(labels, soft, K, (int)b0, nb, k));
+				__m256 d = _mm256_mul_ps(_mm256_mul_ps(q, _mm256_sub_ps(dq, dqq)), gs);
+				_mm256_storeu_ps(dz + (size_t)k * N, _mm256_and_ps(valid, d));
+			}
+			loss = _mm256_fmsub_ps(T, lse2, tq);
+		}
+		loss = _mm256_and_ps(valid, loss);
+		__m128 h = _mm_add_ps(_mm256_castps256_ps128(loss), _mm256_extractf128_ps(loss, 1));
+		h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_add_ss(h, _mm_movehdup_ps(h));
+		total += _mm_cvtss_f32(h);
+	}
+	return total;
+}
+#endif
+
+double softmax_xent_fm(float *dlogits, const float *logits, const int *labels, const float *soft,
+		       int B, int N, int K, enum loss_kind kind, float grad_scale)
+{
+	// logits, dlogits are (K,N); labels is (B); soft is (B,K)
+#ifdef NN_X86
+	if (nn_avx2() && N % 8 == 0)
+		return xent_fm_avx2(dlogits, logits, labels, soft, B, (size_t)N, K, kind, grad_scale);
+#endif
+	double total = 0.0;
+	for (int b = 0; b < N; b++) {
+		if (b >= B) {
+			for (int k = 0; k < K; k++)
+				dlogits[(size_t)k * N + b] = 0.0f;
+			continue;
+		}
+		total += xent_fm_col(dlogits + b, logits + b, (size_t)N, labels, soft, b, K, kind,
+				     grad_scale);
+	}
+	return total;
+}
+
 /* ---- the MLP model ----------------------------------------------------- */
 
 #define MLP_MAX_LIN (MLP_MAX_BRANCH * MLP_MAX_LAYERS + MLP_MAX_LAYERS + 1)
@@ -426,7 +1090,7 @@ double softmax_xent(float *dlogits, float *probs, const float *logits, const int
 /* Which regularizer buffers a forward needs (and the allocation has). */
 enum { NEED_NOISE_IN = 1, NEED_NOISE_H = 2, NEED_DROPOUT = 4 };
 
-/* One hidden layer's activations, all (B, out). */
+/* One hidden layer's activations, all feature-major (out, N). */
 struct hidden_acts {
 	float *h;    /* ReLU output */
 	float *o;    /* after noise and dropout (== h when neither applies) */
@@ -435,19 +1099,29 @@ struct hidden_acts {
 	float *g;    /* backward scratch: gradient w.r.t. o, then w.r.t. the pre-activation */
 };
 
+/*
+ * Every activation is feature-major with row length N = B rounded up to 8.
+ * Padding columns [B, N) hold zeros in every forward buffer up to the head's
+ * input, and in every gradient, so whole-row vector ops (sums, dot products,
+ * the dW kernel) need no tail handling; only the head's padding logits are
+ * not zero, and they are never read as data.
+ */
 struct mlp_priv {
 	int cap_flags;                 /* NEED_* buffers the allocation holds */
 	int flags;                     /* NEED_* the last forward used */
-	int cin;                       /* early fusion input width: sum(in_dim) */
+	int N;                         /* row length of the last forward */
+	int cin;                       /* sum(in_dim) */
 	int ct;                        /* trunk input width */
+	int coff[MLP_MAX_BRANCH];      /* first row of branch k's input in xin */
 	int first[MLP_MAX_BRANCH];     /* late: index of branch k's first layer */
 	int trunk0, head;              /* lin index of trunk layer 0 and of the head */
 	int noise_layer[MLP_MAX_LIN];  /* 1: hidden noise follows this layer's ReLU */
 	uint64_t noise_off[MLP_MAX_LIN];
 	uint64_t drop_off[MLP_MAX_LIN];
-	float *xcat;                   /* early fusion of two branches: (B, cin) */
-	float *xn, *xeps;              /* input noise out/draws: (B, cin), per-branch blocks in late */
-	float *cat, *dcat;             /* late fusion: trunk input (B, ct) and its gradient */
+	float *xin;                    /* the inputs, transposed: (cin, N), branch k at row coff[k] */
+	float *xn, *xeps;              /* input noise out/draws: (cin, N) */
+	float *cat, *dcat;             /* late fusion: trunk input (ct, N) and its gradient */
+	float *zt, *dzt;               /* the head's output (classes, N) and its gradient */
 	struct hidden_acts ha[MLP_MAX_LIN];
 	const float *lin_in[MLP_MAX_LIN]; /* each layer's input in the last forward */
 	double gbatch;                 /* global batch of the last forward */
@@ -529,6 +1203,7 @@ int mlp_init(struct mlp *m, const struct mlp_arch *arch)
 	const struct mlp_arch *a = &m->arch;
 
 	for (int k = 0; k < a->nbranch; k++) {
+		P->coff[k] = P->cin;
 		P->cin += a->in_dim[k];
 		P->first[k] = m->nlinear;
 		for (int j = 0; j < branch_depth(m, k); j++)
@@ -605,34 +1280,41 @@ void mlp_zero_grad(struct mlp *m)
 	memset(m->grads, 0, m->nparams * sizeof(float));
 }
 
-/* Hand out n floats at *off from base (or just count when base is NULL). */
+/* Hand out n floats at *off from base (or just count when base is NULL);
+ * every buffer starts on a 32-byte boundary. */
 static float *carve(float *base, size_t *off, size_t n)
 {
 	float *p = base ? base + *off : NULL;
-	*off += n;
+	*off += (n + 7) & ~(size_t)7;
 	return p;
 }
 
+static int row_len(int B)
+{
+	return (B + 7) & ~7;
+}
+
 /* Point every activation buffer into base for B rows and flags; returns the
- * floats needed. With base NULL only counts. */
+ * floats needed. With base NULL only counts. Buffers are (width, row_len(B)). */
 static size_t mlp_layout(struct mlp *m, float *base, int B, int flags)
 {
 	struct mlp_priv *P = m->priv;
-	size_t off = 0, rows = (size_t)B;
-	P->xcat = !is_late(m) && m->arch.nbranch > 1 ? carve(base, &off, rows * P->cin) : NULL;
+	size_t off = 0, N = (size_t)row_len(B);
+	P->N = (int)N;
+	P->xin = carve(base, &off, N * P->cin);
 	P->xn = P->xeps = NULL;
 	if (flags & NEED_NOISE_IN) {
-		P->xn = carve(base, &off, rows * P->cin);
-		P->xeps = carve(base, &off, rows * P->cin);
+		P->xn = carve(base, &off, N * P->cin);
+		P->xeps = carve(base, &off, N * P->cin);
 	}
 	P->cat = P->dcat = NULL;
 	if (is_late(m)) {
-		P->cat = carve(base, &off, rows * P->ct);
-		P->dcat = carve(base, &off, rows * P->ct);
+		P->cat = carve(base, &off, N * P->ct);
+		P->dcat = carve(base, &off, N * P->ct);
 	}
 	for (int l = 0; l < P->head; l++) {
 		struct hidden_acts *ha = &P->ha[l];
-		size_t n = rows * m->lin[l].out;
+		size_t n = N * m->lin[l].out;
 		int noise = (flags & NEED_NOISE_H) && P->noise_layer[l];
 		ha->h = carve(base, &off, n);
 		ha->g = carve(base, &off, n);
@@ -640,13 +1322,28 @@ static size_t mlp_layout(struct mlp *m, float *base, int B, int flags)
 		ha->mask = (flags & NEED_DROPOUT) ? carve(base, &off, n) : NULL;
 		ha->o = noise || (flags & NEED_DROPOUT) ? carve(base, &off, n) : ha->h;
 	}
-	m->logits = carve(base, &off, rows * m->arch.classes);
+	P->zt = carve(base, &off, N * m->arch.classes);
+	P->dzt = carve(base, &off, N * m->arch.classes);
+	m->logits = carve(base, &off, (size_t)B * m->arch.classes);
 	return off;
+}
+
+/* n floats on a 32-byte boundary (whole AVX vectors never split a cache
+ * line); aborts when out of memory, like xmalloc */
+static float *acts_alloc(size_t n)
+{
+	size_t bytes = (n * sizeof(float) + 31) & ~(size_t)31;
+	float *p = aligned_alloc(32, bytes ? bytes : 32);
+	if (!p) {
+		fprintf(stderr, "fatal: out of memory (%zu bytes)\n", bytes);
+		abort();
+	}
+	return p;
 }
 
 /* Make acts hold B rows with the buffers flags need, and point the buffers of
  * this pass (only those flags asks for; the others are NULL) into it. A
- * layout for fewer flags needs fewer floats, so it always fits. */
+ * layout for fewer rows or fewer flags needs fewer floats, so it always fits. */
 static void mlp_reserve(struct mlp *m, int B, int flags)
 {
 	struct mlp_priv *P = m->priv;
@@ -655,12 +1352,12 @@ static void mlp_reserve(struct mlp *m, int B, int flags)
 		int cflags = P->cap_flags | flags;
 		size_t n = mlp_layout(m, NULL, cap, cflags);
 		free(m->acts);
-		m->acts = xmalloc(n * sizeof(float));
+		m->acts = acts_alloc(n);
 		m->nacts = n;
 		m->max_batch = cap;
 		P->cap_flags = cflags;
 	}
-	mlp_layout(m, m->acts, m->max_batch, flags);
+	mlp_layout(m, m->acts, B, flags);
 }
 
 static void ctx_reduce(const struct fwd_ctx *ctx, double *vals, int n)
@@ -669,47 +1366,92 @@ static void ctx_reduce(const struct fwd_ctx *ctx, double *vals, int n)
 		ctx->reduce(vals, n, ctx->reduce_arg);
 }
 
-/* Linear + ReLU of hidden layer l: h = relu(in W^T + b). Returns sum |h| over
- * the local rows (ReLU output is never negative) when this layer carries
- * noise, else 0. */
+/* ---- feature-major elementwise passes (rows of N floats) ---- */
+
+/* sum |x| over rows x N: rows in float lanes, their sums in double */
+static double fm_sum_abs(const float *x, int rows, size_t N)
+{
+	double s = 0.0;
+	for (int r = 0; r < rows; r++)
+		s += ew_sum(x + (size_t)r * N, NULL, 1, N);
+	return s;
+}
+
+/* sum g*e over rows x N, as fm_sum_abs */
+static double fm_dot(const float *g, const float *e, int rows, size_t N)
+{
+	double s = 0.0;
+	for (int r = 0; r < rows; r++)
+		s += ew_sum(g + (size_t)r * N, e + (size_t)r * N, 0, N);
+	return s;
+}
+
+/* zero columns [B, N) of rows x N */
+static void fm_zero_pad(float *x, int rows, int B, int N)
+{
+	if (B == N)
+		return;
+	for (int r = 0; r < rows; r++)
+		memset(x + (size_t)r * N + B, 0, (size_t)(N - B) * sizeof(float));
+}
+
+/* x (B, C) row-major into xt (C, N) with zero padding columns */
+static void fm_transpose_in(float *xt, const float *x, int B, int C, int N)
+{
+	for (int c = 0; c < C; c++) {
+		float *row = xt + (size_t)c * N;
+		for (int b = 0; b < B; b++)
+			row[b] = x[(size_t)b * C + c];
+	}
+	fm_zero_pad(xt, C, B, N);
+}
+
+/* Gaussian noise (draws at offset off of purpose) on rows x N: eps is drawn
+ * for columns [0,B) and zero past them; out = x + k*eps */
+static void fm_noise(float *out, float *eps, const float *x, int rows, int B, int N, float k,
+		     const struct fwd_ctx *ctx, uint32_t purpose, uint64_t off)
+{
+	rng_normal_batch(eps, (size_t)N, 1, B, rows, ctx->seed, purpose, ctx->step, ctx->ids, off);
+	fm_zero_pad(eps, rows, B, N);
+	ew_axpy(out, x, k, eps, (size_t)rows * N);
+}
+
+/* ---- forward ---- */
+
+/* Linear + ReLU of hidden layer l on in (lin[l].in, N) into h (lin[l].out, N).
+ * Returns sum |h| over the local rows when this layer carries noise, else 0. */
 static double hidden_linear(struct mlp *m, int l, const float *in, int B)
 {
-	// in is (B, lin[l].in); h is (B, lin[l].out)
 	struct mlp_priv *P = m->priv;
 	struct linear_view *v = &m->lin[l];
 	float *h = P->ha[l].h;
-	size_t n = (size_t)B * v->out;
 	P->lin_in[l] = in;
-	linear_forward_nobias(h, in, v->w, B, v->in, v->out);
-	for (int b = 0; b < B; b++) {
-		float *row = h + (size_t)b * v->out;
-		for (int o = 0; o < v->out; o++) {
-			/* branchless ReLU (the sign is random, a branch mispredicts);
-			 * differs from relu_forward only for z = -inf (NaN, not 0),
-			 * which needs non-finite weights or inputs */
-			float z = row[o] + v->b[o];
-			row[o] = (z > 0.0f ? 1.0f : 0.0f) * z;
-		}
-	}
-	return P->ha[l].eps ? nn_sum_abs(h, n) : 0.0;
+	fm_ax(h, v->w, 0, in, v->out, v->in, (size_t)P->N, v->b, 1, 0);
+	fm_zero_pad(h, v->out, B, P->N);
+	return P->ha[l].eps ? fm_sum_abs(h, v->out, (size_t)P->N) : 0.0;
 }
 
 /* Noise (if this layer carries it) and dropout after hidden layer l's ReLU:
  * o = (h + beta*mean*eps) * mask. */
 static void hidden_reg(struct mlp *m, int l, int B, const struct fwd_ctx *ctx, double sum_abs)
 {
-	// h, o, eps, mask are (B, lin[l].out)
 	struct mlp_priv *P = m->priv;
 	struct hidden_acts *ha = &P->ha[l];
-	int C = m->lin[l].out;
+	int C = m->lin[l].out, N = P->N;
 	if (ha->eps) {
 		float mean = (float)(sum_abs / (P->gbatch * C));
-		noise_forward_at(ha->o, ha->eps, ha->h, B, C, P->beta, mean, ctx->seed,
-				 RNG_HIDDEN_NOISE, ctx->step, P->noise_off[l], ctx->ids);
+		fm_noise(ha->o, ha->eps, ha->h, C, B, N, P->beta * mean, ctx, RNG_HIDDEN_NOISE,
+			 P->noise_off[l]);
 	}
-	if (ha->mask)
-		dropout_forward_at(ha->o, ha->mask, ha->eps ? ha->o : ha->h, B, C, P->p, ctx->seed,
-				   ctx->step, P->drop_off[l], ctx->ids);
+	if (ha->mask) {
+		float p = P->p, keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+		const float *src = ha->eps ? ha->o : ha->h;
+		float *mk = ha->mask, *o = ha->o;
+		rng_uniform_batch(mk, (size_t)N, 1, B, C, ctx->seed, RNG_DROPOUT, ctx->step, ctx->ids,
+				  P->drop_off[l]);
+		fm_zero_pad(mk, C, B, N);
+		ew_dropout(o, mk, src, p, keep, (size_t)C * N);
+	}
 }
 
 /* A whole hidden layer: linear, ReLU, then noise (with its reduce) and
@@ -724,16 +1466,6 @@ static const float *hidden_forward(struct mlp *m, int l, const float *in, int B,
 	if (ctx)
 		hidden_reg(m, l, B, ctx, s);
 	return P->ha[l].o;
-}
-
-/* Input noise on x (B, C) into out/eps at stream offset off. */
-static void input_noise(struct mlp *m, float *out, float *eps, const float *x, int B, int C,
-			double sum_abs, uint64_t off, const struct fwd_ctx *ctx)
-{
-	struct mlp_priv *P = m->priv;
-	float mean = (float)(sum_abs / (P->gbatch * C));
-	noise_forward_at(out, eps, x, B, C, ctx->reg.input_noise, mean, ctx->seed, RNG_INPUT_NOISE,
-			 ctx->step, off, ctx->ids);
 }
 
 void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct fwd_ctx *ctx)
@@ -757,44 +1489,36 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
 	P->gbatch = ctx && ctx->global_batch > 0 ? ctx->global_batch : B;
 	P->beta = ctx ? ctx->reg.hidden_noise : 0.0f;
 	P->p = ctx ? ctx->reg.dropout : 0.0f;
+	int N = P->N;
 
-	const float *x;
-	if (!is_late(m)) {
-		if (a->nbranch == 1) {
-			x = inputs[0];
-		} else {
-			for (int b = 0; b < B; b++) {
-				float *row = P->xcat + (size_t)b * P->cin;
-				for (int k = 0, c = 0; k < a->nbranch; c += a->in_dim[k], k++)
-					memcpy(row + c, inputs[k] + (size_t)b * a->in_dim[k],
-					       (size_t)a->in_dim[k] * sizeof(float));
-			}
-			x = P->xcat;
+	for (int k = 0; k < a->nbranch; k++)
+		fm_transpose_in(P->xin + (size_t)P->coff[k] * N, inputs[k], B, a->in_dim[k], N);
+	const float *x = P->xin;
+	if (flags & NEED_NOISE_IN) {
+		/* one batch mean per branch input (early fusion: of the fused input);
+		 * the draws of branch k sit at stream offset coff[k] either way */
+		int nm = is_late(m) ? a->nbranch : 1;
+		double s[MLP_MAX_BRANCH];
+		for (int k = 0; k < nm; k++) {
+			int rows = is_late(m) ? a->in_dim[k] : P->cin;
+			s[k] = fm_sum_abs(P->xin + (size_t)P->coff[k] * N, rows, (size_t)N);
 		}
-		if (flags & NEED_NOISE_IN) {
-			double s = nn_sum_abs(x, (size_t)B * P->cin);
-			ctx_reduce(ctx, &s, 1);
-			input_noise(m, P->xn, P->xeps, x, B, P->cin, s, 0, ctx);
-			x = P->xn;
+		ctx_reduce(ctx, s, nm);
+		for (int k = 0; k < nm; k++) {
+			int rows = is_late(m) ? a->in_dim[k] : P->cin;
+			size_t at = (size_t)P->coff[k] * N;
+			float mean = (float)(s[k] / (P->gbatch * rows));
+			fm_noise(P->xn + at, P->xeps + at, P->xin + at, rows, B, N,
+				 ctx->reg.input_noise * mean, ctx, RNG_INPUT_NOISE,
+				 (uint64_t)P->coff[k]);
 		}
-	} else {
-		/* branch inputs, noised with one reduce for all branches */
+		x = P->xn;
+	}
+	if (is_late(m)) {
 		const float *xb[MLP_MAX_BRANCH];
 		double s[MLP_MAX_BRANCH];
-		size_t boff = 0;
 		for (int k = 0; k < a->nbranch; k++)
-			xb[k] = inputs[k];
-		if (flags & NEED_NOISE_IN) {
-			for (int k = 0; k < a->nbranch; k++)
-				s[k] = nn_sum_abs(inputs[k], (size_t)B * a->in_dim[k]);
-			ctx_reduce(ctx, s, a->nbranch);
-			for (int k = 0, c = 0; k < a->nbranch; c += a->in_dim[k], k++) {
-				float *out = P->xn + boff, *eps = P->xeps + boff;
-				input_noise(m, out, eps, inputs[k], B, a->in_dim[k], s[k], (uint64_t)c, ctx);
-				xb[k] = out;
-				boff += (size_t)B * a->in_dim[k];
-			}
-		}
+			xb[k] = x + (size_t)P->coff[k] * N;
 		/* first branch layers (which carry the hidden noise) together: one reduce */
 		int nfirst = 0;
 		for (int k = 0; k < a->nbranch; k++) {
@@ -826,14 +1550,11 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
 			for (int j = 1; j < d; j++)
 				xb[k] = hidden_forward(m, l + j, xb[k], B, ctx);
 		}
-		/* concatenate the branch outputs */
-		for (int b = 0; b < B; b++) {
-			float *row = P->cat + (size_t)b * P->ct;
-			for (int k = 0, c = 0; k < a->nbranch; k++) {
-				int w = branch_out(m, k);
-				memcpy(row + c, xb[k] + (size_t)b * w, (size_t)w * sizeof(float));
-				c += w;
-			}
+		/* concatenate the branch outputs: feature-major, that is stacking rows */
+		for (int k = 0, c = 0; k < a->nbranch; k++) {
+			int w = branch_out(m, k);
+			memcpy(P->cat + (size_t)c * N, xb[k], (size_t)w * N * sizeof(float));
+			c += w;
 		}
 		x = P->cat;
 	}
@@ -842,75 +1563,83 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
 		x = hidden_forward(m, l, x, B, ctx);
 	struct linear_view *h = &m->lin[P->head];
 	P->lin_in[P->head] = x;
-	linear_forward(m->logits, x, h->w, h->b, B, h->in, h->out);
+	fm_ax(P->zt, h->w, 0, x, h->out, h->in, (size_t)N, h->b, 0, 0);
+	/* the row-major logits of the API */
+	int K = a->classes;
+	for (int k = 0; k < K; k++) {
+		const float *zk = P->zt + (size_t)k * N;
+		for (int b = 0; b < B; b++)
+			m->logits[(size_t)b * K + k] = zk[b];
+	}
 }
+
+/* ---- backward ---- */
 
 /* Backward through hidden layer l's dropout; returns the local sum(g*eps)
  * when the layer carries noise (g is then the gradient w.r.t. the noise output). */
-static double hidden_back_mask(struct mlp *m, int l, int B)
+static double hidden_back_mask(struct mlp *m, int l)
 {
-	struct hidden_acts *ha = &((struct mlp_priv *)m->priv)->ha[l];
-	size_t n = (size_t)B * m->lin[l].out;
+	struct mlp_priv *P = m->priv;
+	struct hidden_acts *ha = &P->ha[l];
+	int rows = m->lin[l].out;
+	size_t n = (size_t)rows * P->N;
 	float *g = ha->g;
-	double dot = 0.0;
 	if (ha->mask)
-		for (size_t i = 0; i < n; i++)
-			g[i] *= ha->mask[i];
-	if (ha->eps)
-		dot = noise_dot(g, ha->eps, n);
-	return dot;
+		ew_mul(g, ha->mask, n);
+	return ha->eps ? fm_dot(g, ha->eps, rows, (size_t)P->N) : 0.0;
 }
 
 /* Finish hidden layer l's backward given the global noise dot: through the
- * noise (dh = g + beta*sign(h)/N*dot), the ReLU and the linear layer, whose
- * input gradient overwrites dinp (NULL: not wanted). */
-static void hidden_back_finish(struct mlp *m, int l, int B, double dot, float *dinp)
+ * noise (dh = g + beta*sign(h)/N*dot; h >= 0 after the ReLU), the ReLU and the
+ * linear layer, whose input gradient overwrites dinp (NULL: not wanted). */
+static void hidden_back_finish(struct mlp *m, int l, double dot, float *dinp)
 {
-	// g, h are (B, out); dinp is (B, in)
+	// g, h are (out, N); dinp is (in, N)
 	struct mlp_priv *P = m->priv;
 	struct hidden_acts *ha = &P->ha[l];
 	struct linear_view *v = &m->lin[l];
-	size_t n = (size_t)B * v->out;
+	size_t N = (size_t)P->N, n = (size_t)v->out * N;
 	float k = ha->eps ? (float)((double)P->beta * dot / (P->gbatch * v->out)) : 0.0f;
 	float *g = ha->g;
 	const float *h = ha->h;
-	for (size_t i = 0; i < n; i++)
-		g[i] = (h[i] > 0.0f ? 1.0f : 0.0f) * (g[i] + k); /* branchless: h's sign is random */
-	linear_backward_beta(dinp, 0.0f, v->dw, v->db, g, P->lin_in[l], v->w, B, v->in, v->out);
+	ew_relu_back(g, h, k, n);
+	fm_gxt(v->dw, g, P->lin_in[l], v->out, v->in, N);
+	fm_rowsum(v->db, g, v->out, N);
+	if (dinp)
+		fm_ax(dinp, v->w, 1, g, v->in, v->out, N, NULL, 0, 0);
 }
 
-void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx)
+/* mlp_backward from the feature-major gradient of the head's output (P->dzt) */
+static void mlp_backward_fm(struct mlp *m, const struct fwd_ctx *ctx)
 {
-	// dlogits is (B, classes); accumulates into m->grads
 	struct mlp_priv *P = m->priv;
 	const struct mlp_arch *a = &m->arch;
-	int B = m->B;
+	size_t N = (size_t)P->N;
 	int late = is_late(m);
 	/* where the trunk input's gradient goes: the concat buffer, or nowhere */
 	float *dtrunk_in = late ? P->dcat : NULL;
 
 	struct linear_view *h = &m->lin[P->head];
 	float *dx = P->head > P->trunk0 ? P->ha[P->head - 1].g : dtrunk_in;
-	linear_backward_beta(dx, 0.0f, h->dw, h->db, dlogits, P->lin_in[P->head], h->w, B, h->in,
-			     h->out);
+	fm_gxt(h->dw, P->dzt, P->lin_in[P->head], h->out, h->in, N);
+	fm_rowsum(h->db, P->dzt, h->out, N);
+	if (dx)
+		fm_ax(dx, h->w, 1, P->dzt, h->in, h->out, N, NULL, 0, 0);
 	for (int l = P->head - 1; l >= P->trunk0; l--) {
-		double dot = hidden_back_mask(m, l, B);
+		double dot = hidden_back_mask(m, l);
 		if (P->ha[l].eps)
 			ctx_reduce(ctx, &dot, 1);
-		hidden_back_finish(m, l, B, dot, l > P->trunk0 ? P->ha[l - 1].g : dtrunk_in);
+		hidden_back_finish(m, l, dot, l > P->trunk0 ? P->ha[l - 1].g : dtrunk_in);
 	}
 	if (!late)
 		return;
 
-	/* split the concat gradient into the branches' last layers */
+	/* split the concat gradient (rows) into the branches' last layers */
 	for (int k = 0, c = 0; k < a->nbranch; k++) {
 		int d = branch_depth(m, k), w = branch_out(m, k);
-		if (d) {
-			float *g = P->ha[P->first[k] + d - 1].g;
-			for (int b = 0; b < B; b++)
-				memcpy(g + (size_t)b * w, P->dcat + (size_t)b * P->ct + c,
-				       (size_t)w * sizeof(float));
-		}
+		if (d)
+			memcpy(P->ha[P->first[k] + d - 1].g, P->dcat + (size_t)c * N,
+			       (size_t)w * N * sizeof(float));
 		c += w;
 	}
 	double dots[MLP_MAX_BRANCH];
@@ -920,10 +1649,10 @@ void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx
 		if (d == 0)
 			continue;
 		for (int l = l0 + d - 1; l > l0; l--) {
-			hidden_back_mask(m, l, B);
-			hidden_back_finish(m, l, B, 0.0, P->ha[l - 1].g);
+			hidden_back_mask(m, l);
+			hidden_back_finish(m, l, 0.0, P->ha[l - 1].g);
 		}
-		dots[n++] = hidden_back_mask(m, l0, B);
+		dots[n++] = hidden_back_mask(m, l0);
 	}
 	/* every branch's first layer carries the noise; one reduce, as in forward */
 	if (n && (P->flags & NEED_NOISE_H))
@@ -931,7 +1660,26 @@ void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx
 	n = 0;
 	for (int k = 0; k < a->nbranch; k++)
 		if (branch_depth(m, k))
-			hidden_back_finish(m, P->first[k], B, dots[n++], NULL);
+			hidden_back_finish(m, P->first[k], dots[n++], NULL);
+}
+
+void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx)
+{
+	// dlogits is (B, classes); accumulates into m->grads
+	struct mlp_priv *P = m->priv;
+	int K = m->arch.classes;
+	fm_transpose_in(P->dzt, dlogits, m->B, K, P->N);
+	mlp_backward_fm(m, ctx);
+}
+
+double mlp_loss_backward(struct mlp *m, const int *labels, const float *soft, enum loss_kind kind,
+			 float grad_scale, const struct fwd_ctx *ctx)
+{
+	struct mlp_priv *P = m->priv;
+	double loss = softmax_xent_fm(P->dzt, P->zt, labels, soft, m->B, P->N, m->arch.classes,
+				      kind, grad_scale);
+	mlp_backward_fm(m, ctx);
+	return loss;
 }
 
 int mlp_ntensors(const struct mlp *m)

@@ -40,6 +40,21 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
 void linear_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
 			   const float *inp, const float *weight, int B, int C, int OC);
 
+/* Feature-major twins, the layout inside the MLP: a (C,N) buffer holds
+ * feature c of sample n at [c*N + n], so the batch is the vector dimension.
+ * inp is (C,N), weight is (OC,C), bias is (OC) or NULL; out is (OC,N);
+ * relu nonzero applies max(.,0). AVX2/FMA kernels when the CPU has them. */
+void linear_forward_fm(float *out, const float *inp, const float *weight, const float *bias,
+		       int N, int C, int OC, int relu);
+void linear_forward_fm_naive(float *out, const float *inp, const float *weight, const float *bias,
+			     int N, int C, int OC, int relu);
+/* dout is (OC,N); dinp (C,N) may be NULL; dinp, dweight (OC,C) and dbias (OC,
+ * may be NULL) accumulate. */
+void linear_backward_fm(float *dinp, float *dweight, float *dbias, const float *dout,
+			const float *inp, const float *weight, int N, int C, int OC);
+void linear_backward_fm_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+			      const float *inp, const float *weight, int N, int C, int OC);
+
 /* out[i] = max(inp[i], 0); out may equal inp. */
 void relu_forward(float *out, const float *inp, size_t n);
 /* dinp[i] += dout[i] * (out[i] > 0) */
@@ -101,6 +116,13 @@ enum loss_kind {
  * probs (B,K), if not NULL, receives softmax(logits). */
 double softmax_xent(float *dlogits, float *probs, const float *logits, const int *labels,
 		    const float *soft, int B, int K, enum loss_kind kind, float grad_scale);
+
+/* softmax_xent on feature-major logits (K,N) whose columns [0,B) are the
+ * batch (labels (B) or soft (B,K) as above), in float with vectorized exp/log:
+ * the same sum and gradients up to float rounding. dlogits (K,N) is
+ * OVERWRITTEN, columns [B,N) with 0; it may not alias logits. */
+double softmax_xent_fm(float *dlogits, const float *logits, const int *labels, const float *soft,
+		       int B, int N, int K, enum loss_kind kind, float grad_scale);
 
 /* softmax of each row of (B,K) into out (may equal inp). */
 void softmax_rows(float *out, const float *inp, int B, int K);
@@ -222,6 +244,12 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
  * computed. */
 void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx);
 void mlp_zero_grad(struct mlp *m);
+/* softmax_xent of the last forward's logits against labels (B) or soft (B,K)
+ * with grad_scale, then mlp_backward from its gradient, in one pass over the
+ * model's internal layout (the loss in float, see softmax_xent_fm). Returns
+ * the summed loss; ACCUMULATES into m->grads like mlp_backward. */
+double mlp_loss_backward(struct mlp *m, const int *labels, const float *soft, enum loss_kind kind,
+			 float grad_scale, const struct fwd_ctx *ctx);
 
 /* Tensor names are PyTorch-style, as a module with ModuleLists `branch0`,
  * `branch1`, `trunk` of nn.Linear and an nn.Linear `head` names them (the

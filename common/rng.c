@@ -1,9 +1,25 @@
 /*
  * rng.c - Philox4x32-10 and the distributions mke draws from it.
+ *
+ * The hot consumers (dropout masks and noise in nn.c) draw thousands of
+ * values per step, one stream per sample. They go through the bulk
+ * functions, which run eight samples' streams side by side: the Philox
+ * rounds as 8-lane 32x32->64 multiplies and Box-Muller with polynomial
+ * log/sin/cos, in AVX2 when the CPU has it (chosen at run time, so the
+ * binary runs on any x86-64) and in plain C otherwise. The scalar API
+ * (rng_normal) goes through the same Box-Muller routine, so a value does not
+ * depend on which path drew it.
  */
 #include "rng.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define RNG_X86 1
+#endif
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -31,6 +47,271 @@ void philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
 	out[2] = c2;
 	out[3] = c3;
 }
+
+/* Whether to take the AVX2/FMA paths: the CPU has them and MKE_NO_AVX2 is
+ * not set (the switch lets the tests run the plain paths on any machine).
+ * Decided once; the race of two first calls writes the same value. */
+static int use_avx2(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *off = getenv("MKE_NO_AVX2");
+		(void)off;
+#if defined(__x86_64__) && defined(__GNUC__)
+		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    !(off && *off);
+#else
+		v = 0;
+#endif
+	}
+	return v;
+}
+
+/* ---- eight streams at once --------------------------------------------- */
+
+/* out[j][l] = word j of Philox block (blk, purpose, epoch, ids[l]) */
+static void philox8_c(uint32_t blk, uint32_t purpose, uint32_t epoch, const uint32_t ids[8],
+		      const uint32_t key[2], uint32_t out[4][8])
+{
+	for (int l = 0; l < 8; l++) {
+		uint32_t ctr[4] = { blk, purpose, epoch, ids[l] }, w[4];
+		philox4x32(ctr, key, w);
+		for (int j = 0; j < 4; j++)
+			out[j][l] = w[j];
+	}
+}
+
+#ifdef RNG_X86
+/* (lo, hi) 32-bit halves of the eight products m * c */
+__attribute__((target("avx2"))) static inline void mulhilo8(__m256i c, __m256i m, __m256i *lo,
+							     __m256i *hi)
+{
+	__m256i pe = _mm256_mul_epu32(c, m);
+	__m256i po = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);
+	*lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+	*hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+}
+
+__attribute__((target("avx2"))) static void philox8_avx2(uint32_t blk, uint32_t purpose,
+							 uint32_t epoch, const uint32_t ids[8],
+							 const uint32_t key[2], uint32_t out[4][8])
+{
+	const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+	__m256i c0 = _mm256_set1_epi32((int)blk), c1 = _mm256_set1_epi32((int)purpose);
+	__m256i c2 = _mm256_set1_epi32((int)epoch);
+	__m256i c3 = _mm256_loadu_si256((const __m256i *)ids);
+	uint32_t k0 = key[0], k1 = key[1];
+	for (int i = 0; i < 10; i++) {
+		__m256i lo0, hi0, lo1, hi1;
+		mulhilo8(c0, m0, &lo0, &hi0);
+		mulhilo8(c2, m1, &lo1, &hi1);
+		c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+		c1 = lo1;
+		c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+		c3 = lo0;
+		k0 += PHILOX_W0;
+		k1 += PHILOX_W1;
+	}
+	_mm256_storeu_si256((__m256i *)out[0], c0);
+	_mm256_storeu_si256((__m256i *)out[1], c1);
+	_mm256_storeu_si256((__m256i *)out[2], c2);
+	_mm256_storeu_si256((__m256i *)out[3], c3);
+}
+#endif
+
+static void philox8(uint32_t blk, uint32_t purpose, uint32_t epoch, const uint32_t ids[8],
+		    const uint32_t key[2], uint32_t out[4][8])
+{
+#ifdef RNG_X86
+	if (use_avx2()) {
+		philox8_avx2(blk, purpose, epoch, ids, key, out);
+		return;
+	}
+#endif
+	philox8_c(blk, purpose, epoch, ids, key, out);
+}
+
+/*
+ * Box-Muller on eight pairs of words: u1 = (a>>8 + 1)/2^24 in (0,1],
+ * u2 = (b>>8)/2^24 in [0,1); c = r cos(2 pi u2), s = r sin(2 pi u2) with
+ * r = sqrt(-2 log u1). log is Cephes' logf polynomial; the angle is reduced
+ * exactly to +-pi/4 around a multiple of pi/2 (u2 is a turn fraction, so the
+ * reduction is in binary fractions), then Cephes' sinf/cosf polynomials.
+ * Both versions do the same float operations in the same order (the build is
+ * ISO C, so nothing is contracted into an FMA), hence give the same bits.
+ */
+#define BM_SQRTHF 0.707106781186547524f
+#define BM_L0 7.0376836292E-2f
+#define BM_L1 -1.1514610310E-1f
+#define BM_L2 1.1676998740E-1f
+#define BM_L3 -1.2420140846E-1f
+#define BM_L4 1.4249322787E-1f
+#define BM_L5 -1.6668057665E-1f
+#define BM_L6 2.0000714765E-1f
+#define BM_L7 -2.4999993993E-1f
+#define BM_L8 3.3333331174E-1f
+#define BM_LQ1 -2.12194440e-4f
+#define BM_LQ2 0.693359375f
+#define BM_S0 -1.9515295891E-4f
+#define BM_S1 8.3321608736E-3f
+#define BM_S2 -1.6666654611E-1f
+#define BM_C0 2.443315711809948E-005f
+#define BM_C1 -1.388731625493765E-003f
+#define BM_C2 4.166664568298827E-002f
+#define BM_2PI 6.28318530717958647692f
+
+static void box_muller8_c(const uint32_t a[8], const uint32_t b[8], float c[8], float s[8])
+{
+	for (int l = 0; l < 8; l++) {
+		float u1 = ((float)(a[l] >> 8) + 1.0f) * (1.0f / 16777216.0f);
+		float u2 = (float)(b[l] >> 8) * (1.0f / 16777216.0f);
+		/* log(u1) */
+		uint32_t bits;
+		memcpy(&bits, &u1, 4);
+		int32_t e = (int32_t)(bits >> 23) - 126;
+		bits = (bits & 0x007fffffu) | 0x3f000000u;
+		float m;
+		memcpy(&m, &bits, 4);
+		float fe = (float)e, x = m - 1.0f;
+		if (m < BM_SQRTHF) {
+			fe = fe - 1.0f;
+			x = x + m;
+		}
+		float z = x * x;
+		float y = BM_L0;
+		y = y * x + BM_L1;
+		y = y * x + BM_L2;
+		y = y * x + BM_L3;
+		y = y * x + BM_L4;
+		y = y * x + BM_L5;
+		y = y * x + BM_L6;
+		y = y * x + BM_L7;
+		y = y * x + BM_L8;
+		y = y * x;
+		y = y * z;
+		y = y + fe * BM_LQ1;
+		y = y + z * -0.5f;
+		float lg = x + y;
+		lg = lg + fe * BM_LQ2;
+		float t = lg * -2.0f;
+		t = t > 0.0f ? t : 0.0f;
+		float r = sqrtf(t);
+		/* sin and cos of 2 pi u2 */
+		float xf = u2 - rintf(u2);
+		float j = rintf(xf * 4.0f);
+		float ph = (xf - j * 0.25f) * BM_2PI;
+		float zz = ph * ph;
+		float sn = BM_S0;
+		sn = sn * zz + BM_S1;
+		sn = sn * zz + BM_S2;
+		sn = sn * zz;
+		sn = sn * ph;
+		sn = sn + ph;
+		float cs = BM_C0;
+		cs = cs * zz + BM_C1;
+		cs = cs * zz + BM_C2;
+		cs = cs * zz;
+		cs = cs * zz;
+		cs = cs + zz * -0.5f;
+		cs = cs + 1.0f;
+		int q = (int)j & 3;
+		float cc = q & 1 ? sn : cs, ss = q & 1 ? cs : sn;
+		if ((q + 1) & 2)
+			cc = -cc;
+		if (q & 2)
+			ss = -ss;
+		c[l] = r * cc;
+		s[l] = r * ss;
+	}
+}
+
+#ifdef RNG_X86
+__attribute__((target("avx2"))) static void box_muller8_avx2(const uint32_t a[8],
+							     const uint32_t b[8], float c[8],
+							     float s[8])
+{
+#define SET(v) _mm256_set1_ps(v)
+	__m256i ai = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)a), 8);
+	__m256i bi = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)b), 8);
+	__m256 u1 = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(ai), SET(1.0f)),
+				  SET(1.0f / 16777216.0f));
+	__m256 u2 = _mm256_mul_ps(_mm256_cvtepi32_ps(bi), SET(1.0f / 16777216.0f));
+	/* log(u1) */
+	__m256i bits = _mm256_castps_si256(u1);
+	__m256i e = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(126));
+	bits = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
+			       _mm256_set1_epi32(0x3f000000));
+	__m256 m = _mm256_castsi256_ps(bits);
+	__m256 fe = _mm256_cvtepi32_ps(e), x = _mm256_sub_ps(m, SET(1.0f));
+	__m256 lt = _mm256_cmp_ps(m, SET(BM_SQRTHF), _CMP_LT_OQ);
+	fe = _mm256_blendv_ps(fe, _mm256_sub_ps(fe, SET(1.0f)), lt);
+	x = _mm256_blendv_ps(x, _mm256_add_ps(x, m), lt);
+	__m256 z = _mm256_mul_ps(x, x);
+	__m256 y = SET(BM_L0);
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L1));
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L2));
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L3));
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L4));
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L5));
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L6));
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L7));
+	y = _mm256_add_ps(_mm256_mul_ps(y, x), SET(BM_L8));
+	y = _mm256_mul_ps(y, x);
+	y = _mm256_mul_ps(y, z);
+	y = _mm256_add_ps(y, _mm256_mul_ps(fe, SET(BM_LQ1)));
+	y = _mm256_add_ps(y, _mm256_mul_ps(z, SET(-0.5f)));
+	__m256 lg = _mm256_add_ps(x, y);
+	lg = _mm256_add_ps(lg, _mm256_mul_ps(fe, SET(BM_LQ2)));
+	__m256 t = _mm256_mul_ps(lg, SET(-2.0f));
+	t = _mm256_max_ps(t, SET(0.0f));
+	__m256 r = _mm256_sqrt_ps(t);
+	/* sin and cos of 2 pi u2 */
+	const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+	__m256 xf = _mm256_sub_ps(u2, _mm256_round_ps(u2, rnd));
+	__m256 j = _mm256_round_ps(_mm256_mul_ps(xf, SET(4.0f)), rnd);
+	__m256 ph = _mm256_mul_ps(_mm256_sub_ps(xf, _mm256_mul_ps(j, SET(0.25f))), SET(BM_2PI));
+	__m256 zz = _mm256_mul_ps(ph, ph);
+	__m256 sn = SET(BM_S0);
+	sn = _mm256_add_ps(_mm256_mul_ps(sn, zz), SET(BM_S1));
+	sn = _mm256_add_ps(_mm256_mul_ps(sn, zz), SET(BM_S2));
+	sn = _mm256_mul_ps(sn, zz);
+	sn = _mm256_mul_ps(sn, ph);
+	sn = _mm256_add_ps(sn, ph);
+	__m256 cs = SET(BM_C0);
+	cs = _mm256_add_ps(_mm256_mul_ps(cs, zz), SET(BM_C1));
+	cs = _mm256_add_ps(_mm256_mul_ps(cs, zz), SET(BM_C2));
+	cs = _mm256_mul_ps(cs, zz);
+	cs = _mm256_mul_ps(cs, zz);
+	cs = _mm256_add_ps(cs, _mm256_mul_ps(zz, SET(-0.5f)));
+	cs = _mm256_add_ps(cs, SET(1.0f));
+	__m256i q = _mm256_and_si256(_mm256_cvtps_epi32(j), _mm256_set1_epi32(3));
+	__m256 odd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+		_mm256_and_si256(q, _mm256_set1_epi32(1)), _mm256_set1_epi32(1)));
+	__m256 cc = _mm256_blendv_ps(cs, sn, odd), ss = _mm256_blendv_ps(sn, cs, odd);
+	__m256i two = _mm256_set1_epi32(2);
+	__m256i sgc = _mm256_slli_epi32(
+		_mm256_and_si256(_mm256_add_epi32(q, _mm256_set1_epi32(1)), two), 30);
+	__m256i sgs = _mm256_slli_epi32(_mm256_and_si256(q, two), 30);
+	cc = _mm256_xor_ps(cc, _mm256_castsi256_ps(sgc));
+	ss = _mm256_xor_ps(ss, _mm256_castsi256_ps(sgs));
+	_mm256_storeu_ps(c, _mm256_mul_ps(r, cc));
+	_mm256_storeu_ps(s, _mm256_mul_ps(r, ss));
+#undef SET
+}
+#endif
+
+static void box_muller8(const uint32_t a[8], const uint32_t b[8], float c[8], float s[8])
+{
+#ifdef RNG_X86
+	if (use_avx2()) {
+		box_muller8_avx2(a, b, c, s);
+		return;
+	}
+#endif
+	box_muller8_c(a, b, c, s);
+}
+
+/* ---- streams ----------------------------------------------------------- */
 
 void rng_init(struct rng *r, uint64_t seed, uint32_t purpose, uint32_t epoch, uint32_t sample)
 {
@@ -66,19 +347,36 @@ float rng_normal(struct rng *r)
 		r->has_spare = 0;
 		return r->spare;
 	}
-	/* u1 in (0,1] so log() is finite */
-	float u1 = ((float)(rng_u32(r) >> 8) + 1.0f) * (1.0f / 16777216.0f);
-	float u2 = rng_uniform(r);
-	float rad = sqrtf(-2.0f * logf(u1));
-	float th = 6.283185307179586f * u2;
-	r->spare = rad * sinf(th);
+	uint32_t a[8] = { 0 }, b[8] = { 0 };
+	float c[8], s[8];
+	a[0] = rng_u32(r);
+	b[0] = rng_u32(r);
+	box_muller8(a, b, c, s);
+	r->spare = s[0];
 	r->has_spare = 1;
-	return rad * cosf(th);
+	return c[0];
 }
 
 void rng_fill_normal(struct rng *r, float *out, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+	if (n && r->has_spare) {
+		out[i++] = rng_normal(r);
+	}
+	while (n - i >= 16) {
+		uint32_t a[8], b[8];
+		float c[8], s[8];
+		for (int l = 0; l < 8; l++) {
+			a[l] = rng_u32(r);
+			b[l] = rng_u32(r);
+		}
+		box_muller8(a, b, c, s);
+		for (int l = 0; l < 8; l++) {
+			out[i++] = c[l];
+			out[i++] = s[l];
+		}
+	}
+	for (; i < n; i++)
 		out[i] = rng_normal(r);
 }
 
@@ -101,4 +399,79 @@ uint32_t rng_below(struct rng *r, uint32_t n)
 		}
 	}
 	return (uint32_t)(m >> 32);
+}
+
+/* ---- bulk draws for a batch --------------------------------------------- */
+
+/* Store the four values v[j] (j = word of block blk) of lanes [0, nb) into
+ * out at column c = 4*blk + j - offset when that is in [0, C). */
+static void scatter_block(float *out, size_t cstride, size_t bstride, int nb, int C, uint64_t blk,
+			  uint64_t offset, float v[4][8])
+{
+	for (int j = 0; j < 4; j++) {
+		uint64_t idx = 4 * blk + (uint64_t)j;
+		if (idx < offset || idx - offset >= (uint64_t)C)
+			continue;
+		float *o = out + (size_t)(idx - offset) * cstride;
+		if (bstride == 1 && nb == 8) {
+			memcpy(o, v[j], 8 * sizeof(float));
+		} else {
+			for (int l = 0; l < nb; l++)
+				o[(size_t)l * bstride] = v[j][l];
+		}
+	}
+}
+
+/* The eight lanes' stream ids for rows b0.. (lanes past B repeat a valid id). */
+static int lane_ids(uint32_t lid[8], const uint32_t *ids, int b0, int B)
+{
+	int nb = B - b0 < 8 ? B - b0 : 8;
+	for (int l = 0; l < 8; l++) {
+		int b = b0 + (l < nb ? l : 0);
+		lid[l] = ids ? ids[b] : (uint32_t)b;
+	}
+	return nb;
+}
+
+void rng_normal_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
+		      uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset)
+{
+	if (B <= 0 || C <= 0)
+		return;
+	const uint32_t key[2] = { (uint32_t)seed, (uint32_t)(seed >> 32) };
+	uint64_t blk0 = offset / 4, blk1 = (offset + (uint64_t)C + 3) / 4;
+	for (int b0 = 0; b0 < B; b0 += 8) {
+		uint32_t lid[8], w[4][8];
+		float v[4][8];
+		int nb = lane_ids(lid, ids, b0, B);
+		float *o = out + (size_t)b0 * bstride;
+		for (uint64_t blk = blk0; blk < blk1; blk++) {
+			philox8((uint32_t)blk, purpose, epoch, lid, key, w);
+			box_muller8(w[0], w[1], v[0], v[1]);
+			box_muller8(w[2], w[3], v[2], v[3]);
+			scatter_block(o, cstride, bstride, nb, C, blk, offset, v);
+		}
+	}
+}
+
+void rng_uniform_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
+		       uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset)
+{
+	if (B <= 0 || C <= 0)
+		return;
+	const uint32_t key[2] = { (uint32_t)seed, (uint32_t)(seed >> 32) };
+	uint64_t blk0 = offset / 4, blk1 = (offset + (uint64_t)C + 3) / 4;
+	for (int b0 = 0; b0 < B; b0 += 8) {
+		uint32_t lid[8], w[4][8];
+		float v[4][8];
+		int nb = lane_ids(lid, ids, b0, B);
+		float *o = out + (size_t)b0 * bstride;
+		for (uint64_t blk = blk0; blk < blk1; blk++) {
+			philox8((uint32_t)blk, purpose, epoch, lid, key, w);
+			for (int j = 0; j < 4; j++)
+				for (int l = 0; l < 8; l++)
+					v[j][l] = (float)(w[j][l] >> 8) * (1.0f / 16777216.0f);
+			scatter_block(o, cstride, bstride, nb, C, blk, offset, v);
+		}
+	}
 }

@@ -42,7 +42,10 @@ void rng_init(struct rng *r, uint64_t seed, uint32_t purpose, uint32_t epoch, ui
 uint32_t rng_u32(struct rng *r);
 /* Uniform in [0, 1), 24 bits of resolution. */
 float rng_uniform(struct rng *r);
-/* Standard normal (Box-Muller). */
+/* Standard normal (Box-Muller on two consecutive words: u1 from the first,
+ * u2 from the second; cos gives this draw, sin the next). log, sin and cos
+ * are polynomial approximations good to a few float ulps, the same in the
+ * scalar and bulk paths, so every path returns the same bits. */
 float rng_normal(struct rng *r);
 /* Fill out[0..n) with standard normals / uniforms in [0,1); same values as
  * n calls of rng_normal / rng_uniform on a fresh stream. */
@@ -50,5 +53,18 @@ void rng_fill_normal(struct rng *r, float *out, size_t n);
 void rng_fill_uniform(struct rng *r, float *out, size_t n);
 /* Uniform integer in [0, n). */
 uint32_t rng_below(struct rng *r, uint32_t n);
+
+/*
+ * Bulk draws for a batch: for b < B and c < C,
+ *     out[c*cstride + b*bstride] = value (offset + c) of stream (seed, purpose, epoch, ids[b])
+ * (ids NULL: ids[b] = b), exactly what rng_normal / rng_uniform return at that
+ * position of a fresh stream. Eight samples' Philox blocks are computed at
+ * once (AVX2 when the CPU has it), so a feature-major buffer (cstride = row
+ * length, bstride = 1) is the fast layout; row-major is cstride 1, bstride C.
+ */
+void rng_normal_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
+		      uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset);
+void rng_uniform_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
+		       uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset);
 
 #endif

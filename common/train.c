@@ -62,14 +62,12 @@ void predict_probs(struct mlp *m, const struct train_data *d, float *probs)
 	}
 }
 
-/* Per-epoch order of the samples: identity for full-batch training (the
- * order does not matter there), else a permutation keyed by (seed, epoch). */
-static void epoch_order(int *order, int n, int full_batch, uint64_t seed, int epoch)
+/* Per-epoch order of the samples for mini-batch training: a permutation keyed
+ * by (seed, epoch). (Full-batch training uses the identity.) */
+static void epoch_order(int *order, int n, uint64_t seed, int epoch)
 {
 	for (int i = 0; i < n; i++)
 		order[i] = i;
-	if (full_batch)
-		return;
 	struct rng r;
 	rng_init(&r, seed, RNG_SHUFFLE, (uint32_t)epoch, 0);
 	for (int i = n - 1; i > 0; i--) {
@@ -90,53 +88,75 @@ int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const 
 	int steps_per_epoch = (n + gb - 1) / gb;
 	int maxb = gb / world + 1;
 
-	int *order = xmalloc(sizeof(int) * (size_t)n);
+	/* Full-batch training walks the data in order, so a rank's slice is a
+	 * contiguous range of d and is bound in place; shuffled mini-batches are
+	 * gathered into the batch buffers. */
+	int *order = full ? NULL : xmalloc(sizeof(int) * (size_t)n);
 	float *xb[MLP_MAX_BRANCH] = {0};
-	for (int k = 0; k < d->ninputs; k++)
-		xb[k] = xmalloc(sizeof(float) * (size_t)maxb * (size_t)d->dim[k]);
-	uint32_t *idb = xmalloc(sizeof(uint32_t) * (size_t)maxb);
-	int *lb = xmalloc(sizeof(int) * (size_t)maxb);
-	float *sb = d->soft ? xmalloc(sizeof(float) * (size_t)maxb * (size_t)K) : NULL;
-	float *dlogits = xmalloc(sizeof(float) * (size_t)maxb * (size_t)K);
+	uint32_t *idb = NULL;
+	int *lb = NULL;
+	float *sb = NULL;
+	if (!full) {
+		for (int k = 0; k < d->ninputs; k++)
+			xb[k] = xmalloc(sizeof(float) * (size_t)maxb * (size_t)d->dim[k]);
+		idb = xmalloc(sizeof(uint32_t) * (size_t)maxb);
+		lb = xmalloc(sizeof(int) * (size_t)maxb);
+		sb = d->soft ? xmalloc(sizeof(float) * (size_t)maxb * (size_t)K) : NULL;
+	}
 
 	int rc = 0;
 	for (int epoch = t->start_epoch; epoch < spec->epochs; epoch++) {
-		epoch_order(order, n, full, t->seed, epoch);
+		if (!full)
+			epoch_order(order, n, t->seed, epoch);
 		double loss_sum = 0.0;
 		for (int s = 0; s < steps_per_epoch; s++) {
 			int g0 = s * gb, g1 = g0 + gb < n ? g0 + gb : n, B = g1 - g0;
 			int lo = g0 + (int)((long)B * rank / world);
 			int hi = g0 + (int)((long)B * (rank + 1) / world);
 			int b = hi - lo;
-			for (int i = 0; i < b; i++) {
-				int r = order[lo + i];
+			const float *in[MLP_MAX_BRANCH];
+			const uint32_t *ids;
+			const int *labels;
+			const float *soft;
+			if (full) {
 				for (int k = 0; k < d->ninputs; k++)
-					memcpy(xb[k] + (size_t)i * d->dim[k], d->x[k] + (size_t)r * d->dim[k],
-					       sizeof(float) * (size_t)d->dim[k]);
-				idb[i] = d->ids[r];
-				if (d->labels)
-					lb[i] = d->labels[r];
-				if (sb)
-					memcpy(sb + (size_t)i * K, d->soft + (size_t)r * K, sizeof(float) * (size_t)K);
+					in[k] = d->x[k] + (size_t)lo * d->dim[k];
+				ids = d->ids + lo;
+				labels = d->labels ? d->labels + lo : NULL;
+				soft = d->soft ? d->soft + (size_t)lo * K : NULL;
+			} else {
+				for (int i = 0; i < b; i++) {
+					int r = order[lo + i];
+					for (int k = 0; k < d->ninputs; k++)
+						memcpy(xb[k] + (size_t)i * d->dim[k],
+						       d->x[k] + (size_t)r * d->dim[k],
+						       sizeof(float) * (size_t)d->dim[k]);
+					idb[i] = d->ids[r];
+					if (d->labels)
+						lb[i] = d->labels[r];
+					if (sb)
+						memcpy(sb + (size_t)i * K, d->soft + (size_t)r * K,
+						       sizeof(float) * (size_t)K);
+				}
+				for (int k = 0; k < d->ninputs; k++)
+					in[k] = xb[k];
+				ids = idb;
+				labels = lb;
+				soft = sb;
 			}
 			struct fwd_ctx ctx = {
 				.reg = t->reg,
 				.seed = t->seed,
 				.step = (uint32_t)((long)epoch * steps_per_epoch + s),
-				.ids = idb,
+				.ids = ids,
 				.global_batch = B,
 				.reduce = t->dp ? t->dp->reduce : NULL,
 				.reduce_arg = t->dp ? t->dp->arg : NULL,
 			};
-			const float *in[MLP_MAX_BRANCH];
-			for (int k = 0; k < d->ninputs; k++)
-				in[k] = xb[k];
 			mlp_zero_grad(m);
 			mlp_forward(m, in, b, &ctx);
-			memset(dlogits, 0, sizeof(float) * (size_t)b * (size_t)K);
-			double l = softmax_xent(dlogits, NULL, m->logits, sb ? NULL : lb, sb, b, K, t->loss,
-						1.0f / (float)B);
-			mlp_backward(m, dlogits, &ctx);
+			double l = mlp_loss_backward(m, soft ? NULL : labels, soft, t->loss,
+						     1.0f / (float)B, &ctx);
 			if (t->dp && world > 1) {
 				t->dp->allreduce(m->grads, m->nparams, t->dp->arg);
 				t->dp->reduce(&l, 1, t->dp->arg);
@@ -161,6 +181,5 @@ int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const 
 	free(idb);
 	free(lb);
 	free(sb);
-	free(dlogits);
 	return rc;
 }

@@ -203,6 +203,74 @@ static void test_linear_fast_vs_naive(void)
 	}
 }
 
+/* The feature-major kernels against their naive twins: every tile shape of
+ * the AVX2 kernels (rows 1..4 past multiples of 4, columns 8/16/24 and a
+ * non-multiple-of-8 tail), and layers big enough to go to sgemm. */
+static void test_linear_fm_fast_vs_naive(void)
+{
+	static const int shapes[][3] = { { 1, 1, 1 },    { 8, 3, 5 },     { 272, 1, 32 },
+					 { 272, 32, 32 }, { 272, 32, 2 }, { 272, 2, 16 },
+					 { 270, 16, 16 }, { 32, 7, 6 },   { 45, 33, 17 },
+					 { 16, 130, 140 }, { 104, 5, 3 } };
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+		size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
+		float *inp = xmalloc(nin * sizeof(float)), *w = xmalloc(nw * sizeof(float));
+		float *bias = xmalloc(OC * sizeof(float)), *dout = xmalloc(nout * sizeof(float));
+		float *o1 = xmalloc(nout * sizeof(float)), *o2 = xmalloc(nout * sizeof(float));
+		float *di1 = xmalloc(nin * sizeof(float)), *di2 = xmalloc(nin * sizeof(float));
+		float *dw1 = xmalloc(nw * sizeof(float)), *dw2 = xmalloc(nw * sizeof(float));
+		float *db1 = xmalloc(OC * sizeof(float)), *db2 = xmalloc(OC * sizeof(float));
+		fill_normal(inp, nin, 110 + s);
+		fill_normal(w, nw, 120 + s);
+		fill_normal(bias, OC, 130 + s);
+		fill_normal(dout, nout, 140 + s);
+		fill_normal(di1, nin, 150 + s);
+		fill_normal(dw1, nw, 160 + s);
+		fill_normal(db1, OC, 170 + s);
+		memcpy(di2, di1, nin * sizeof(float));
+		memcpy(dw2, dw1, nw * sizeof(float));
+		memcpy(db2, db1, OC * sizeof(float));
+		double tol = 1e-5 * sqrt((double)(C > N ? C : N) + OC);
+		for (int v = 0; v < 4; v++) {
+			const float *bp = v & 1 ? bias : NULL;
+			int relu = v >> 1;
+			linear_forward_fm(o1, inp, w, bp, N, C, OC, relu);
+			linear_forward_fm_naive(o2, inp, w, bp, N, C, OC, relu);
+			for (size_t i = 0; i < nout; i++)
+				CHECK_NEAR(o1[i], o2[i], tol * (1 + fabsf(o2[i])));
+			for (size_t i = 0; relu && i < nout; i++)
+				CHECK(o1[i] >= 0.0f);
+		}
+		linear_backward_fm(di1, dw1, db1, dout, inp, w, N, C, OC);
+		linear_backward_fm_naive(di2, dw2, db2, dout, inp, w, N, C, OC);
+		for (size_t i = 0; i < nin; i++)
+			CHECK_NEAR(di1[i], di2[i], tol * (1 + fabsf(di2[i])));
+		for (size_t i = 0; i < nw; i++)
+			CHECK_NEAR(dw1[i], dw2[i], tol * (1 + fabsf(dw2[i])));
+		for (int i = 0; i < OC; i++)
+			CHECK_NEAR(db1[i], db2[i], tol * (1 + fabsf(db2[i])));
+		linear_backward_fm(NULL, dw1, NULL, dout, inp, w, N, C, OC);
+		linear_backward_fm_naive(NULL, dw2, NULL, dout, inp, w, N, C, OC);
+		for (size_t i = 0; i < nw; i++)
+			CHECK_NEAR(dw1[i], dw2[i], 2 * tol * (1 + fabsf(dw2[i])));
+		/* the feature-major layer is the row-major one transposed */
+		float *inr = xmalloc(nin * sizeof(float)), *outr = xmalloc(nout * sizeof(float));
+		for (int n = 0; n < N; n++)
+			for (int c = 0; c < C; c++)
+				inr[(size_t)n * C + c] = inp[(size_t)c * N + n];
+		linear_forward_naive(outr, inr, w, bias, N, C, OC);
+		linear_forward_fm(o1, inp, w, bias, N, C, OC, 0);
+		for (int n = 0; n < N; n++)
+			for (int o = 0; o < OC; o++)
+				CHECK_NEAR(o1[(size_t)o * N + n], outr[(size_t)n * OC + o],
+					   tol * (1 + fabsf(outr[(size_t)n * OC + o])));
+		free(inr), free(outr);
+		free(inp), free(w), free(bias), free(dout), free(o1), free(o2);
+		free(di1), free(di2), free(dw1), free(dw2), free(db1), free(db2);
+	}
+}
+
 enum { LB = 4, LC = 5, LOC = 3 };
 struct linear_fd {
 	float inp[LB * LC], w[LOC * LC], b[LOC], out[LB * LOC], wout[LB * LOC];
@@ -482,6 +550,57 @@ static void test_softmax_xent(void)
 }
 
 /* ---- the MLP ----------------------------------------------------------- */
+
+/* softmax_xent_fm (float, feature-major) against softmax_xent (double):
+ * K = 2 as in TwoMoon and K = 5; a batch that is not a multiple of 8 (the
+ * padding columns get zero gradient and add no loss) and one that is. */
+static void test_softmax_xent_fm(void)
+{
+	static const int cases[][2] = { { 27, 2 }, { 16, 2 }, { 13, 5 }, { 1, 3 } };
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		int B = cases[c][0], K = cases[c][1];
+		for (int pad = 0; pad < 2; pad++) {
+			int N = pad ? ((B + 7) & ~7) : B;
+			float *z = xmalloc((size_t)B * K * sizeof(float));
+			float *zt = xmalloc((size_t)N * K * sizeof(float));
+			float *soft = xmalloc((size_t)B * K * sizeof(float));
+			float *d = xmalloc((size_t)B * K * sizeof(float));
+			float *dt = xmalloc((size_t)N * K * sizeof(float));
+			int *labels = xmalloc((size_t)B * sizeof(int));
+			fill_normal(z, (size_t)B * K, 200 + c);
+			fill_uniform(soft, (size_t)B * K, 0.0f, 1.0f, 210 + c);
+			for (int b = 0; b < B; b++) {
+				labels[b] = (b * 7) % K;
+				for (int k = 0; k < K; k++)
+					z[b * K + k] *= 3.0f;
+			}
+			for (size_t i = 0; i < (size_t)N * K; i++)
+				zt[i] = 5.0f; /* padding logits are arbitrary */
+			for (int b = 0; b < B; b++)
+				for (int k = 0; k < K; k++)
+					zt[(size_t)k * N + b] = z[b * K + k];
+			for (int kind = 0; kind < 2; kind++)
+				for (int sf = 0; sf < 2; sf++) {
+					const float *sp = sf ? soft : NULL;
+					memset(d, 0, (size_t)B * K * sizeof(float));
+					for (size_t i = 0; i < (size_t)N * K; i++)
+						dt[i] = 7.0f; /* overwritten */
+					double L = softmax_xent(d, NULL, z, labels, sp, B, K,
+								(enum loss_kind)kind, 0.5f);
+					double Lt = softmax_xent_fm(dt, zt, labels, sp, B, N, K,
+								    (enum loss_kind)kind, 0.5f);
+					CHECK_NEAR(Lt, L, 1e-5 * (1 + fabs(L)));
+					for (int b = 0; b < N; b++)
+						for (int k = 0; k < K; k++) {
+							float got = dt[(size_t)k * N + b];
+							float want = b < B ? d[b * K + k] : 0.0f;
+							CHECK_NEAR(got, want, 1e-6);
+						}
+				}
+			free(z), free(zt), free(soft), free(d), free(dt), free(labels);
+		}
+	}
+}
 
 static struct mlp_arch arch_early2(void)
 {
@@ -933,6 +1052,49 @@ static void test_mlp_names_and_init(void)
 
 /* Batches of different sizes, eval passes and training passes interleave
  * without disturbing each other; activations only grow. */
+/* mlp_loss_backward is softmax_xent + mlp_backward in one: same loss and
+ * gradients (up to the float loss), with every regularizer on. */
+static void test_mlp_loss_backward(void)
+{
+	struct mlp_arch archs[2] = { arch_early2(), arch_late2() };
+	enum { B = 21 };
+	for (int ai = 0; ai < 2; ai++)
+		for (int kind = 0; kind < 2; kind++) {
+			struct mlp m;
+			CHECK(mlp_init(&m, &archs[ai]) == 0);
+			mlp_init_params(&m, 5 + ai);
+			float x0[B * 3], x1[B * 2], dl[B * 3];
+			int labels[B];
+			uint32_t ids[B];
+			fill_normal(x0, B * 3, 300 + ai);
+			fill_normal(x1, B * 2, 310 + ai);
+			for (int b = 0; b < B; b++) {
+				labels[b] = b % 3;
+				ids[b] = 1000 + 3 * (uint32_t)b;
+			}
+			struct fwd_ctx ctx = { .reg = { 0.5f, 0.7f, 0.3f }, .seed = 11, .step = 4,
+					       .ids = ids };
+			const float *in[2] = { x0, x1 };
+			float *g1 = xmalloc(m.nparams * sizeof(float));
+			mlp_zero_grad(&m);
+			mlp_forward(&m, in, B, &ctx);
+			memset(dl, 0, sizeof dl);
+			double L1 = softmax_xent(dl, NULL, m.logits, labels, NULL, B, 3,
+						 (enum loss_kind)kind, 1.0f / B);
+			mlp_backward(&m, dl, &ctx);
+			memcpy(g1, m.grads, m.nparams * sizeof(float));
+			mlp_zero_grad(&m);
+			mlp_forward(&m, in, B, &ctx);
+			double L2 = mlp_loss_backward(&m, labels, NULL, (enum loss_kind)kind, 1.0f / B,
+						      &ctx);
+			CHECK_NEAR(L2, L1, 1e-5 * (1 + fabs(L1)));
+			for (size_t i = 0; i < m.nparams; i++)
+				CHECK_NEAR(m.grads[i], g1[i], 1e-5 * (1 + fabsf(g1[i])));
+			free(g1);
+			mlp_release(&m);
+		}
+}
+
 static void test_mlp_batches(void)
 {
 	struct regularizer reg = { .input_noise = 0.3f, .hidden_noise = 0.8f, .dropout = 0.25f };
@@ -1381,16 +1543,19 @@ int main(void)
 {
 	RUN(test_stream_offsets);
 	RUN(test_linear_fast_vs_naive);
+	RUN(test_linear_fm_fast_vs_naive);
 	RUN(test_linear_grad);
 	RUN(test_relu_grad);
 	RUN(test_dropout);
 	RUN(test_noise_grad);
 	RUN(test_softmax_xent);
+	RUN(test_softmax_xent_fm);
 	RUN(test_mlp_names_and_init);
 	RUN(test_mlp_grad_early);
 	RUN(test_mlp_grad_late);
 	RUN(test_mlp_grad_edge_archs);
 	RUN(test_mlp_matches_documented_composition);
+	RUN(test_mlp_loss_backward);
 	RUN(test_mlp_batches);
 	RUN(test_mlp_data_parallel);
 	RUN(test_optim_rules);

@@ -1,4 +1,5 @@
 /* test_rng.c - Philox known-answer vectors and the distributions. */
+#include <math.h>
 #include <string.h>
 
 #include "rng.h"
@@ -86,11 +87,75 @@ static void test_uniform_and_below(void)
 		CHECK_NEAR(hist[i], 10000, 500);
 }
 
+/* rng_normal is Box-Muller of two consecutive words with approximate
+ * log/sin/cos: within a few float ulps of the exact transform. */
+static void test_normal_accuracy(void)
+{
+	uint32_t ctr[4] = { 0, RNG_HIDDEN_NOISE, 9, 77 }, key[2] = { 123, 0 }, w[4];
+	struct rng r;
+	rng_init(&r, 123, RNG_HIDDEN_NOISE, 9, 77);
+	double worst = 0;
+	for (uint32_t blk = 0; blk < 20000; blk++) {
+		ctr[0] = blk;
+		philox4x32(ctr, key, w);
+		for (int p = 0; p < 2; p++) {
+			double u1 = ((w[2 * p] >> 8) + 1.0) / 16777216.0;
+			double u2 = (w[2 * p + 1] >> 8) / 16777216.0;
+			double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+			double c = rad * cos(th), s = rad * sin(th);
+			double gc = rng_normal(&r), gs = rng_normal(&r);
+			worst = fmax(worst, fabs(gc - c) / (1.0 + fabs(c)));
+			worst = fmax(worst, fabs(gs - s) / (1.0 + fabs(s)));
+		}
+	}
+	CHECK_MSG(worst < 2e-6, "worst relative error %.3g", worst);
+}
+
+/* The bulk draws are the scalar stream's values, in both layouts, at any
+ * offset, for batches that are and are not multiples of 8. */
+static void test_batch_matches_scalar(void)
+{
+	enum { B = 19, C = 11 };
+	uint32_t ids[B];
+	for (int b = 0; b < B; b++)
+		ids[b] = 40000 + 17 * (uint32_t)b;
+	float fm[C * 24], rm[B * C];
+	for (int normal = 0; normal < 2; normal++)
+		for (uint64_t off = 0; off < 6; off++) {
+			if (normal) {
+				rng_normal_batch(fm, 24, 1, B, C, 5, RNG_INPUT_NOISE, 2, ids, off);
+				rng_normal_batch(rm, 1, C, B, C, 5, RNG_INPUT_NOISE, 2, ids, off);
+			} else {
+				rng_uniform_batch(fm, 24, 1, B, C, 5, RNG_DROPOUT, 2, ids, off);
+				rng_uniform_batch(rm, 1, C, B, C, 5, RNG_DROPOUT, 2, ids, off);
+			}
+			for (int b = 0; b < B; b++) {
+				struct rng r;
+				rng_init(&r, 5, normal ? RNG_INPUT_NOISE : RNG_DROPOUT, 2, ids[b]);
+				for (uint64_t i = 0; i < off; i++)
+					(void)(normal ? rng_normal(&r) : rng_uniform(&r));
+				for (int c = 0; c < C; c++) {
+					float v = normal ? rng_normal(&r) : rng_uniform(&r);
+					CHECK(fm[c * 24 + b] == v);
+					CHECK(rm[b * C + c] == v);
+				}
+			}
+		}
+	/* ids NULL means row index */
+	float a[3 * 8], z[3 * 8];
+	uint32_t rows[3] = { 0, 1, 2 };
+	rng_normal_batch(a, 1, 8, 3, 8, 1, RNG_HIDDEN_NOISE, 0, NULL, 0);
+	rng_normal_batch(z, 1, 8, 3, 8, 1, RNG_HIDDEN_NOISE, 0, rows, 0);
+	CHECK(memcmp(a, z, sizeof a) == 0);
+}
+
 int main(void)
 {
 	RUN(test_philox_kat);
 	RUN(test_streams_are_functions);
 	RUN(test_normal_moments);
 	RUN(test_uniform_and_below);
+	RUN(test_normal_accuracy);
+	RUN(test_batch_matches_scalar);
 	return test_summary();
 }
