@@ -184,7 +184,7 @@ void dropout_forward_at(float *out, float *mask, const float *inp, int B, int C,
 		return;
 	}
 	float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-	rng_uniform_batch(mask, 1, (size_t)C, B, C, seed, RNG_DROPOUT, step, ids, offset);
+	rng_uniform16_batch(mask, 1, (size_t)C, B, C, seed, RNG_DROPOUT, step, ids, offset);
 	for (size_t i = 0; i < n; i++) {
 		mask[i] = mask[i] < p ? 0.0f : keep;
 		out[i] = inp[i] * mask[i];
@@ -513,31 +513,34 @@ AVX2 INLINE __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
 	return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-/* Y[i, p] += sum_n G[i, n] X[p, n] for MR rows i and PR rows p */
+/* Y[i, p] += sum_n G[i, n] X[p, n] for MR rows i and PR rows p: 4x2 at most,
+ * so accumulators and loaded vectors (8 + 4 + 2) stay in the 16 registers */
 AVX2 INLINE void gxt_tile(const int MR, const int PR, float *y, size_t ys, const float *g,
 			  const float *x, size_t N, size_t nv)
 {
-	__m256 c[4][3];
+	__m256 c[4][2];
 #pragma GCC unroll 4
 	for (int i = 0; i < 4; i++)
-#pragma GCC unroll 3
-		for (int p = 0; p < 3; p++)
+#pragma GCC unroll 2
+		for (int p = 0; p < 2; p++)
 			c[i][p] = _mm256_setzero_ps();
 	for (size_t n = 0; n < nv; n += 8) {
-		__m256 gv[4], xv[3];
-#pragma GCC unroll 4
-		for (int i = 0; i < MR; i++)
-			gv[i] = _mm256_loadu_ps(g + (size_t)i * N + n);
-#pragma GCC unroll 3
+		__m256 gv[4], xv[2];
+#pragma GCC unroll 2
 		for (int p = 0; p < PR; p++)
 			xv[p] = _mm256_loadu_ps(x + (size_t)p * N + n);
 #pragma GCC unroll 4
-		for (int i = 0; i < MR; i++)
-#pragma GCC unroll 3
+		for (int i = 0; i < MR; i++) {
+			gv[i] = _mm256_loadu_ps(g + (size_t)i * N + n);
+			/* keep the vector in a register: folded into each FMA it would be
+			 * loaded PR times, and loads, not FMAs, would bound the loop */
+			__asm__("" : "+x"(gv[i]));
+#pragma GCC unroll 2
 			for (int p = 0; p < PR; p++)
 				c[i][p] = _mm256_fmadd_ps(gv[i], xv[p], c[i][p]);
+		}
 	}
-#pragma GCC unroll 3
+#pragma GCC unroll 2
 	for (int p = 0; p < PR; p++) {
 		float s[4];
 		_mm_storeu_ps(s, hsum4(c[0][p], c[1][p], c[2][p], c[3][p]));
@@ -551,11 +554,9 @@ AVX2 INLINE void gxt_rows(const int MR, float *y, size_t ys, const float *g, con
 			  size_t N, size_t nv)
 {
 	int p = 0;
-	for (; p + 3 <= P; p += 3)
-		gxt_tile(MR, 3, y + p, ys, g, x + (size_t)p * N, N, nv);
-	if (P - p == 2)
+	for (; p + 2 <= P; p += 2)
 		gxt_tile(MR, 2, y + p, ys, g, x + (size_t)p * N, N, nv);
-	else if (P - p == 1)
+	if (p < P)
 		gxt_tile(MR, 1, y + p, ys, g, x + (size_t)p * N, N, nv);
 }
 
@@ -987,13 +988,17 @@ AVX2 INLINE __m256 xent_t8(const int *labels, const float *soft, int K, int b0, 
 	return _mm256_loadu_ps(t);
 }
 
-/* softmax_xent_fm for N a multiple of 8 */
+/* softmax_xent_fm for N a multiple of 8 and K <= XENT_FM_K: each group of 8
+ * columns keeps its logits, targets and exponentials in registers, so a row
+ * costs 2K exponentials and 2 logarithms */
+#define XENT_FM_K 16
 AVX2 static double xent_fm_avx2(float *dlogits, const float *logits, const int *labels,
 				const float *soft, int B, size_t N, int K, enum loss_kind kind,
 				float grad_scale)
 {
 	double total = 0.0;
 	const __m256 gs = _mm256_set1_ps(grad_scale), zero = _mm256_setzero_ps();
+	const __m256 one = _mm256_set1_ps(1.0f);
 	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 	for (size_t b0 = 0; b0 < N; b0 += 8) {
 		const float *z = logits + b0;
@@ -1005,52 +1010,52 @@ AVX2 static double xent_fm_avx2(float *dlogits, const float *logits, const int *
 			continue;
 		}
 		__m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane));
-		__m256 mx = _mm256_set1_ps(-INFINITY), sum = zero, T = _mm256_set1_ps(1.0f);
-		for (int k = 0; k < K; k++)
-			mx = _mm256_max_ps(mx, _mm256_loadu_ps(z + (size_t)k * N));
-		for (int k = 0; k < K; k++)
-			sum = _mm256_add_ps(sum, exp8(_mm256_sub_ps(_mm256_loadu_ps(z + (size_t)k * N), mx)));
-		__m256 lse = _mm256_add_ps(mx, log8(sum));
-		if (soft) {
-			T = zero;
-			for (int k = 0; k < K; k++)
-				T = _mm256_add_ps(T, xent_t8(labels, soft, K, (int)b0, nb, k));
+		__m256 zc[XENT_FM_K], tc[XENT_FM_K], e[XENT_FM_K];
+		__m256 mx = _mm256_set1_ps(-INFINITY), sum = zero, T = zero;
+		for (int k = 0; k < K; k++) {
+			zc[k] = _mm256_loadu_ps(z + (size_t)k * N);
+			tc[k] = xent_t8(labels, soft, K, (int)b0, nb, k);
+			mx = _mm256_max_ps(mx, zc[k]);
+			T = _mm256_add_ps(T, tc[k]);
 		}
+		if (!soft)
+			T = one;
+		for (int k = 0; k < K; k++) {
+			e[k] = exp8(_mm256_sub_ps(zc[k], mx));
+			sum = _mm256_add_ps(sum, e[k]);
+		}
+		__m256 inv = _mm256_div_ps(one, sum);
 		__m256 loss;
 		if (kind == LOSS_CE) {
-			__m256 tz = zero;
+			__m256 lse = _mm256_add_ps(mx, log8(sum)), tz = zero;
 			for (int k = 0; k < K; k++) {
-				__m256 t = xent_t8(labels, soft, K, (int)b0, nb, k);
-				__m256 zk = _mm256_loadu_ps(z + (size_t)k * N);
-				tz = _mm256_fmadd_ps(t, zk, tz);
-				__m256 d = _mm256_fmsub_ps(exp8(_mm256_sub_ps(zk, lse)), T, t);
+				__m256 q = _mm256_mul_ps(e[k], inv);
+				tz = _mm256_fmadd_ps(tc[k], zc[k], tz);
+				__m256 d = _mm256_fmsub_ps(q, T, tc[k]);
 				_mm256_storeu_ps(dz + (size_t)k * N,
 						 _mm256_and_ps(valid, _mm256_mul_ps(d, gs)));
 			}
 			loss = _mm256_fmsub_ps(T, lse, tz);
 		} else {
+			/* q = softmax(z) in zc, exp(q) in e */
 			__m256 s2 = zero, tq = zero, dqq = zero;
 			for (int k = 0; k < K; k++) {
-				__m256 q = exp8(_mm256_sub_ps(_mm256_loadu_ps(z + (size_t)k * N), lse));
-				_mm256_storeu_ps(dz + (size_t)k * N, q);
-				s2 = _mm256_add_ps(s2, exp8(q));
-				tq = _mm256_fmadd_ps(xent_t8(labels, soft, K, (int)b0, nb, k), q, tq);
+				zc[k] = _mm256_mul_ps(e[k], inv);
+				e[k] = exp8(zc[k]);
+				s2 = _mm256_add_ps(s2, e[k]);
+				tq = _mm256_fmadd_ps(tc[k], zc[k], tq);
 			}
-			__m256 lse2 = log8(s2);
+			__m256 inv2 = _mm256_div_ps(one, s2);
 			for (int k = 0; k < K; k++) {
-				__m256 q = _mm256_loadu_ps(dz + (size_t)k * N);
-				__m256 dq = _mm256_fmsub_ps(exp8(_mm256_sub_ps(q, lse2)), T,
-							    xent_t8(labels, soft, K, (int)b0, nb, k));
-				dqq = _mm256_fmadd_ps(dq, q, dqq);
+				/* dq = softmax(q) T - t, kept in tc */
+				tc[k] = _mm256_fmsub_ps(_mm256_mul_ps(e[k], inv2), T, tc[k]);
+				dqq = _mm256_fmadd_ps(tc[k], zc[k], dqq);
 			}
 			for (int k = 0; k < K; k++) {
-				__m256 q = _mm256_loadu_ps(dz + (size_t)k * N);
-				__m256 dq = _mm256_fmsub_ps(exp8(_mm256_sub_ps(q, lse2)), T,
-							    xent_t8(labels, soft, K, (int)b0, nb, k));
-				__m256 d = _mm256_mul_ps(_mm256_mul_ps(q, _mm256_sub_ps(dq, dqq)), gs);
+				__m256 d = _mm256_mul_ps(_mm256_mul_ps(zc[k], _mm256_sub_ps(tc[k], dqq)), gs);
 				_mm256_storeu_ps(dz + (size_t)k * N, _mm256_and_ps(valid, d));
 			}
-			loss = _mm256_fmsub_ps(T, lse2, tq);
+			loss = _mm256_fmsub_ps(T, log8(s2), tq);
 		}
 		loss = _mm256_and_ps(valid, loss);
 		__m128 h = _mm_add_ps(_mm256_castps256_ps128(loss), _mm256_extractf128_ps(loss, 1));
@@ -1067,7 +1072,7 @@ double softmax_xent_fm(float *dlogits, const float *logits, const int *labels, c
 {
 	// logits, dlogits are (K,N); labels is (B); soft is (B,K)
 #ifdef NN_X86
-	if (nn_avx2() && N % 8 == 0)
+	if (nn_avx2() && N % 8 == 0 && K <= XENT_FM_K)
 		return xent_fm_avx2(dlogits, logits, labels, soft, B, (size_t)N, K, kind, grad_scale);
 #endif
 	double total = 0.0;
@@ -1447,7 +1452,7 @@ static void hidden_reg(struct mlp *m, int l, int B, const struct fwd_ctx *ctx, d
 		float p = P->p, keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
 		const float *src = ha->eps ? ha->o : ha->h;
 		float *mk = ha->mask, *o = ha->o;
-		rng_uniform_batch(mk, (size_t)N, 1, B, C, ctx->seed, RNG_DROPOUT, ctx->step, ctx->ids,
+		rng_uniform16_batch(mk, (size_t)N, 1, B, C, ctx->seed, RNG_DROPOUT, ctx->step, ctx->ids,
 				  P->drop_off[l]);
 		fm_zero_pad(mk, C, B, N);
 		ew_dropout(o, mk, src, p, keep, (size_t)C * N);

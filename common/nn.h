@@ -62,7 +62,8 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
 
 /* Inverted dropout. inp, out, mask are (B,C); mask[b,c] is 0 or 1/(1-p),
  * drawn from rng (seed, RNG_DROPOUT, step, ids[b]) at index layer*C + c:
- * element c is dropped when rng_uniform() < p. p == 0 copies (mask all 1).
+ * element c is dropped when that 16-bit uniform (rng_uniform16_batch: half
+ * words, low half first) is < p. p == 0 copies (mask all 1).
  * ids NULL means ids[b] = b. out may equal inp. */
 void dropout_forward(float *out, float *mask, const float *inp, int B, int C, float p,
 		     uint64_t seed, uint32_t step, uint32_t layer, const uint32_t *ids);

@@ -69,16 +69,18 @@ static int use_avx2(void)
 
 /* ---- eight streams at once --------------------------------------------- */
 
-/* out[j][l] = word j of Philox block (blk, purpose, epoch, ids[l]) */
-static void philox8_c(uint32_t blk, uint32_t purpose, uint32_t epoch, const uint32_t ids[8],
-		      const uint32_t key[2], uint32_t out[4][8])
+/* w[i][j][l] = word j of Philox block (blk + i, purpose, epoch, ids[l]) for
+ * i < nblk: eight streams, nblk consecutive blocks of each */
+static void philox8_c(uint32_t blk, int nblk, uint32_t purpose, uint32_t epoch,
+		      const uint32_t ids[8], const uint32_t key[2], uint32_t w[][4][8])
 {
-	for (int l = 0; l < 8; l++) {
-		uint32_t ctr[4] = { blk, purpose, epoch, ids[l] }, w[4];
-		philox4x32(ctr, key, w);
-		for (int j = 0; j < 4; j++)
-			out[j][l] = w[j];
-	}
+	for (int i = 0; i < nblk; i++)
+		for (int l = 0; l < 8; l++) {
+			uint32_t ctr[4] = { blk + (uint32_t)i, purpose, epoch, ids[l] }, o[4];
+			philox4x32(ctr, key, o);
+			for (int j = 0; j < 4; j++)
+				w[i][j][l] = o[j];
+		}
 }
 
 #ifdef RNG_X86
@@ -92,43 +94,69 @@ __attribute__((target("avx2"))) static inline void mulhilo8(__m256i c, __m256i m
 	*hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
 }
 
-__attribute__((target("avx2"))) static void philox8_avx2(uint32_t blk, uint32_t purpose,
-							 uint32_t epoch, const uint32_t ids[8],
-							 const uint32_t key[2], uint32_t out[4][8])
+/* One Philox round on two independent states (a, b): the multiplies of one
+ * overlap the latency of the other's. */
+#define PHILOX_ROUND2(a, b, k0v, k1v)                                               \
+	do {                                                                        \
+		__m256i lo0a, hi0a, lo1a, hi1a, lo0b, hi0b, lo1b, hi1b;                     \
+		mulhilo8(a[0], m0, &lo0a, &hi0a);                                   \
+		mulhilo8(b[0], m0, &lo0b, &hi0b);                                   \
+		mulhilo8(a[2], m1, &lo1a, &hi1a);                                   \
+		mulhilo8(b[2], m1, &lo1b, &hi1b);                                   \
+		a[0] = _mm256_xor_si256(_mm256_xor_si256(hi1a, a[1]), k0v);          \
+		b[0] = _mm256_xor_si256(_mm256_xor_si256(hi1b, b[1]), k0v);          \
+		a[1] = lo1a;                                                        \
+		b[1] = lo1b;                                                        \
+		a[2] = _mm256_xor_si256(_mm256_xor_si256(hi0a, a[3]), k1v);          \
+		b[2] = _mm256_xor_si256(_mm256_xor_si256(hi0b, b[3]), k1v);          \
+		a[3] = lo0a;                                                        \
+		b[3] = lo0b;                                                        \
+	} while (0)
+
+__attribute__((target("avx2"))) static void philox8_avx2(uint32_t blk, int nblk,
+							 uint32_t purpose, uint32_t epoch,
+							 const uint32_t ids[8],
+							 const uint32_t key[2], uint32_t w[][4][8])
 {
 	const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
-	__m256i c0 = _mm256_set1_epi32((int)blk), c1 = _mm256_set1_epi32((int)purpose);
-	__m256i c2 = _mm256_set1_epi32((int)epoch);
-	__m256i c3 = _mm256_loadu_si256((const __m256i *)ids);
+	const __m256i id = _mm256_loadu_si256((const __m256i *)ids);
+	__m256i kk0[10], kk1[10];
 	uint32_t k0 = key[0], k1 = key[1];
-	for (int i = 0; i < 10; i++) {
-		__m256i lo0, hi0, lo1, hi1;
-		mulhilo8(c0, m0, &lo0, &hi0);
-		mulhilo8(c2, m1, &lo1, &hi1);
-		c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
-		c1 = lo1;
-		c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
-		c3 = lo0;
+	for (int r = 0; r < 10; r++) {
+		kk0[r] = _mm256_set1_epi32((int)k0);
+		kk1[r] = _mm256_set1_epi32((int)k1);
 		k0 += PHILOX_W0;
 		k1 += PHILOX_W1;
 	}
-	_mm256_storeu_si256((__m256i *)out[0], c0);
-	_mm256_storeu_si256((__m256i *)out[1], c1);
-	_mm256_storeu_si256((__m256i *)out[2], c2);
-	_mm256_storeu_si256((__m256i *)out[3], c3);
+	/* blocks in pairs; an odd last block runs beside a copy of itself */
+	for (int i = 0; i < nblk; i += 2) {
+		int i2 = i + 1 < nblk ? i + 1 : i;
+		__m256i a[4], b[4];
+		a[0] = _mm256_set1_epi32((int)(blk + (uint32_t)i));
+		b[0] = _mm256_set1_epi32((int)(blk + (uint32_t)i2));
+		a[1] = b[1] = _mm256_set1_epi32((int)purpose);
+		a[2] = b[2] = _mm256_set1_epi32((int)epoch);
+		a[3] = b[3] = id;
+		for (int r = 0; r < 10; r++)
+			PHILOX_ROUND2(a, b, kk0[r], kk1[r]);
+		for (int j = 0; j < 4; j++) {
+			_mm256_storeu_si256((__m256i *)w[i][j], a[j]);
+			_mm256_storeu_si256((__m256i *)w[i2][j], b[j]);
+		}
+	}
 }
 #endif
 
-static void philox8(uint32_t blk, uint32_t purpose, uint32_t epoch, const uint32_t ids[8],
-		    const uint32_t key[2], uint32_t out[4][8])
+static void philox8(uint32_t blk, int nblk, uint32_t purpose, uint32_t epoch,
+		    const uint32_t ids[8], const uint32_t key[2], uint32_t w[][4][8])
 {
 #ifdef RNG_X86
 	if (use_avx2()) {
-		philox8_avx2(blk, purpose, epoch, ids, key, out);
+		philox8_avx2(blk, nblk, purpose, epoch, ids, key, w);
 		return;
 	}
 #endif
-	philox8_c(blk, purpose, epoch, ids, key, out);
+	philox8_c(blk, nblk, purpose, epoch, ids, key, w);
 }
 
 /*
@@ -226,7 +254,7 @@ static void box_muller8_c(const uint32_t a[8], const uint32_t b[8], float c[8], 
 }
 
 #ifdef RNG_X86
-__attribute__((target("avx2"))) static void box_muller8_avx2(const uint32_t a[8],
+__attribute__((target("avx2"))) static inline void box_muller8_avx2(const uint32_t a[8],
 							     const uint32_t b[8], float c[8],
 							     float s[8])
 {
@@ -403,24 +431,13 @@ uint32_t rng_below(struct rng *r, uint32_t n)
 
 /* ---- bulk draws for a batch --------------------------------------------- */
 
-/* Store the four values v[j] (j = word of block blk) of lanes [0, nb) into
- * out at column c = 4*blk + j - offset when that is in [0, C). */
-static void scatter_block(float *out, size_t cstride, size_t bstride, int nb, int C, uint64_t blk,
-			  uint64_t offset, float v[4][8])
-{
-	for (int j = 0; j < 4; j++) {
-		uint64_t idx = 4 * blk + (uint64_t)j;
-		if (idx < offset || idx - offset >= (uint64_t)C)
-			continue;
-		float *o = out + (size_t)(idx - offset) * cstride;
-		if (bstride == 1 && nb == 8) {
-			memcpy(o, v[j], 8 * sizeof(float));
-		} else {
-			for (int l = 0; l < nb; l++)
-				o[(size_t)l * bstride] = v[j][l];
-		}
-	}
-}
+enum bulk_kind {
+	BULK_NORMAL,  /* 4 normals per block */
+	BULK_UNIFORM, /* 4 uniforms per block */
+	BULK_U16,     /* 8 16-bit uniforms per block: word j's low half, then its high half */
+};
+
+enum { BULK_CHUNK = 16 }; /* blocks per lane group per pass */
 
 /* The eight lanes' stream ids for rows b0.. (lanes past B repeat a valid id). */
 static int lane_ids(uint32_t lid[8], const uint32_t *ids, int b0, int B)
@@ -433,45 +450,97 @@ static int lane_ids(uint32_t lid[8], const uint32_t *ids, int b0, int B)
 	return nb;
 }
 
-void rng_normal_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
-		      uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset)
+#ifdef RNG_X86
+/* the normals of nblk blocks in one function, so that out-of-order execution
+ * overlaps the long dependency chains of consecutive Box-Muller calls */
+__attribute__((target("avx2"))) static void normal_blocks_avx2(int nblk, uint32_t w[][4][8],
+							       float v[][8])
+{
+	for (int i = 0; i < nblk; i++) {
+		box_muller8_avx2(w[i][0], w[i][1], v[4 * i], v[4 * i + 1]);
+		box_muller8_avx2(w[i][2], w[i][3], v[4 * i + 2], v[4 * i + 3]);
+	}
+}
+#endif
+
+/* v[i*per + j][l] = value j of block i, lane l */
+static void bulk_values(enum bulk_kind kind, int nblk, uint32_t w[][4][8], float v[][8])
+{
+#ifdef RNG_X86
+	if (kind == BULK_NORMAL && use_avx2()) {
+		normal_blocks_avx2(nblk, w, v);
+		return;
+	}
+#endif
+	for (int i = 0; i < nblk; i++) {
+		if (kind == BULK_NORMAL) {
+			box_muller8(w[i][0], w[i][1], v[4 * i], v[4 * i + 1]);
+			box_muller8(w[i][2], w[i][3], v[4 * i + 2], v[4 * i + 3]);
+		} else if (kind == BULK_UNIFORM) {
+			for (int j = 0; j < 4; j++)
+				for (int l = 0; l < 8; l++)
+					v[4 * i + j][l] = (float)(w[i][j][l] >> 8) * (1.0f / 16777216.0f);
+		} else {
+			for (int j = 0; j < 4; j++)
+				for (int l = 0; l < 8; l++) {
+					v[8 * i + 2 * j][l] = (float)(w[i][j][l] & 0xffffu) * (1.0f / 65536.0f);
+					v[8 * i + 2 * j + 1][l] = (float)(w[i][j][l] >> 16) * (1.0f / 65536.0f);
+				}
+		}
+	}
+}
+
+static void bulk(enum bulk_kind kind, float *out, size_t cstride, size_t bstride, int B, int C,
+		 uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
+		 uint64_t offset)
 {
 	if (B <= 0 || C <= 0)
 		return;
 	const uint32_t key[2] = { (uint32_t)seed, (uint32_t)(seed >> 32) };
-	uint64_t blk0 = offset / 4, blk1 = (offset + (uint64_t)C + 3) / 4;
+	uint64_t per = kind == BULK_U16 ? 8 : 4;
+	uint64_t blk0 = offset / per, blk1 = (offset + (uint64_t)C + per - 1) / per;
 	for (int b0 = 0; b0 < B; b0 += 8) {
-		uint32_t lid[8], w[4][8];
-		float v[4][8];
+		uint32_t lid[8];
 		int nb = lane_ids(lid, ids, b0, B);
 		float *o = out + (size_t)b0 * bstride;
-		for (uint64_t blk = blk0; blk < blk1; blk++) {
-			philox8((uint32_t)blk, purpose, epoch, lid, key, w);
-			box_muller8(w[0], w[1], v[0], v[1]);
-			box_muller8(w[2], w[3], v[2], v[3]);
-			scatter_block(o, cstride, bstride, nb, C, blk, offset, v);
+		for (uint64_t blk = blk0; blk < blk1; blk += BULK_CHUNK) {
+			int nblk = blk1 - blk < BULK_CHUNK ? (int)(blk1 - blk) : BULK_CHUNK;
+			uint32_t w[BULK_CHUNK][4][8];
+			float v[BULK_CHUNK * 8][8];
+			philox8((uint32_t)blk, nblk, purpose, epoch, lid, key, w);
+			bulk_values(kind, nblk, w, v);
+			/* values [lo, hi) of this chunk fall in columns [0, C) */
+			uint64_t first = blk * per, lo = first < offset ? offset - first : 0;
+			uint64_t hi = (uint64_t)nblk * per;
+			if (first + hi > offset + (uint64_t)C)
+				hi = offset + (uint64_t)C - first;
+			for (uint64_t t = lo; t < hi; t++) {
+				float *oc = o + (size_t)(first + t - offset) * cstride;
+				if (bstride == 1 && nb == 8) {
+					memcpy(oc, v[t], 8 * sizeof(float));
+				} else {
+					for (int l = 0; l < nb; l++)
+						oc[(size_t)l * bstride] = v[t][l];
+				}
+			}
 		}
 	}
+}
+
+void rng_normal_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
+		      uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset)
+{
+	bulk(BULK_NORMAL, out, cstride, bstride, B, C, seed, purpose, epoch, ids, offset);
 }
 
 void rng_uniform_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
 		       uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset)
 {
-	if (B <= 0 || C <= 0)
-		return;
-	const uint32_t key[2] = { (uint32_t)seed, (uint32_t)(seed >> 32) };
-	uint64_t blk0 = offset / 4, blk1 = (offset + (uint64_t)C + 3) / 4;
-	for (int b0 = 0; b0 < B; b0 += 8) {
-		uint32_t lid[8], w[4][8];
-		float v[4][8];
-		int nb = lane_ids(lid, ids, b0, B);
-		float *o = out + (size_t)b0 * bstride;
-		for (uint64_t blk = blk0; blk < blk1; blk++) {
-			philox8((uint32_t)blk, purpose, epoch, lid, key, w);
-			for (int j = 0; j < 4; j++)
-				for (int l = 0; l < 8; l++)
-					v[j][l] = (float)(w[j][l] >> 8) * (1.0f / 16777216.0f);
-			scatter_block(o, cstride, bstride, nb, C, blk, offset, v);
-		}
-	}
+	bulk(BULK_UNIFORM, out, cstride, bstride, B, C, seed, purpose, epoch, ids, offset);
+}
+
+void rng_uniform16_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
+			 uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset)
+{
+	bulk(BULK_U16, out, cstride, bstride, B, C, seed, purpose, epoch, ids, offset);
 }

@@ -66,5 +66,12 @@ void rng_normal_batch(float *out, size_t cstride, size_t bstride, int B, int C, 
 		      uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset);
 void rng_uniform_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
 		       uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset);
+/* Coarser uniforms for dropout, two per word: value i of a stream is
+ * half (i % 2) (0: the low 16 bits, 1: the high) of word i/2 (the words
+ * rng_u32 returns), divided by 65536, so in [0,1) on a 2^-16 grid. Half the
+ * Philox work of rng_uniform_batch; u < p then has probability
+ * ceil(65536 p) / 65536. */
+void rng_uniform16_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
+			 uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset);
 
 #endif

@@ -141,6 +141,25 @@ static void test_batch_matches_scalar(void)
 				}
 			}
 		}
+	/* the 16-bit uniforms: halves of the words, low first */
+	for (uint64_t off = 0; off < 10; off++) {
+		rng_uniform16_batch(fm, 24, 1, B, C, 5, RNG_DROPOUT, 2, ids, off);
+		rng_uniform16_batch(rm, 1, C, B, C, 5, RNG_DROPOUT, 2, ids, off);
+		for (int b = 0; b < B; b++) {
+			struct rng r;
+			rng_init(&r, 5, RNG_DROPOUT, 2, ids[b]);
+			uint32_t w = 0;
+			for (uint64_t i = 0; i < off + C; i++) {
+				if (i % 2 == 0)
+					w = rng_u32(&r);
+				float v = (float)(i % 2 ? w >> 16 : w & 0xffffu) / 65536.0f;
+				if (i >= off) {
+					CHECK(fm[(i - off) * 24 + b] == v);
+					CHECK(rm[b * C + (i - off)] == v);
+				}
+			}
+		}
+	}
 	/* ids NULL means row index */
 	float a[3 * 8], z[3 * 8];
 	uint32_t rows[3] = { 0, 1, 2 };
