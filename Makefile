@@ -17,6 +17,7 @@ MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
 
 OPT     ?= -O2
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CFLAGS  := -std=c11 -Wall -Wextra -pedantic $(OPT) -g -D_GNU_SOURCE -Icommon $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 ifdef DEV
@@ -54,6 +55,9 @@ $(O)/%.o: %.c $(wildcard common/*.h coordinator/*.h worker/*.h tests/unit/*.h)
 # the network engine's kernels: -O3 to vectorize the elementwise loops and
 # fully unroll the register tiles (AVX2 code paths are chosen at run time)
 $(O)/common/nn.o $(O)/common/rng.o $(O)/common/optim.o: CFLAGS += -O3 -fno-trapping-math
+
+# the coordinator records the revision that ran a run
+$(O)/coordinator/coord.o: CFLAGS += -DMKE_GIT_REV='"$(GIT_REV)"'
 
 $(O)/worker/%.o: worker/%.c $(wildcard common/*.h worker/*.h)
 	@mkdir -p $(dir $@)
