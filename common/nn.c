@@ -420,14 +420,54 @@ static int nn_avx2(void)
  * CPU without AVX2/FMA) */
 #define FM_BLAS_MIN (128 * 128)
 
+/* What the Y = A X kernels do to each result before storing it, in this
+ * order: + bias[i], + the old y[i,n], max(., 0), * mul[i,n], then 0 where
+ * gate[i,n] <= 0. mul and gate have y's layout; the backward pass uses them to
+ * fold the dropout mask and the ReLU of the layer below into the store. */
+struct ax_epi {
+	const float *bias;
+	int acc, relu;
+	const float *mul, *gate;
+};
+
+/* the epilogue of rows from i on (bias and per-element pointers advanced) */
+static struct ax_epi epi_rows(const struct ax_epi *e, int i, size_t N)
+{
+	struct ax_epi r = *e;
+	if (r.bias)
+		r.bias += i;
+	if (r.mul)
+		r.mul += (size_t)i * N;
+	if (r.gate)
+		r.gate += (size_t)i * N;
+	return r;
+}
+
+static float epi_apply(const struct ax_epi *e, int i, size_t at, float v, float old)
+{
+	if (e->bias)
+		v += e->bias[i];
+	if (e->acc)
+		v += old;
+	if (e->relu)
+		v = v > 0.0f ? v : 0.0f;
+	if (e->mul)
+		v *= e->mul[at];
+	if (e->gate)
+		v = e->gate[at] > 0.0f ? v : 0.0f;
+	return v;
+}
+
 #ifdef NN_X86
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-/* y[i, n0..n0+8*NV) (+)= bias[i] + sum_k a[i*ais + k*aks] x[k, ...] for MR rows */
+/* y[i, 0..8*NV) = epilogue(sum_k a[i*ais + k*aks] x[k, ...]) for MR rows; y,
+ * x and the epilogue's mul and gate start at the tile's first column */
 AVX2 INLINE void ax_tile(const int MR, const int NV, float *y, size_t N, const float *a, size_t ais,
-			 size_t aks, const float *x, int K, const float *bias, int relu, int acc)
+			 size_t aks, const float *x, int K, const struct ax_epi *e, size_t n)
 {
+	const float *bias = e->bias;
 	__m256 c[4][3];
 #pragma GCC unroll 4
 	for (int i = 0; i < MR; i++)
@@ -435,7 +475,7 @@ AVX2 INLINE void ax_tile(const int MR, const int NV, float *y, size_t N, const f
 		for (int v = 0; v < NV; v++)
 			c[i][v] = bias ? _mm256_set1_ps(bias[i]) : _mm256_setzero_ps();
 	for (int k = 0; k < K; k++) {
-		const float *xk = x + (size_t)k * N;
+		const float *xk = x + (size_t)k * N + n;
 		__m256 xv[3];
 #pragma GCC unroll 3
 		for (int v = 0; v < NV; v++)
@@ -452,55 +492,62 @@ AVX2 INLINE void ax_tile(const int MR, const int NV, float *y, size_t N, const f
 	for (int i = 0; i < MR; i++)
 #pragma GCC unroll 3
 		for (int v = 0; v < NV; v++) {
-			float *yp = y + (size_t)i * N + 8 * v;
+			size_t at = (size_t)i * N + n + 8 * v;
+			float *yp = y + at;
 			__m256 r = c[i][v];
-			if (acc)
+			if (e->acc)
 				r = _mm256_add_ps(r, _mm256_loadu_ps(yp));
-			if (relu)
+			if (e->relu)
 				r = _mm256_max_ps(r, _mm256_setzero_ps());
+			if (e->mul)
+				r = _mm256_mul_ps(r, _mm256_loadu_ps(e->mul + at));
+			if (e->gate)
+				r = _mm256_and_ps(r, _mm256_cmp_ps(_mm256_loadu_ps(e->gate + at),
+								   _mm256_setzero_ps(), _CMP_GT_OQ));
 			_mm256_storeu_ps(yp, r);
 		}
 }
 
 AVX2 INLINE void ax_rows(const int MR, float *y, size_t N, const float *a, size_t ais, size_t aks,
-			 const float *x, int K, const float *bias, int relu, int acc, size_t n0,
-			 size_t n1)
+			 const float *x, int K, const struct ax_epi *e, size_t n0, size_t n1)
 {
 	size_t n = n0;
 	for (; n + 24 <= n1; n += 24)
-		ax_tile(MR, 3, y + n, N, a, ais, aks, x + n, K, bias, relu, acc);
+		ax_tile(MR, 3, y, N, a, ais, aks, x, K, e, n);
 	if (n + 16 <= n1) {
-		ax_tile(MR, 2, y + n, N, a, ais, aks, x + n, K, bias, relu, acc);
+		ax_tile(MR, 2, y, N, a, ais, aks, x, K, e, n);
 		n += 16;
 	}
 	if (n + 8 <= n1)
-		ax_tile(MR, 1, y + n, N, a, ais, aks, x + n, K, bias, relu, acc);
+		ax_tile(MR, 1, y, N, a, ais, aks, x, K, e, n);
 }
 
-/* Y (M,N) (+)= A (M,K) X (K,N) [+ bias] [relu] over columns [0, N & ~7) */
+/* Y (M,N) = epilogue(A (M,K) X (K,N)) over columns [0, N & ~7) */
 AVX2 static void ax_avx2(float *y, const float *a, size_t ais, size_t aks, const float *x, int M,
-			 int K, size_t N, const float *bias, int relu, int acc)
+			 int K, size_t N, const struct ax_epi *e)
 {
 	size_t nv = N & ~(size_t)7;
 	/* column blocks outside, so the block of X stays in L1 across the rows */
 	for (size_t n0 = 0; n0 < nv; n0 += 96) {
 		size_t n1 = n0 + 96 < nv ? n0 + 96 : nv;
 		int i = 0;
-		for (; i + 4 <= M; i += 4)
-			ax_rows(4, y + (size_t)i * N, N, a + (size_t)i * ais, ais, aks, x, K,
-				bias ? bias + i : NULL, relu, acc, n0, n1);
-		const float *bi = bias ? bias + i : NULL;
+		for (; i + 4 <= M; i += 4) {
+			struct ax_epi ei = epi_rows(e, i, N);
+			ax_rows(4, y + (size_t)i * N, N, a + (size_t)i * ais, ais, aks, x, K, &ei, n0,
+				n1);
+		}
+		struct ax_epi ei = epi_rows(e, i, N);
 		float *yi = y + (size_t)i * N;
 		const float *ai = a + (size_t)i * ais;
 		switch (M - i) {
 		case 3:
-			ax_rows(3, yi, N, ai, ais, aks, x, K, bi, relu, acc, n0, n1);
+			ax_rows(3, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
 			break;
 		case 2:
-			ax_rows(2, yi, N, ai, ais, aks, x, K, bi, relu, acc, n0, n1);
+			ax_rows(2, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
 			break;
 		case 1:
-			ax_rows(1, yi, N, ai, ais, aks, x, K, bi, relu, acc, n0, n1);
+			ax_rows(1, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
 			break;
 		}
 	}
@@ -583,23 +630,19 @@ AVX2 static void gxt_avx2(float *y, const float *g, const float *x, int M, int P
 }
 #endif
 
-/* Y (M,N) (+)= A X [+ bias] [relu], A[i,k] = a[i*ais + k*aks]: the plain version
- * (and the tail columns past a multiple of 8 for the AVX2 one) */
+/* Y (M,N) = epilogue(A X), A[i,k] = a[i*ais + k*aks], over columns [n0, N):
+ * the plain version (and the tail columns past a multiple of 8 for AVX2) */
 static void ax_plain(float *y, const float *a, size_t ais, size_t aks, const float *x, int M, int K,
-		     size_t N, size_t n0, const float *bias, int relu, int acc)
+		     size_t N, size_t n0, const struct ax_epi *e)
 {
-	for (int i = 0; i < M; i++) {
-		float *yi = y + (size_t)i * N;
-		float b = bias ? bias[i] : 0.0f;
+	for (int i = 0; i < M; i++)
 		for (size_t n = n0; n < N; n++) {
-			float v = b;
+			float v = 0.0f;
 			for (int k = 0; k < K; k++)
 				v += a[(size_t)i * ais + (size_t)k * aks] * x[(size_t)k * N + n];
-			if (acc)
-				v += yi[n];
-			yi[n] = relu ? (v > 0.0f ? v : 0.0f) : v;
+			size_t at = (size_t)i * N + n;
+			y[at] = epi_apply(e, i, at, v, y[at]);
 		}
-	}
 }
 
 static void gxt_plain(float *y, const float *g, const float *x, int M, int P, size_t N, size_t n0)
@@ -614,34 +657,35 @@ static void gxt_plain(float *y, const float *g, const float *x, int M, int P, si
 		}
 }
 
-/* Y (M,N) (+)= A X [+ bias] [relu]; A is (M,K) (trans 0: a is (M,K)) or the
- * transpose of a (K,M) matrix (trans 1) */
+/* Y (M,N) = epilogue(A X); A is (M,K) (trans 0: a is (M,K)) or the transpose
+ * of a (K,M) matrix (trans 1) */
 static void fm_ax(float *y, const float *a, int trans, const float *x, int M, int K, size_t N,
-		  const float *bias, int relu, int acc)
+		  const struct ax_epi *e)
 {
 	size_t ais = trans ? 1 : (size_t)K, aks = trans ? (size_t)M : 1;
 	if (M <= 0 || N == 0)
 		return;
 	if ((size_t)M * K >= FM_BLAS_MIN || !nn_avx2()) {
 		cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, M,
-			    (int)N, K, 1.0f, a, trans ? M : K, x, (int)N, acc ? 1.0f : 0.0f, y,
+			    (int)N, K, 1.0f, a, trans ? M : K, x, (int)N, e->acc ? 1.0f : 0.0f, y,
 			    (int)N);
-		if (bias || relu)
-			for (int i = 0; i < M; i++) {
-				float *yi = y + (size_t)i * N, b = bias ? bias[i] : 0.0f;
+		if (e->bias || e->relu || e->mul || e->gate) {
+			struct ax_epi rest = *e;
+			rest.acc = 0;
+			for (int i = 0; i < M; i++)
 				for (size_t n = 0; n < N; n++) {
-					float v = yi[n] + b;
-					yi[n] = relu ? (v > 0.0f ? v : 0.0f) : v;
+					size_t at = (size_t)i * N + n;
+					y[at] = epi_apply(&rest, i, at, y[at], 0.0f);
 				}
-			}
+		}
 		return;
 	}
 	size_t n0 = 0;
 #ifdef NN_X86
-	ax_avx2(y, a, ais, aks, x, M, K, N, bias, relu, acc);
+	ax_avx2(y, a, ais, aks, x, M, K, N, e);
 	n0 = N & ~(size_t)7;
 #endif
-	ax_plain(y, a, ais, aks, x, M, K, N, n0, bias, relu, acc);
+	ax_plain(y, a, ais, aks, x, M, K, N, n0, e);
 }
 
 /* Y (M,P) += G (M,N) X (P,N)^T */
@@ -819,7 +863,8 @@ void linear_forward_fm(float *out, const float *inp, const float *weight, const 
 		       int N, int C, int OC, int relu)
 {
 	// inp is (C,N), weight is (OC,C), bias is (OC) or NULL; out is (OC,N)
-	fm_ax(out, weight, 0, inp, OC, C, (size_t)N, bias, relu, 0);
+	struct ax_epi e = { .bias = bias, .relu = relu };
+	fm_ax(out, weight, 0, inp, OC, C, (size_t)N, &e);
 }
 
 void linear_forward_fm_naive(float *out, const float *inp, const float *weight, const float *bias,
@@ -839,8 +884,9 @@ void linear_backward_fm(float *dinp, float *dweight, float *dbias, const float *
 			const float *inp, const float *weight, int N, int C, int OC)
 {
 	// dout is (OC,N), inp is (C,N), weight is (OC,C); dinp (C,N), dweight (OC,C), dbias (OC)
+	struct ax_epi e = { .acc = 1 };
 	if (dinp)
-		fm_ax(dinp, weight, 1, dout, C, OC, (size_t)N, NULL, 0, 1);
+		fm_ax(dinp, weight, 1, dout, C, OC, (size_t)N, &e);
 	fm_gxt(dweight, dout, inp, OC, C, (size_t)N);
 	if (dbias)
 		fm_rowsum(dbias, dout, OC, (size_t)N);
@@ -1129,6 +1175,7 @@ struct mlp_priv {
 	float *zt, *dzt;               /* the head's output (classes, N) and its gradient */
 	struct hidden_acts ha[MLP_MAX_LIN];
 	const float *lin_in[MLP_MAX_LIN]; /* each layer's input in the last forward */
+	int gated[MLP_MAX_LIN];        /* backward: g already went through mask and ReLU */
 	double gbatch;                 /* global batch of the last forward */
 	float beta, p;                 /* hidden noise scale and dropout rate of the last forward */
 };
@@ -1391,11 +1438,28 @@ static double fm_dot(const float *g, const float *e, int rows, size_t N)
 	return s;
 }
 
+#ifdef NN_X86
+/* the padding is inside each row's last vector: one masked store per row */
+AVX2 static void zero_pad_avx2(float *x, int rows, int B, int N)
+{
+	__m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	__m256i mask = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(B - (N - 8) - 1));
+	for (int r = 0; r < rows; r++)
+		_mm256_maskstore_ps(x + (size_t)r * N + N - 8, mask, _mm256_setzero_ps());
+}
+#endif
+
 /* zero columns [B, N) of rows x N */
 static void fm_zero_pad(float *x, int rows, int B, int N)
 {
 	if (B == N)
 		return;
+#ifdef NN_X86
+	if (nn_avx2() && N % 8 == 0 && N - B < 8) {
+		zero_pad_avx2(x, rows, B, N);
+		return;
+	}
+#endif
 	for (int r = 0; r < rows; r++)
 		memset(x + (size_t)r * N + B, 0, (size_t)(N - B) * sizeof(float));
 }
@@ -1431,7 +1495,8 @@ static double hidden_linear(struct mlp *m, int l, const float *in, int B)
 	struct linear_view *v = &m->lin[l];
 	float *h = P->ha[l].h;
 	P->lin_in[l] = in;
-	fm_ax(h, v->w, 0, in, v->out, v->in, (size_t)P->N, v->b, 1, 0);
+	struct ax_epi e = { .bias = v->b, .relu = 1 };
+	fm_ax(h, v->w, 0, in, v->out, v->in, (size_t)P->N, &e);
 	fm_zero_pad(h, v->out, B, P->N);
 	return P->ha[l].eps ? fm_sum_abs(h, v->out, (size_t)P->N) : 0.0;
 }
@@ -1568,7 +1633,8 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
 		x = hidden_forward(m, l, x, B, ctx);
 	struct linear_view *h = &m->lin[P->head];
 	P->lin_in[P->head] = x;
-	fm_ax(P->zt, h->w, 0, x, h->out, h->in, (size_t)N, h->b, 0, 0);
+	struct ax_epi e = { .bias = h->b };
+	fm_ax(P->zt, h->w, 0, x, h->out, h->in, (size_t)N, &e);
 	/* the row-major logits of the API */
 	int K = a->classes;
 	for (int k = 0; k < K; k++) {
@@ -1580,6 +1646,22 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
 
 /* ---- backward ---- */
 
+/* dst = W_l^T g, the input gradient of layer l. When dst is the gradient of
+ * hidden layer t (t >= 0) and t carries no noise, t's dropout mask and ReLU
+ * are applied in the same pass (they need no batch-wide sum first). */
+static void back_dx(struct mlp *m, int l, const float *g, float *dst, int t)
+{
+	struct mlp_priv *P = m->priv;
+	struct linear_view *v = &m->lin[l];
+	struct ax_epi e = { 0 };
+	if (t >= 0 && !P->ha[t].eps) {
+		e.mul = P->ha[t].mask;
+		e.gate = P->ha[t].h;
+		P->gated[t] = 1;
+	}
+	fm_ax(dst, v->w, 1, g, v->in, v->out, (size_t)P->N, &e);
+}
+
 /* Backward through hidden layer l's dropout; returns the local sum(g*eps)
  * when the layer carries noise (g is then the gradient w.r.t. the noise output). */
 static double hidden_back_mask(struct mlp *m, int l)
@@ -1589,6 +1671,8 @@ static double hidden_back_mask(struct mlp *m, int l)
 	int rows = m->lin[l].out;
 	size_t n = (size_t)rows * P->N;
 	float *g = ha->g;
+	if (P->gated[l])
+		return 0.0;
 	if (ha->mask)
 		ew_mul(g, ha->mask, n);
 	return ha->eps ? fm_dot(g, ha->eps, rows, (size_t)P->N) : 0.0;
@@ -1596,8 +1680,9 @@ static double hidden_back_mask(struct mlp *m, int l)
 
 /* Finish hidden layer l's backward given the global noise dot: through the
  * noise (dh = g + beta*sign(h)/N*dot; h >= 0 after the ReLU), the ReLU and the
- * linear layer, whose input gradient overwrites dinp (NULL: not wanted). */
-static void hidden_back_finish(struct mlp *m, int l, double dot, float *dinp)
+ * linear layer, whose input gradient overwrites the gradient of hidden layer
+ * t (t < 0: dinp, which may be NULL: not wanted). */
+static void hidden_back_finish(struct mlp *m, int l, double dot, int t, float *dinp)
 {
 	// g, h are (out, N); dinp is (in, N)
 	struct mlp_priv *P = m->priv;
@@ -1606,12 +1691,14 @@ static void hidden_back_finish(struct mlp *m, int l, double dot, float *dinp)
 	size_t N = (size_t)P->N, n = (size_t)v->out * N;
 	float k = ha->eps ? (float)((double)P->beta * dot / (P->gbatch * v->out)) : 0.0f;
 	float *g = ha->g;
-	const float *h = ha->h;
-	ew_relu_back(g, h, k, n);
+	if (!P->gated[l])
+		ew_relu_back(g, ha->h, k, n);
 	fm_gxt(v->dw, g, P->lin_in[l], v->out, v->in, N);
 	fm_rowsum(v->db, g, v->out, N);
-	if (dinp)
-		fm_ax(dinp, v->w, 1, g, v->in, v->out, N, NULL, 0, 0);
+	if (t >= 0)
+		back_dx(m, l, g, P->ha[t].g, t);
+	else if (dinp)
+		back_dx(m, l, g, dinp, -1);
 }
 
 /* mlp_backward from the feature-major gradient of the head's output (P->dzt) */
@@ -1624,17 +1711,19 @@ static void mlp_backward_fm(struct mlp *m, const struct fwd_ctx *ctx)
 	/* where the trunk input's gradient goes: the concat buffer, or nowhere */
 	float *dtrunk_in = late ? P->dcat : NULL;
 
+	memset(P->gated, 0, sizeof P->gated);
 	struct linear_view *h = &m->lin[P->head];
-	float *dx = P->head > P->trunk0 ? P->ha[P->head - 1].g : dtrunk_in;
 	fm_gxt(h->dw, P->dzt, P->lin_in[P->head], h->out, h->in, N);
 	fm_rowsum(h->db, P->dzt, h->out, N);
-	if (dx)
-		fm_ax(dx, h->w, 1, P->dzt, h->in, h->out, N, NULL, 0, 0);
+	if (P->head > P->trunk0)
+		back_dx(m, P->head, P->dzt, P->ha[P->head - 1].g, P->head - 1);
+	else if (dtrunk_in)
+		back_dx(m, P->head, P->dzt, dtrunk_in, -1);
 	for (int l = P->head - 1; l >= P->trunk0; l--) {
 		double dot = hidden_back_mask(m, l);
 		if (P->ha[l].eps)
 			ctx_reduce(ctx, &dot, 1);
-		hidden_back_finish(m, l, dot, l > P->trunk0 ? P->ha[l - 1].g : dtrunk_in);
+		hidden_back_finish(m, l, dot, l > P->trunk0 ? l - 1 : -1, dtrunk_in);
 	}
 	if (!late)
 		return;
@@ -1655,7 +1744,7 @@ static void mlp_backward_fm(struct mlp *m, const struct fwd_ctx *ctx)
 			continue;
 		for (int l = l0 + d - 1; l > l0; l--) {
 			hidden_back_mask(m, l);
-			hidden_back_finish(m, l, 0.0, P->ha[l - 1].g);
+			hidden_back_finish(m, l, 0.0, l - 1, NULL);
 		}
 		dots[n++] = hidden_back_mask(m, l0);
 	}
@@ -1665,7 +1754,7 @@ static void mlp_backward_fm(struct mlp *m, const struct fwd_ctx *ctx)
 	n = 0;
 	for (int k = 0; k < a->nbranch; k++)
 		if (branch_depth(m, k))
-			hidden_back_finish(m, P->first[k], dots[n++], NULL);
+			hidden_back_finish(m, P->first[k], dots[n++], -1, NULL);
 }
 
 void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx)
