@@ -25,6 +25,7 @@ for t in "$build"/tests/test_*; do
 done
 if [ "$mode" = all ]; then
 	for t in tests/integration/*.sh; do
+		[ "$(basename "$t")" = lib.sh ] && continue
 		[ -f "$t" ] || continue
 		name=$(basename "$t" .sh)
 		start=$(date +%s)

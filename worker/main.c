@@ -443,6 +443,12 @@ static int phase_student(struct worker *w)
 			struct mlp m;
 			rc = train_student(&m, &w->c, &w->d, vs, reg, seed, probs, &ctl);
 			MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+			if (w->rank == 0 && ctl.resumed_epoch > 0 && ctl.resumed_epoch < vs->train.epochs) {
+				char *msg = xasprintf("%s resumed from its checkpoint at epoch %d", label,
+						      ctl.resumed_epoch);
+				queue_emit_log(&w->q, 0, "info", msg);
+				free(msg);
+			}
 			if (rc == 0 && w->rank == 0) {
 				double acc = eval_model(&m, &w->d.test, ms, K);
 				queue_emit_metric(&w->q, 0, label, vs->train.epochs, "test_accuracy", acc);
