@@ -4,6 +4,7 @@
 #include "coord.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -313,6 +314,43 @@ static int do_shard(struct coord *co)
 	return 0;
 }
 
+/* Record the run's model files (teacher and students) with their digests. */
+static void record_models(struct coord *co)
+{
+	char *dir = xasprintf("%s/students", co->run_dir);
+	char *teacher = xasprintf("%s/teacher.safetensors", co->run_dir);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	const char *kind = "teacher";
+	char *path = xstrdup(teacher);
+	for (;;) {
+		size_t len;
+		char *buf = read_file(path, &len);
+		if (buf) {
+			char sha[65];
+			sha256_hex(buf, len, sha);
+			store_artifact_add(co->db, co->run_id, path, kind, sha, (int64_t)len);
+			free(buf);
+		}
+		free(path);
+		path = NULL;
+		kind = "student";
+		while (d && (e = readdir(d))) {
+			size_t n = strlen(e->d_name);
+			if (n > 12 && strcmp(e->d_name + n - 12, ".safetensors") == 0) {
+				path = xasprintf("%s/%s", dir, e->d_name);
+				break;
+			}
+		}
+		if (!path)
+			break;
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	free(teacher);
+}
+
 /* ---- the drive loop ------------------------------------------------------------ */
 
 /* The job exited: returns 1 to go on (restarted), 0 when the run is over. */
@@ -426,6 +464,7 @@ static int drive(struct coord *co)
 		return 3;
 	}
 	if (rc == 0 && co->eval_done && WIFEXITED(co->job_status) && WEXITSTATUS(co->job_status) == 0) {
+		record_models(co);
 		begin_phase(co, PHASE_DONE);
 		store_run_set_status(co->db, co->run_id, RUN_DONE, NULL);
 		mke_info("run %s: done", co->run_id);
