@@ -710,30 +710,6 @@ static void fm_gxt(float *y, const float *g, const float *x, int M, int P, size_
 /* The elementwise passes. Each has an AVX2 body over whole vectors (the MLP's
  * buffers are always whole vectors) and a plain loop for the rest. */
 #ifdef NN_X86
-AVX2 static size_t ew_axpy_avx2(float *out, const float *x, float k, const float *e, size_t n)
-{
-	size_t i = 0;
-	__m256 kv = _mm256_set1_ps(k);
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(out + i, _mm256_fmadd_ps(kv, _mm256_loadu_ps(e + i),
-							  _mm256_loadu_ps(x + i)));
-	return i;
-}
-
-AVX2 static size_t ew_dropout_avx2(float *o, float *mk, const float *src, float p, float keep,
-				   size_t n)
-{
-	size_t i = 0;
-	__m256 pv = _mm256_set1_ps(p), kv = _mm256_set1_ps(keep);
-	for (; i + 8 <= n; i += 8) {
-		__m256 drop = _mm256_cmp_ps(_mm256_loadu_ps(mk + i), pv, _CMP_LT_OQ);
-		__m256 k = _mm256_andnot_ps(drop, kv);
-		_mm256_storeu_ps(mk + i, k);
-		_mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(src + i), k));
-	}
-	return i;
-}
-
 AVX2 static size_t ew_mul_avx2(float *g, const float *mk, size_t n)
 {
 	size_t i = 0;
@@ -784,33 +760,6 @@ AVX2 static size_t ew_sum8_avx2(float acc[8], const float *x, const float *e, in
 	return i;
 }
 #endif
-
-/* out = x + k*e */
-static void ew_axpy(float *out, const float *x, float k, const float *e, size_t n)
-{
-	size_t i = 0;
-#ifdef NN_X86
-	if (nn_avx2())
-		i = ew_axpy_avx2(out, x, k, e, n);
-#endif
-	for (; i < n; i++)
-		out[i] = x[i] + k * e[i];
-}
-
-/* uniform draws u in the dropout mask become u < p ? 0 : keep; o = src * mask */
-static void ew_dropout(float *o, float *mk, const float *src, float p, float keep, size_t n)
-{
-	size_t i = 0;
-#ifdef NN_X86
-	if (nn_avx2())
-		i = ew_dropout_avx2(o, mk, src, p, keep, n);
-#endif
-	for (; i < n; i++) {
-		float k = mk[i] < p ? 0.0f : keep;
-		mk[i] = k;
-		o[i] = src[i] * k;
-	}
-}
 
 /* g *= mask */
 static void ew_mul(float *g, const float *mk, size_t n)
@@ -1480,9 +1429,8 @@ static void fm_transpose_in(float *xt, const float *x, int B, int C, int N)
 static void fm_noise(float *out, float *eps, const float *x, int rows, int B, int N, float k,
 		     const struct fwd_ctx *ctx, uint32_t purpose, uint64_t off)
 {
-	rng_normal_batch(eps, (size_t)N, 1, B, rows, ctx->seed, purpose, ctx->step, ctx->ids, off);
-	fm_zero_pad(eps, rows, B, N);
-	ew_axpy(out, x, k, eps, (size_t)rows * N);
+	rng_noise_fm(eps, out, x, k, (size_t)N, B, rows, ctx->seed, purpose, ctx->step, ctx->ids,
+		     off);
 }
 
 /* ---- forward ---- */
@@ -1514,13 +1462,9 @@ static void hidden_reg(struct mlp *m, int l, int B, const struct fwd_ctx *ctx, d
 			 P->noise_off[l]);
 	}
 	if (ha->mask) {
-		float p = P->p, keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
 		const float *src = ha->eps ? ha->o : ha->h;
-		float *mk = ha->mask, *o = ha->o;
-		rng_uniform16_batch(mk, (size_t)N, 1, B, C, ctx->seed, RNG_DROPOUT, ctx->step, ctx->ids,
-				  P->drop_off[l]);
-		fm_zero_pad(mk, C, B, N);
-		ew_dropout(o, mk, src, p, keep, (size_t)C * N);
+		rng_dropout_fm(ha->mask, ha->o, src, P->p, (size_t)N, B, C, ctx->seed, RNG_DROPOUT,
+			       ctx->step, ctx->ids, P->drop_off[l]);
 	}
 }
 

@@ -254,13 +254,13 @@ static void box_muller8_c(const uint32_t a[8], const uint32_t b[8], float c[8], 
 }
 
 #ifdef RNG_X86
-__attribute__((target("avx2"))) static inline void box_muller8_avx2(const uint32_t a[8],
-							     const uint32_t b[8], float c[8],
-							     float s[8])
+/* Box-Muller of eight pairs of words in registers: *c and *s */
+__attribute__((target("avx2"))) static inline __attribute__((always_inline)) void
+bm8_avx2(__m256i aw, __m256i bw, __m256 *cout, __m256 *sout)
 {
 #define SET(v) _mm256_set1_ps(v)
-	__m256i ai = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)a), 8);
-	__m256i bi = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)b), 8);
+	__m256i ai = _mm256_srli_epi32(aw, 8);
+	__m256i bi = _mm256_srli_epi32(bw, 8);
 	__m256 u1 = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(ai), SET(1.0f)),
 				  SET(1.0f / 16777216.0f));
 	__m256 u2 = _mm256_mul_ps(_mm256_cvtepi32_ps(bi), SET(1.0f / 16777216.0f));
@@ -322,9 +322,20 @@ __attribute__((target("avx2"))) static inline void box_muller8_avx2(const uint32
 	__m256i sgs = _mm256_slli_epi32(_mm256_and_si256(q, two), 30);
 	cc = _mm256_xor_ps(cc, _mm256_castsi256_ps(sgc));
 	ss = _mm256_xor_ps(ss, _mm256_castsi256_ps(sgs));
-	_mm256_storeu_ps(c, _mm256_mul_ps(r, cc));
-	_mm256_storeu_ps(s, _mm256_mul_ps(r, ss));
+	*cout = _mm256_mul_ps(r, cc);
+	*sout = _mm256_mul_ps(r, ss);
 #undef SET
+}
+
+__attribute__((target("avx2"))) static inline void box_muller8_avx2(const uint32_t a[8],
+							     const uint32_t b[8], float c[8],
+							     float s[8])
+{
+	__m256 cv, sv;
+	bm8_avx2(_mm256_loadu_si256((const __m256i *)a), _mm256_loadu_si256((const __m256i *)b),
+		 &cv, &sv);
+	_mm256_storeu_ps(c, cv);
+	_mm256_storeu_ps(s, sv);
 }
 #endif
 
@@ -543,4 +554,241 @@ void rng_uniform16_batch(float *out, size_t cstride, size_t bstride, int B, int 
 			 uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset)
 {
 	bulk(BULK_U16, out, cstride, bstride, B, C, seed, purpose, epoch, ids, offset);
+}
+
+/* ---- draws fused with the pass that applies them ------------------------ */
+
+/* 65536 p rounded up and clamped: a 16-bit uniform h/65536 is < p exactly
+ * when h < this */
+static uint32_t u16_threshold(float p)
+{
+	double t = ceil((double)p * 65536.0);
+	return t <= 0.0 ? 0u : t >= 65536.0 ? 65536u : (uint32_t)t;
+}
+
+/* the plain versions: the bulk draws, then a pass over them */
+static void dropout_fm_c(float *mask, float *out, const float *in, float p, size_t stride, int B,
+			 int C, uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
+			 uint64_t offset)
+{
+	int nv = (B + 7) & ~7;
+	float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+	bulk(BULK_U16, mask, stride, 1, B, C, seed, purpose, epoch, ids, offset);
+	for (int c = 0; c < C; c++) {
+		float *mk = mask + (size_t)c * stride, *o = out + (size_t)c * stride;
+		const float *x = in + (size_t)c * stride;
+		for (int b = 0; b < nv; b++) {
+			float k = b < B && !(mk[b] < p) ? keep : 0.0f;
+			mk[b] = k;
+			o[b] = b < B ? x[b] * k : 0.0f;
+		}
+	}
+}
+
+static void noise_fm_c(float *eps, float *out, const float *in, float k, size_t stride, int B,
+		       int C, uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
+		       uint64_t offset)
+{
+	int nv = (B + 7) & ~7;
+	bulk(BULK_NORMAL, eps, stride, 1, B, C, seed, purpose, epoch, ids, offset);
+	for (int c = 0; c < C; c++) {
+		float *e = eps + (size_t)c * stride, *o = out + (size_t)c * stride;
+		const float *x = in + (size_t)c * stride;
+		for (int b = 0; b < nv; b++) {
+			if (b >= B)
+				e[b] = 0.0f;
+			o[b] = x[b] + k * e[b];
+		}
+	}
+}
+
+#ifdef RNG_X86
+#define RNG_AVX2 __attribute__((target("avx2,fma")))
+
+static inline void mulhilo32(uint32_t m, uint32_t c, uint32_t *hi, uint32_t *lo)
+{
+	uint64_t p = (uint64_t)m * c;
+	*hi = (uint32_t)(p >> 32);
+	*lo = (uint32_t)p;
+}
+
+/* Philox blocks blk and blk2 of the eight streams whose ids are in id, into
+ * a[4] and b[4]. The block index and the purpose and epoch words are the
+ * same in every lane, so round 1 is scalar but for one xor, and rounds 2 and
+ * 3 each have one half in scalars: 16 vector multiplies a block, not 20. */
+RNG_AVX2 static inline __attribute__((always_inline)) void
+philox8_two(uint32_t blk, uint32_t blk2, uint32_t purpose, uint32_t epoch, __m256i id,
+	    const uint32_t ks0[10], const uint32_t ks1[10], const __m256i kk0[10],
+	    const __m256i kk1[10], __m256i a[4], __m256i b[4])
+{
+	const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+	uint32_t hi, lo, s0, s1, s3a, s3b, ha, hb;
+	/* round 1: c0 = blk, c1 = purpose, c2 = epoch are scalars */
+	mulhilo32(PHILOX_M1, epoch, &hi, &lo);
+	s0 = hi ^ purpose ^ ks0[0];
+	s1 = lo;
+	mulhilo32(PHILOX_M0, blk, &ha, &s3a);
+	mulhilo32(PHILOX_M0, blk2, &hb, &s3b);
+	__m256i v2a = _mm256_xor_si256(_mm256_set1_epi32((int)(ha ^ ks1[0])), id);
+	__m256i v2b = _mm256_xor_si256(_mm256_set1_epi32((int)(hb ^ ks1[0])), id);
+	/* round 2: c0 = s0 scalar (the same for both blocks), c2 a vector */
+	__m256i lo1a, hi1a, lo1b, hi1b;
+	mulhilo8(v2a, m1, &lo1a, &hi1a);
+	mulhilo8(v2b, m1, &lo1b, &hi1b);
+	__m256i k01 = _mm256_set1_epi32((int)(s1 ^ ks0[1]));
+	a[0] = _mm256_xor_si256(hi1a, k01);
+	b[0] = _mm256_xor_si256(hi1b, k01);
+	a[1] = lo1a;
+	b[1] = lo1b;
+	uint32_t t3;
+	mulhilo32(PHILOX_M0, s0, &hi, &t3);
+	uint32_t t2a = hi ^ s3a ^ ks1[1], t2b = hi ^ s3b ^ ks1[1];
+	/* round 3: c0 a vector, c2 = t2 scalar */
+	__m256i lo0a, hi0a, lo0b, hi0b;
+	mulhilo8(a[0], m0, &lo0a, &hi0a);
+	mulhilo8(b[0], m0, &lo0b, &hi0b);
+	mulhilo32(PHILOX_M1, t2a, &ha, &lo);
+	a[0] = _mm256_xor_si256(_mm256_set1_epi32((int)(ha ^ ks0[2])), a[1]);
+	a[1] = _mm256_set1_epi32((int)lo);
+	mulhilo32(PHILOX_M1, t2b, &hb, &lo);
+	b[0] = _mm256_xor_si256(_mm256_set1_epi32((int)(hb ^ ks0[2])), b[1]);
+	b[1] = _mm256_set1_epi32((int)lo);
+	__m256i k12 = _mm256_set1_epi32((int)(t3 ^ ks1[2]));
+	a[2] = _mm256_xor_si256(hi0a, k12);
+	b[2] = _mm256_xor_si256(hi0b, k12);
+	a[3] = lo0a;
+	b[3] = lo0b;
+	for (int r = 3; r < 10; r++)
+		PHILOX_ROUND2(a, b, kk0[r], kk1[r]);
+}
+
+/* the key schedule of seed, scalar and broadcast */
+static void key_schedule(uint64_t seed, uint32_t ks0[10], uint32_t ks1[10])
+{
+	uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+	for (int r = 0; r < 10; r++) {
+		ks0[r] = k0;
+		ks1[r] = k1;
+		k0 += PHILOX_W0;
+		k1 += PHILOX_W1;
+	}
+}
+
+RNG_AVX2 static void dropout_fm_avx2(float *mask, float *out, const float *in, float p,
+				     size_t stride, int B, int C, uint64_t seed, uint32_t purpose,
+				     uint32_t epoch, const uint32_t *ids, uint64_t offset)
+{
+	uint32_t ks0[10], ks1[10];
+	__m256i kk0[10], kk1[10];
+	key_schedule(seed, ks0, ks1);
+	for (int r = 0; r < 10; r++) {
+		kk0[r] = _mm256_set1_epi32((int)ks0[r]);
+		kk1[r] = _mm256_set1_epi32((int)ks1[r]);
+	}
+	const __m256i thr = _mm256_set1_epi32((int)u16_threshold(p));
+	const __m256i low = _mm256_set1_epi32(0xffff);
+	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	const float keepf = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+	uint64_t blk0 = offset / 8, blk1 = (offset + (uint64_t)C + 7) / 8;
+	for (int b0 = 0; b0 < B; b0 += 8) {
+		uint32_t lid[8];
+		int nb = lane_ids(lid, ids, b0, B);
+		__m256i id = _mm256_loadu_si256((const __m256i *)lid);
+		__m256 keep = _mm256_and_ps(
+			_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane)),
+			_mm256_set1_ps(keepf));
+		for (uint64_t blk = blk0; blk < blk1; blk += 2) {
+			__m256i w[2][4];
+			uint64_t blk2 = blk + 1 < blk1 ? blk + 1 : blk;
+			philox8_two((uint32_t)blk, (uint32_t)blk2, purpose, epoch, id, ks0, ks1, kk0,
+				    kk1, w[0], w[1]);
+			for (int h = 0; h < 2 && blk + (uint64_t)h < blk1; h++)
+				for (int j = 0; j < 8; j++) {
+					uint64_t t = (blk + (uint64_t)h) * 8 + (uint64_t)j;
+					if (t < offset || t >= offset + (uint64_t)C)
+						continue;
+					__m256i u = j & 1 ? _mm256_srli_epi32(w[h][j / 2], 16)
+							  : _mm256_and_si256(w[h][j / 2], low);
+					__m256 drop = _mm256_castsi256_ps(_mm256_cmpgt_epi32(thr, u));
+					__m256 mk = _mm256_andnot_ps(drop, keep);
+					size_t at = (size_t)(t - offset) * stride + (size_t)b0;
+					_mm256_storeu_ps(mask + at, mk);
+					_mm256_storeu_ps(out + at, _mm256_mul_ps(_mm256_loadu_ps(in + at), mk));
+				}
+		}
+	}
+}
+
+RNG_AVX2 static void noise_fm_avx2(float *eps, float *out, const float *in, float k, size_t stride,
+				   int B, int C, uint64_t seed, uint32_t purpose, uint32_t epoch,
+				   const uint32_t *ids, uint64_t offset)
+{
+	uint32_t ks0[10], ks1[10];
+	__m256i kk0[10], kk1[10];
+	key_schedule(seed, ks0, ks1);
+	for (int r = 0; r < 10; r++) {
+		kk0[r] = _mm256_set1_epi32((int)ks0[r]);
+		kk1[r] = _mm256_set1_epi32((int)ks1[r]);
+	}
+	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	const __m256 kv = _mm256_set1_ps(k);
+	uint64_t blk0 = offset / 4, blk1 = (offset + (uint64_t)C + 3) / 4;
+	for (int b0 = 0; b0 < B; b0 += 8) {
+		uint32_t lid[8];
+		int nb = lane_ids(lid, ids, b0, B);
+		__m256i id = _mm256_loadu_si256((const __m256i *)lid);
+		__m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane));
+		for (uint64_t blk = blk0; blk < blk1; blk += 2) {
+			__m256i w[2][4];
+			uint64_t blk2 = blk + 1 < blk1 ? blk + 1 : blk;
+			philox8_two((uint32_t)blk, (uint32_t)blk2, purpose, epoch, id, ks0, ks1, kk0,
+				    kk1, w[0], w[1]);
+			for (int h = 0; h < 2 && blk + (uint64_t)h < blk1; h++) {
+				__m256 v[4];
+				bm8_avx2(w[h][0], w[h][1], &v[0], &v[1]);
+				bm8_avx2(w[h][2], w[h][3], &v[2], &v[3]);
+				for (int j = 0; j < 4; j++) {
+					uint64_t t = (blk + (uint64_t)h) * 4 + (uint64_t)j;
+					if (t < offset || t >= offset + (uint64_t)C)
+						continue;
+					size_t at = (size_t)(t - offset) * stride + (size_t)b0;
+					__m256 e = _mm256_and_ps(v[j], valid);
+					_mm256_storeu_ps(eps + at, e);
+					_mm256_storeu_ps(out + at,
+							 _mm256_fmadd_ps(kv, e, _mm256_loadu_ps(in + at)));
+				}
+			}
+		}
+	}
+}
+#endif
+
+void rng_dropout_fm(float *mask, float *out, const float *in, float p, size_t stride, int B, int C,
+		    uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
+		    uint64_t offset)
+{
+	if (B <= 0 || C <= 0)
+		return;
+#ifdef RNG_X86
+	if (use_avx2()) {
+		dropout_fm_avx2(mask, out, in, p, stride, B, C, seed, purpose, epoch, ids, offset);
+		return;
+	}
+#endif
+	dropout_fm_c(mask, out, in, p, stride, B, C, seed, purpose, epoch, ids, offset);
+}
+
+void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t stride, int B, int C,
+		  uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
+		  uint64_t offset)
+{
+	if (B <= 0 || C <= 0)
+		return;
+#ifdef RNG_X86
+	if (use_avx2()) {
+		noise_fm_avx2(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
+		return;
+	}
+#endif
+	noise_fm_c(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
 }

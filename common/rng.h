@@ -74,4 +74,24 @@ void rng_uniform_batch(float *out, size_t cstride, size_t bstride, int B, int C,
 void rng_uniform16_batch(float *out, size_t cstride, size_t bstride, int B, int C, uint64_t seed,
 			 uint32_t purpose, uint32_t epoch, const uint32_t *ids, uint64_t offset);
 
+/*
+ * Draws fused with the pass that applies them, on feature-major buffers
+ * (C, stride): row c, column b < B holds value offset + c of stream
+ * (seed, purpose, epoch, ids[b]), the value rng_uniform16_batch /
+ * rng_normal_batch put there; columns [B, B rounded up to 8) (stride must
+ * reach them) are padding. 8 samples at a time with the Philox rounds that
+ * are the same in every lane done once.
+ *
+ * rng_dropout_fm: mask = (16-bit uniform < p) ? 0 : 1/(1-p) (0 when p >= 1),
+ * out = in * mask; mask and out are 0 in the padding.
+ * rng_noise_fm: eps = N(0,1) draw, out = in + k*eps (a fused multiply-add on
+ * AVX2); eps is 0 in the padding (out = in there).
+ */
+void rng_dropout_fm(float *mask, float *out, const float *in, float p, size_t stride, int B, int C,
+		    uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
+		    uint64_t offset);
+void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t stride, int B, int C,
+		  uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
+		  uint64_t offset);
+
 #endif

@@ -168,6 +168,49 @@ static void test_batch_matches_scalar(void)
 	CHECK(memcmp(a, z, sizeof a) == 0);
 }
 
+/* The fused feature-major draws are the bulk draws followed by their pass:
+ * the same values at any offset, zeros in the padding columns. */
+static void test_fused_fm(void)
+{
+	enum { B = 19, C = 11, S = 24 };
+	uint32_t ids[B];
+	for (int b = 0; b < B; b++)
+		ids[b] = 900 + 7 * (uint32_t)b;
+	float in[C * S], ref[C * S], mk[C * S], out[C * S];
+	for (int i = 0; i < C * S; i++)
+		in[i] = (i % S) < B ? (float)(i % 13) - 6.0f : 0.0f;
+	static const float ps[] = { 0.0f, 0.3f, 0.5f, 0.8f, 1.0f };
+	for (uint64_t off = 0; off < 10; off++) {
+		for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
+			float p = ps[pi], keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+			memset(mk, 0xff, sizeof mk);
+			memset(out, 0xff, sizeof out);
+			rng_dropout_fm(mk, out, in, p, S, B, C, 5, RNG_DROPOUT, 2, ids, off);
+			rng_uniform16_batch(ref, S, 1, B, C, 5, RNG_DROPOUT, 2, ids, off);
+			for (int c = 0; c < C; c++)
+				for (int b = 0; b < S; b++) {
+					size_t at = (size_t)c * S + b;
+					float k = b < B && !(ref[at] < p) ? keep : 0.0f;
+					if (b >= B + 5) /* past the vector of the last samples: untouched */
+						continue;
+					CHECK(mk[at] == k);
+					CHECK(out[at] == in[at] * k);
+				}
+		}
+		float k = 0.75f, eps[C * S];
+		memset(eps, 0xff, sizeof eps);
+		rng_noise_fm(eps, out, in, k, S, B, C, 6, RNG_HIDDEN_NOISE, 3, ids, off);
+		rng_normal_batch(ref, S, 1, B, C, 6, RNG_HIDDEN_NOISE, 3, ids, off);
+		for (int c = 0; c < C; c++)
+			for (int b = 0; b < B + 5; b++) {
+				size_t at = (size_t)c * S + b;
+				float e = b < B ? ref[at] : 0.0f;
+				CHECK(eps[at] == e);
+				CHECK(fabsf(out[at] - (in[at] + k * e)) <= 1e-6f * (1.0f + fabsf(out[at])));
+			}
+	}
+}
+
 int main(void)
 {
 	RUN(test_philox_kat);
@@ -176,5 +219,6 @@ int main(void)
 	RUN(test_uniform_and_below);
 	RUN(test_normal_accuracy);
 	RUN(test_batch_matches_scalar);
+	RUN(test_fused_fm);
 	return test_summary();
 }
