@@ -983,6 +983,66 @@ AVX2 INLINE __m256 xent_t8(const int *labels, const float *soft, int K, int b0, 
 	return _mm256_loadu_ps(t);
 }
 
+/* softmax_xent_fm for K = 2 in closed form: softmax over two classes is the
+ * sigmoid of the difference, so a column costs one exponential and one
+ * logarithm for CE, two and one for double softmax (q1 = sigmoid(z1 - z0),
+ * r1 = sigmoid(q1 - q0), log(e^q0 + e^q1) = q0 + log(1 + e^(q1 - q0))). */
+AVX2 static double xent2_fm_avx2(float *dlogits, const float *logits, const int *labels,
+				 const float *soft, int B, size_t N, enum loss_kind kind,
+				 float grad_scale)
+{
+	const __m256 gs = _mm256_set1_ps(grad_scale), zero = _mm256_setzero_ps();
+	const __m256 one = _mm256_set1_ps(1.0f);
+	const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	__m256 acc = zero;
+	for (size_t b0 = 0; b0 < N; b0 += 8) {
+		float *d0 = dlogits + b0, *d1 = dlogits + N + b0;
+		int nb = (size_t)B > b0 ? (B - (int)b0 < 8 ? B - (int)b0 : 8) : 0;
+		if (nb == 0) {
+			_mm256_storeu_ps(d0, zero);
+			_mm256_storeu_ps(d1, zero);
+			continue;
+		}
+		__m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane));
+		__m256 z0 = _mm256_loadu_ps(logits + b0), z1 = _mm256_loadu_ps(logits + N + b0);
+		__m256 t0 = xent_t8(labels, soft, 2, (int)b0, nb, 0);
+		__m256 t1 = xent_t8(labels, soft, 2, (int)b0, nb, 1);
+		__m256 T = soft ? _mm256_add_ps(t0, t1) : one;
+		/* q1 = sigmoid(d) from e = exp(-|d|): the larger class gets 1/(1+e) */
+		__m256 d = _mm256_sub_ps(z1, z0);
+		__m256 e = exp8(_mm256_sub_ps(zero, _mm256_and_ps(d, absm)));
+		__m256 big = _mm256_div_ps(one, _mm256_add_ps(one, e)), small = _mm256_mul_ps(e, big);
+		__m256 pos = _mm256_cmp_ps(d, zero, _CMP_GE_OQ);
+		__m256 q1 = _mm256_blendv_ps(small, big, pos), q0 = _mm256_blendv_ps(big, small, pos);
+		__m256 loss, g0, g1;
+		if (kind == LOSS_CE) {
+			__m256 lse = _mm256_add_ps(_mm256_max_ps(z0, z1), log8(_mm256_add_ps(one, e)));
+			loss = _mm256_fmsub_ps(T, lse, _mm256_fmadd_ps(t1, z1, _mm256_mul_ps(t0, z0)));
+			g0 = _mm256_fmsub_ps(q0, T, t0);
+			g1 = _mm256_fmsub_ps(q1, T, t1);
+		} else {
+			__m256 e2 = exp8(_mm256_sub_ps(q1, q0)), s2 = _mm256_add_ps(one, e2);
+			__m256 r0 = _mm256_div_ps(one, s2), r1 = _mm256_mul_ps(e2, r0);
+			__m256 lse2 = _mm256_add_ps(q0, log8(s2));
+			loss = _mm256_fmsub_ps(T, lse2, _mm256_fmadd_ps(t1, q1, _mm256_mul_ps(t0, q0)));
+			__m256 dq0 = _mm256_fmsub_ps(r0, T, t0), dq1 = _mm256_fmsub_ps(r1, T, t1);
+			__m256 dqq = _mm256_fmadd_ps(dq1, q1, _mm256_mul_ps(dq0, q0));
+			g0 = _mm256_mul_ps(q0, _mm256_sub_ps(dq0, dqq));
+			g1 = _mm256_mul_ps(q1, _mm256_sub_ps(dq1, dqq));
+		}
+		_mm256_storeu_ps(d0, _mm256_and_ps(valid, _mm256_mul_ps(g0, gs)));
+		_mm256_storeu_ps(d1, _mm256_and_ps(valid, _mm256_mul_ps(g1, gs)));
+		acc = _mm256_add_ps(acc, _mm256_and_ps(valid, loss));
+	}
+	float l[8];
+	_mm256_storeu_ps(l, acc);
+	double total = 0.0;
+	for (int i = 0; i < 8; i++)
+		total += l[i];
+	return total;
+}
+
 /* softmax_xent_fm for N a multiple of 8 and K <= XENT_FM_K: each group of 8
  * columns keeps its logits, targets and exponentials in registers, so a row
  * costs 2K exponentials and 2 logarithms */
@@ -1067,6 +1127,8 @@ double softmax_xent_fm(float *dlogits, const float *logits, const int *labels, c
 {
 	// logits, dlogits are (K,N); labels is (B); soft is (B,K)
 #ifdef NN_X86
+	if (nn_avx2() && N % 8 == 0 && K == 2)
+		return xent2_fm_avx2(dlogits, logits, labels, soft, B, (size_t)N, kind, grad_scale);
 	if (nn_avx2() && N % 8 == 0 && K <= XENT_FM_K)
 		return xent_fm_avx2(dlogits, logits, labels, soft, B, (size_t)N, K, kind, grad_scale);
 #endif
