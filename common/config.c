@@ -498,9 +498,65 @@ const char *modality_kind_name(enum modality_kind k)
 	return kind_names[k];
 }
 
+/* The per-kind decoding options of a modality (common/media.h). An option
+ * given for a kind it does not apply to is an error, not silently ignored. */
+static int parse_decode_options(struct walk *w, const cJSON *j, enum modality_kind kind,
+				struct modality_spec *m)
+{
+	static const struct {
+		const char *key;
+		unsigned kinds;  /* bit per enum modality_kind */
+	} applies[] = {
+		{ "height", 1u << MOD_IMAGE | 1u << MOD_DEPTH },
+		{ "width", 1u << MOD_IMAGE | 1u << MOD_DEPTH },
+		{ "channels", 1u << MOD_IMAGE },
+		{ "sample_rate", 1u << MOD_AUDIO },
+		{ "seconds", 1u << MOD_AUDIO },
+	};
+	for (size_t i = 0; i < sizeof applies / sizeof applies[0]; i++) {
+		if (member(j, applies[i].key) && !(applies[i].kinds & 1u << kind)) {
+			push_key(w, applies[i].key);
+			return fail(w, "does not apply to kind '%s'", kind_names[kind]);
+		}
+	}
+	m->height = m->width = m->channels = 0;
+	m->sample_rate = kind == MOD_AUDIO ? 16000 : 0;
+	m->seconds = 0;
+	if (opt_int(w, j, "height", 1, 65535, &m->height) ||
+	    opt_int(w, j, "width", 1, 65535, &m->width) ||
+	    opt_int(w, j, "sample_rate", 1000, 384000, &m->sample_rate) ||
+	    opt_float(w, j, "seconds", NUM_POSITIVE, &m->seconds))
+		return -1;
+	if (!m->height != !m->width) {
+		push_key(w, m->height ? "height" : "width");
+		return fail(w, "is given without '%s': give both or neither",
+			    m->height ? "width" : "height");
+	}
+	const cJSON *ch = member(j, "channels");
+	if (ch) {
+		size_t old = push_key(w, "channels");
+		if (as_int(w, ch, 1, 4, &m->channels))
+			return -1;
+		if (m->channels == 2)
+			return fail(w, "must be 1 (gray), 3 (RGB) or 4 (RGBA), got 2");
+		pop(w, old);
+	}
+	if (m->seconds > 0) {
+		double n = (double)m->seconds * m->sample_rate;
+		if (m->seconds > 3600 || n < 512) {
+			push_key(w, "seconds");
+			return fail(w, "must give between 512 samples (one 512-point window) "
+				       "and an hour at %d Hz, got %g s", m->sample_rate,
+				    (double)m->seconds);
+		}
+	}
+	return 0;
+}
+
 static int parse_modality(struct walk *w, const cJSON *j, struct modality_spec *m)
 {
-	static const char *const keys[] = { "column", "kind", "dim", NULL };
+	static const char *const keys[] = { "column", "kind", "dim", "height", "width",
+					    "channels", "sample_rate", "seconds", NULL };
 	if (check_object(w, j, keys))
 		return -1;
 	const char *col;
@@ -525,6 +581,8 @@ static int parse_modality(struct walk *w, const cJSON *j, struct modality_spec *
 		return -1;
 	m->dim = 0;
 	if (opt_int(w, j, "dim", 1, INT_MAX, &m->dim))
+		return -1;
+	if (parse_decode_options(w, j, (enum modality_kind)kind, m))
 		return -1;
 	m->column = xstrdup(col);
 	m->kind = (enum modality_kind)kind;
