@@ -16,8 +16,10 @@
  * without a line saying so. Only a file without a usable header fails.
  *
  * dataset_load() decodes cells by the config's modality kinds (inline
- * numbers and .npy files for now), maps labels, and quarantines rows whose
- * cells do not decode, again with file:line and a count.
+ * numbers, .npy files, and through common/media.h images, depth maps and
+ * audio), maps labels, and quarantines rows whose cells do not decode, again
+ * with file:line and a count. Media are decoded one cell at a time; only the
+ * flattened floats are kept.
  *
  * Ownership: struct manifest and struct dataset own everything they point
  * to; manifest_release() and dataset_release() free it.
@@ -30,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "media.h"
 #include "npy.h"
+#include "spectrogram.h"
 #include "util.h"
 
 #define FIELD_MAX (1 << 20) /* longest field accepted, bytes */
@@ -594,6 +598,81 @@ static int decode_npy(const char *cell, const char *dir, struct vec *out, char *
 	return rc;
 }
 
+/* Hand a decoded buffer of n floats over to out. */
+static void vec_take(struct vec *out, float *v, size_t n)
+{
+	free(out->v);
+	out->v = v;
+	out->n = out->cap = n;
+}
+
+/*
+ * An image, depth or audio cell: a path relative to dir. Images and depth
+ * maps are resized when the modality gives height and width and flattened
+ * C x H x W; audio is resampled to the modality's rate, tiled or cropped to
+ * its duration when it gives one, and turned into the log-spectrogram of
+ * spectrogram.h (257 x T, z-scored). The decoders report why a file fails
+ * (naming it); why[] gets the line for the manifest's report.
+ */
+static int decode_media(const struct modality_spec *ms, const char *cell, const char *dir,
+			struct spectrogram *sp, struct vec *out, char *why, size_t nwhy)
+{
+	out->n = 0;
+	if (!cell[0]) {
+		snprintf(why, nwhy, "is empty");
+		return -1;
+	}
+	if (is_url(cell)) {
+		snprintf(why, nwhy, "URL cells are not supported yet ('%.200s')", cell);
+		return -1;
+	}
+	char *path = path_join(dir, cell);
+	int rc = 0;
+	if (ms->kind == MOD_IMAGE || ms->kind == MOD_DEPTH) {
+		struct media_image im;
+		rc = ms->kind == MOD_IMAGE ? image_load(&im, path, ms->channels)
+					   : depth_load(&im, path);
+		if (!rc) {
+			if (ms->height)
+				image_resize(&im, ms->height, ms->width);
+			vec_take(out, im.x, (size_t)im.c * (size_t)im.h * (size_t)im.w);
+		}
+	} else {
+		float *x;
+		size_t n;
+		rc = audio_load(path, ms->sample_rate, &x, &n, NULL);
+		if (!rc) {
+			if (ms->seconds > 0) {
+				size_t len = (size_t)llround((double)ms->seconds * ms->sample_rate);
+				float *y = xmalloc(len * sizeof *y);
+				audio_fit(x, n, y, len);
+				free(x);
+				x = y;
+				n = len;
+			} else {
+				audio_fit(x, n, x, n); /* clip to [-1, 1] */
+			}
+			size_t T = spectrogram_frames(n);
+			if (!T) {
+				snprintf(why, nwhy, "'%.200s' has %zu samples at %d Hz, fewer than "
+					 "one %d-point window (set 'seconds' to tile short clips)",
+					 path, n, ms->sample_rate, SPEC_NPERSEG);
+				free(x);
+				free(path);
+				return -1;
+			}
+			float *s = xmalloc((size_t)SPEC_NFREQ * T * sizeof *s);
+			spectrogram_compute(sp, x, n, ms->sample_rate, 1, s);
+			free(x);
+			vec_take(out, s, (size_t)SPEC_NFREQ * T);
+		}
+	}
+	if (rc)
+		snprintf(why, nwhy, "cannot decode '%.200s'", path);
+	free(path);
+	return rc;
+}
+
 /* Class index of a label cell: -1 empty, -2 unknown. */
 static int decode_label(const char *cell, const struct run_config *c)
 {
@@ -676,7 +755,8 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 				 "data.modalities does not declare it", c->path, manifest_path);
 	for (int k = 0; k < nmod; k++) {
 		enum modality_kind kind = c->mod[k].kind;
-		if (kind != MOD_INLINE && kind != MOD_NPY)
+		if (kind != MOD_INLINE && kind != MOD_NPY && kind != MOD_IMAGE &&
+		    kind != MOD_DEPTH && kind != MOD_AUDIO)
 			return mke_error("config '%s': data.modalities.%c: kind '%s' is not "
 					 "supported yet", c->path, 'a' + k,
 					 modality_kind_name(kind));
@@ -684,12 +764,25 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	struct manifest m;
 	if (manifest_load(&m, manifest_path))
 		return -1;
+	struct spectrogram sp;
+	int have_sp = 0;
+	for (int k = 0; k < nmod && !have_sp; k++) {
+		if (c->mod[k].kind != MOD_AUDIO)
+			continue;
+		if (spectrogram_init(&sp)) {
+			manifest_release(&m);
+			return -1;
+		}
+		have_sp = 1;
+	}
 	int col[2] = { -1, -1 };
 	for (int k = 0; k < nmod; k++) {
 		col[k] = manifest_col(&m, c->mod[k].column);
 		if (col[k] < 0) {
 			mke_error("manifest '%s' has no column '%s' (modality %c in config '%s')",
 				  manifest_path, c->mod[k].column, 'a' + k, c->path);
+			if (have_sp)
+				spectrogram_release(&sp);
 			manifest_release(&m);
 			return -1;
 		}
@@ -724,8 +817,11 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 			const char *s = row->cells[col[k]];
 			if (c->mod[k].kind == MOD_INLINE)
 				bad = decode_inline(s, &cell[k], why, sizeof why);
-			else
+			else if (c->mod[k].kind == MOD_NPY)
 				bad = decode_npy(s, m.dir, &cell[k], why, sizeof why);
+			else
+				bad = decode_media(&c->mod[k], s, m.dir, &sp, &cell[k], why,
+						   sizeof why);
 			if (!bad && d->dim[k] && cell[k].n != (size_t)d->dim[k]) {
 				snprintf(why, sizeof why, "expected %d values, got %zu", d->dim[k],
 					 cell[k].n);
@@ -771,6 +867,8 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 out:
 	for (int k = 0; k < 2; k++)
 		free(cell[k].v);
+	if (have_sp)
+		spectrogram_release(&sp);
 	manifest_release(&m);
 	if (rc)
 		dataset_release(d);

@@ -68,8 +68,10 @@ uint32_t sample_id_hash(const char *s);
 /* Decode a manifest's rows into a dataset using the config's modalities
  * (nmod of them) and class names. Rows that fail to decode are quarantined:
  * reported as file:line: reason and counted. Supported kinds: inline
- * (whitespace-separated numbers) and npy (a path relative to the manifest's
- * directory, or absolute); other kinds fail the load. A dimension not fixed by
+ * (whitespace-separated numbers), npy (a path relative to the manifest's
+ * directory, or absolute), and image, depth and audio (paths likewise,
+ * decoded by common/media.h with the modality's height/width, channels,
+ * sample_rate and seconds); frames and labelmap fail the load. A dimension not fixed by
  * the config is taken from the first good row. Labels: empty -> -1, an
  * integer in [0, classes) or a class name; anything else quarantines the row.
  * Returns -1 (and leaves *d zeroed) when the manifest is unusable or has no

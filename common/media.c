@@ -229,7 +229,10 @@ static int png_decode(const char *path, FILE *f, int keep_palette, struct raw *r
 		free(buf);
 		free(rows);
 		png_destroy_read_struct(&png, &info, NULL);
-		return mke_error("cannot decode PNG '%s': %s", path, fail.msg);
+		/* libpng's own reader says only "Read Error" at a short read */
+		return mke_error("cannot decode PNG '%s': %s", path,
+				 strcmp(fail.msg, "Read Error") == 0
+					 ? "the file ends early (truncated)" : fail.msg);
 	}
 	png_init_io(png, f);
 	png_read_info(png, info);

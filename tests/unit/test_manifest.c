@@ -502,14 +502,14 @@ static void test_npy_and_kinds(void)
 
 	/* kinds not decoded yet fail the load up front */
 	CHECK(config_in(&c, "{\"name\": \"n\", \"data\": {\"labeled\": \"l.csv\", \"classes\": 2, "
-			    "\"modalities\": {\"a\": {\"column\": \"x\", \"kind\": \"image\"}}}, "
+			    "\"modalities\": {\"a\": {\"column\": \"x\", \"kind\": \"frames\"}}}, "
 			    "\"models\": {\"m\": {\"inputs\": [\"a\"], \"hidden\": []}}, "
 			    "\"teacher\": {\"model\": \"m\"}}") == 0);
 	capture_begin();
 	rc = dataset_load(&d, &c, p, 1);
 	err = capture_end();
 	CHECK(rc == -1);
-	CHECK(strstr(err, "data.modalities.a: kind 'image' is not supported yet") != NULL);
+	CHECK(strstr(err, "data.modalities.a: kind 'frames' is not supported yet") != NULL);
 	free(err);
 	capture_begin();
 	rc = dataset_load(&d, &c, p, 2);
