@@ -135,3 +135,16 @@ example:
 	$(BIN)/mke status
 
 .PHONY: test example
+
+# libFuzzer targets for every parser of outside bytes (tests/fuzz/,
+# docs/fuzzing.md); needs clang and libclang-rt-14-dev (`make deps`).
+#   make fuzz                 each target for FUZZ_SECONDS (default 300)
+#   make fuzz-smoke           each target for 30 s
+FUZZ_SECONDS ?= 300
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
+
+fuzz-smoke:
+	@FUZZ_SECONDS=30 sh tests/fuzz/run.sh
+
+.PHONY: fuzz fuzz-smoke
