@@ -3,14 +3,14 @@
 # `mke resume` finishes the run without redoing finished shards.
 . tests/integration/lib.sh
 
-mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [17]; c["student"]["epochs"] = 30000; c["variants"] = {"um_student": {"model": "um"}}; c["pipeline"]["checkpoint_every"] = 500'
+mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [17]; c["student"]["epochs"] = 20000; c["variants"] = {"um_student": {"model": "um"}}; c["pipeline"]["checkpoint_every"] = 500'
 "$MKE" run "$T/c.json" --ranks 2 --run-dir "$T/run" >"$T/out" 2>"$T/err" &
 pid=$!
 echo $pid >"$T/coord.pid"
 DB="$T/run/mke.db"
 wait_for 120 sh -c "[ \"\$(sqlite3 $DB \"select phase from runs\" 2>/dev/null)\" = student ]" || fail "never reached the student phase"
 wait_for 60 test -f "$T/run/students/um_student-seed17.safetensors" || fail "no student checkpoint"
-sleep 0.5
+
 kill -9 $pid
 wait $pid 2>/dev/null || true
 RUN=$(run_id_of "$T/out")
