@@ -764,6 +764,7 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	struct manifest m;
 	if (manifest_load(&m, manifest_path))
 		return -1;
+	d->nbad = m.nbad;
 	struct spectrogram sp;
 	int have_sp = 0;
 	for (int k = 0; k < nmod && !have_sp; k++) {

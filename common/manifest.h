@@ -60,6 +60,7 @@ struct dataset {
 	uint32_t *ids;     /* (n) FNV-1a of the id strings */
 	char **names;      /* (n) id strings, owned */
 	int nquarantined;  /* rows whose cells did not decode */
+	int nbad;          /* rows the CSV reader skipped (see struct manifest) */
 };
 
 /* FNV-1a 32-bit hash of s. */

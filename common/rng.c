@@ -168,6 +168,8 @@ static void philox8(uint32_t blk, int nblk, uint32_t purpose, uint32_t epoch,
  * Both versions do the same float operations in the same order (the build is
  * ISO C, so nothing is contracted into an FMA), hence give the same bits.
  */
+/* _mm256_round_ps needs a constant expression (clang insists) */
+#define BM_RND (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define BM_SQRTHF 0.707106781186547524f
 #define BM_L0 7.0376836292E-2f
 #define BM_L1 -1.1514610310E-1f
@@ -294,9 +296,8 @@ bm8_avx2(__m256i aw, __m256i bw, __m256 *cout, __m256 *sout)
 	t = _mm256_max_ps(t, SET(0.0f));
 	__m256 r = _mm256_sqrt_ps(t);
 	/* sin and cos of 2 pi u2 */
-	const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-	__m256 xf = _mm256_sub_ps(u2, _mm256_round_ps(u2, rnd));
-	__m256 j = _mm256_round_ps(_mm256_mul_ps(xf, SET(4.0f)), rnd);
+	__m256 xf = _mm256_sub_ps(u2, _mm256_round_ps(u2, BM_RND));
+	__m256 j = _mm256_round_ps(_mm256_mul_ps(xf, SET(4.0f)), BM_RND);
 	__m256 ph = _mm256_mul_ps(_mm256_sub_ps(xf, _mm256_mul_ps(j, SET(0.25f))), SET(BM_2PI));
 	__m256 zz = _mm256_mul_ps(ph, ph);
 	__m256 sn = SET(BM_S0);

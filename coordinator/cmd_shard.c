@@ -70,7 +70,7 @@ static int count_rows(const struct shard_opts *o, struct run_config *c, int *row
 		if (dataset_load(&d, c, o->manifest, c->nmod) != 0)
 			return -1;
 		*rows = d.n;
-		*bad = d.nquarantined;
+		*bad = d.nbad + d.nquarantined;
 		dataset_release(&d);
 		return 0;
 	}

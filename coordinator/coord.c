@@ -180,6 +180,29 @@ static void job_stop(struct coord *co)
 	co->job = 0;
 }
 
+/* Remove temp files a killed rank left in the labels directory (the job is
+ * not running when this is called, so no write is in flight). */
+static void sweep_temp_files(struct coord *co)
+{
+	char *dir = xasprintf("%s/labels", co->run_dir);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d))) {
+		if (!strstr(e->d_name, ".tmp."))
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		if (unlink(p) == 0)
+			n++;
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	if (n)
+		mke_info("run %s: removed %d partial file(s) left by a killed rank", co->run_id, n);
+	free(dir);
+}
+
 /* ---- events -------------------------------------------------------------------- */
 
 static void record_shard(struct coord *co, const struct queue_msg *m)
@@ -298,7 +321,7 @@ static int do_shard(struct coord *co)
 	struct dataset u;
 	if (dataset_load(&u, &co->c, co->c.unlabeled, co->c.nmod) != 0)
 		return -1;
-	int rows = u.n, quarantined = u.nquarantined;
+	int rows = u.n, quarantined = u.nbad + u.nquarantined;
 	dataset_release(&u);
 	char *detail = NULL;
 	if (shard_rows(co->db, &co->q, co->run_id, rows, quarantined, co->c.pipeline.shard_size,
@@ -376,6 +399,7 @@ static int job_exited(struct coord *co, int status)
 		return 0;
 	}
 	co->restarts++;
+	sweep_temp_files(co);
 	mke_warn("run %s: the worker job died (%s); restarting it (%d of %d) from the last checkpoints",
 		 co->run_id, what, co->restarts, co->o.max_restarts);
 	/* leases of the dead ranks expire and are redelivered; nothing done is lost */
@@ -525,6 +549,8 @@ static void coord_release(struct coord *co)
 {
 	if (co->job > 0)
 		job_stop(co);
+	if (co->run_dir)
+		sweep_temp_files(co);
 	if (co->q.rc) {
 		if (co->own_redis)
 			queue_purge(&co->q);

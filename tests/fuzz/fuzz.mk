@@ -34,15 +34,6 @@ $(O)/common/%.o: common/%.c $(wildcard common/*.h) tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
-# common/rng.c does not compile with clang 14 (_mm256_round_ps is given a
-# `const int`, which clang does not take as a constant expression; gcc does).
-# No parser uses it (queue.c only seeds its retry jitter with it), so it is
-# built with gcc, uninstrumented, into build-fuzz/ like the rest.
-RNG_CC    ?= gcc
-$(O)/common/rng.o: common/rng.c $(wildcard common/*.h) tests/fuzz/fuzz.mk
-	@mkdir -p $(dir $@)
-	$(RNG_CC) -std=c11 -O2 -g -D_GNU_SOURCE -Icommon -c $< -o $@
-
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
