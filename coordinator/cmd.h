@@ -32,6 +32,8 @@ int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_gen(int argc, char **argv);
 
 /*
  * Finding runs (cmd_runs.c), shared by runs, status, export and cancel.

@@ -81,6 +81,27 @@ const struct cmd mke_commands[] = {
 	 "in the run's database (created if new) and pushes the unfinished ones to the\n"
 	 "run's Redis queue (--redis, else the URL the run recorded; none: record only).\n"
 	 "Safe to repeat: known shards are left alone and done ones are not pushed.\n"},
+	{"import", cmd_import, "turn a dataset's native files into a manifest",
+	 "usage: mke import vggsound vggsound.csv --media DIR -o MANIFEST\n"
+	 "       mke import audioset SEGMENTS.csv --labels class_labels_indices.csv\n"
+	 "                           --media DIR [--split NAME] -o MANIFEST\n"
+	 "       mke import nyuv2 nyu_depth_v2_labeled.mat [--split splits.mat]\n"
+	 "                        [--mapping nyuv2_40class.csv] -o DIR\n"
+	 "       mke import ravdess DIR -o MANIFEST\n"
+	 "\n"
+	 "Writes a manifest (id,label,split,<modality paths>) and MANIFEST.classes.txt\n"
+	 "(line k names class k). Clips are <id>_<start:06d>.wav in --media (a frame\n"
+	 "folder of the same name becomes a frames column). Rows whose media are\n"
+	 "missing, or that are malformed, are reported as file:line and skipped.\n"
+	 "nyuv2 writes DIR/{rgb,depth,label}/NNNN.png and DIR/manifest.csv. See\n"
+	 "docs/importers.md.\n"},
+	{"gen", cmd_gen, "write a small synthetic dataset in a real dataset's native format",
+	 "usage: mke gen twomoon|vggsound|nyuv2|ravdess -o DIR [--n N] [--seed S]\n"
+	 "\n"
+	 "Learnable data where the class depends on a feature of each modality, in the\n"
+	 "files 'mke import' reads: vggsound.csv + WAVs (+ AudioSet CSVs), the NYU\n"
+	 "labeled .mat (HDF5) + splits.mat, RAVDESS-named WAVs and face PNGs, or\n"
+	 "TwoMoon manifests. Same seed, same bytes. See docs/importers.md.\n"},
 	{"help", cmd_help, "show help for mke or one command", "usage: mke help [COMMAND]\n"},
 	{NULL, NULL, NULL, NULL},
 };

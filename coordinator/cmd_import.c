@@ -1,0 +1,112 @@
+/*
+ * cmd_import.c - `mke import KIND ...`: turn a dataset's native files into
+ * an mke manifest (common/importers.h, docs/importers.md). One handler for
+ * the four kinds; each kind's options are checked up front.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "importers.h"
+#include "util.h"
+
+struct import_opts {
+	const char *kind, *input, *media, *labels, *split, *splits, *mapping, *out;
+};
+
+static int parse(int argc, char **argv, struct import_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		int has = i + 1 < argc;
+		if (strcmp(a, "-o") == 0 && has)
+			o->out = argv[++i];
+		else if (strcmp(a, "--media") == 0 && has)
+			o->media = argv[++i];
+		else if (strcmp(a, "--labels") == 0 && has)
+			o->labels = argv[++i];
+		else if (strcmp(a, "--split") == 0 && has)
+			o->split = argv[++i];
+		else if (strcmp(a, "--mapping") == 0 && has)
+			o->mapping = argv[++i];
+		else if (a[0] == '-') {
+			fprintf(stderr, "error: unknown or incomplete option '%s'\n", a);
+			return -1;
+		} else if (!o->kind) {
+			o->kind = a;
+		} else if (!o->input) {
+			o->input = a;
+		} else {
+			fprintf(stderr, "error: unexpected argument '%s'\n", a);
+			return -1;
+		}
+	}
+	if (!o->kind || !o->input || !o->out) {
+		fprintf(stderr, "error: KIND, its input and -o OUT are required\n");
+		return -1;
+	}
+	int vgg = strcmp(o->kind, "vggsound") == 0, as = strcmp(o->kind, "audioset") == 0;
+	int nyu = strcmp(o->kind, "nyuv2") == 0, rav = strcmp(o->kind, "ravdess") == 0;
+	if (!vgg && !as && !nyu && !rav) {
+		fprintf(stderr, "error: unknown dataset '%s' (vggsound, audioset, nyuv2, ravdess)\n",
+			o->kind);
+		return -1;
+	}
+	if ((vgg || as) && !o->media) {
+		fprintf(stderr, "error: %s needs --media DIR (the extracted clips)\n", o->kind);
+		return -1;
+	}
+	if (as && !o->labels) {
+		fprintf(stderr, "error: audioset needs --labels class_labels_indices.csv\n");
+		return -1;
+	}
+	if (o->media && (nyu || rav)) {
+		fprintf(stderr, "error: --media is for vggsound and audioset\n");
+		return -1;
+	}
+	if (o->labels && !as) {
+		fprintf(stderr, "error: --labels is for audioset\n");
+		return -1;
+	}
+	if (o->split && !as && !nyu) {
+		fprintf(stderr, "error: --split is for audioset (a split name) and nyuv2 "
+				"(splits.mat)\n");
+		return -1;
+	}
+	if (o->mapping && !nyu) {
+		fprintf(stderr, "error: --mapping is for nyuv2\n");
+		return -1;
+	}
+	if (nyu) {
+		o->splits = o->split;
+		o->split = NULL;
+		if (!o->mapping)
+			o->mapping = "deploy/data/nyuv2_40class.csv";
+	}
+	return 0;
+}
+
+int cmd_import(int argc, char **argv)
+{
+	struct import_opts o;
+	if (parse(argc, argv, &o) != 0) {
+		cmd_usage("import", 1);
+		return 2;
+	}
+	struct import_stats st;
+	int rc;
+	if (strcmp(o.kind, "vggsound") == 0)
+		rc = import_vggsound(o.input, o.media, o.out, &st);
+	else if (strcmp(o.kind, "audioset") == 0)
+		rc = import_audioset(o.input, o.labels, o.media, o.split, o.out, &st);
+	else if (strcmp(o.kind, "nyuv2") == 0)
+		rc = import_nyuv2(o.input, o.splits, o.mapping, o.out, &st);
+	else
+		rc = import_ravdess(o.input, o.out, &st);
+	if (rc != 0)
+		return 1;
+	printf("%s: %d rows read, %d written, %d without media, %d bad; %d classes\n", o.out,
+	       st.rows, st.written, st.missing, st.bad, st.classes);
+	return 0;
+}
