@@ -631,14 +631,16 @@ static int parse_classes(struct walk *w, const cJSON *j, struct run_config *c)
 static int parse_data(struct walk *w, const cJSON *j, struct run_config *c)
 {
 	static const char *const keys[] = {
-		"root", "labeled", "unlabeled", "test", "classes", "modalities", NULL,
+		"root", "labeled", "unlabeled", "test", "classes", "modalities", "cache_dir", NULL,
 	};
 	if (check_object(w, j, keys))
 		return -1;
-	const char *root, *lab, *unl, *test;
+	const char *root, *lab, *unl, *test, *cache;
 	if (get_string(w, j, "root", 0, &root) || get_string(w, j, "labeled", 1, &lab) ||
-	    get_string(w, j, "unlabeled", 0, &unl) || get_string(w, j, "test", 0, &test))
+	    get_string(w, j, "unlabeled", 0, &unl) || get_string(w, j, "test", 0, &test) ||
+	    get_string(w, j, "cache_dir", 0, &cache))
 		return -1;
+	c->cache_dir = cache ? path_join(w->dir, cache) : NULL;
 	c->data_root = root ? path_join(w->dir, root) : xstrdup(w->dir);
 	c->labeled = path_join(c->data_root, lab);
 	c->unlabeled = unl ? path_join(c->data_root, unl) : NULL;
@@ -1164,6 +1166,7 @@ void config_release(struct run_config *c)
 	free(c->labeled);
 	free(c->unlabeled);
 	free(c->test);
+	free(c->cache_dir);
 	for (int i = 0; i < c->nclass_names; i++)
 		free(c->class_names[i]);
 	free(c->class_names);

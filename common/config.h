@@ -93,6 +93,7 @@ struct run_config {
 	/* data */
 	char *data_root;          /* resolved data.root, or the config file's directory */
 	char *labeled, *unlabeled, *test;   /* resolved manifest paths; unlabeled/test may be NULL */
+	char *cache_dir;          /* resolved data.cache_dir for URL cells; NULL: common/fetch.h's default */
 	int classes;
 	int nclass_names;
 	char **class_names;       /* optional; labels may name classes */

@@ -667,23 +667,8 @@ int fetch_many(const struct fetch_opts *opts, const char *const *urls, const cha
 	}
 	free(ord);
 
-	char *cache = opts->cache_dir ? xstrdup(opts->cache_dir) : fetch_cache_dir();
-	b.cache = cache;
-	const char *setup = NULL;
-	char *setup_msg = NULL;
-	char *sub[3] = { xasprintf("%s/partial", cache), xasprintf("%s/sha256", cache),
-			 xasprintf("%s/url", cache) };
-	for (int k = 0; k < 3 && !setup; k++)
-		if (mkdir_p(sub[k], 0750) != 0)
-			setup = sub[k];
-	if (setup)
-		setup_msg = xasprintf("cannot create the cache directory '%s' (set MKE_CACHE or "
-				      "data.cache_dir to a writable directory)", setup);
-	else if (curl_ready() != 0)
-		setup_msg = xstrdup("libcurl cannot be initialized");
-	else if (!(b.multi = curl_multi_init()))
-		setup_msg = xstrdup("curl_multi_init failed");
-
+	/* refuse what cannot be fetched; touch the cache only for the rest */
+	int nok = 0;
 	for (int j = 0; j < b.n; j++) {
 		struct xfer *x = &b.x[j];
 		x->safe = fetch_redact(x->url);
@@ -695,6 +680,28 @@ int fetch_many(const struct fetch_opts *opts, const char *const *urls, const cha
 			fail(x, "unsupported URL scheme '%.*s' in '%s' (mke fetches http://, "
 			     "https:// and file://; download the file and give its path)",
 			     (int)(sl ? sl : 1), x->url, x->safe);
+		} else {
+			nok++;
+		}
+	}
+	char *cache = opts->cache_dir ? xstrdup(opts->cache_dir) : fetch_cache_dir();
+	b.cache = cache;
+	char *setup_msg = NULL;
+	char *sub[3] = { xasprintf("%s/partial", cache), xasprintf("%s/sha256", cache),
+			 xasprintf("%s/url", cache) };
+	for (int k = 0; k < 3 && nok && !setup_msg; k++)
+		if (mkdir_p(sub[k], 0750) != 0)
+			setup_msg = xasprintf("cannot create the cache directory '%s' (set "
+					      "MKE_CACHE or data.cache_dir to a writable "
+					      "directory)", sub[k]);
+	if (nok && !setup_msg && curl_ready() != 0)
+		setup_msg = xstrdup("libcurl cannot be initialized");
+	else if (nok && !setup_msg && !(b.multi = curl_multi_init()))
+		setup_msg = xstrdup("curl_multi_init failed");
+	for (int j = 0; j < b.n; j++) {
+		struct xfer *x = &b.x[j];
+		if (x->state == X_FAILED) {
+			continue;
 		} else if (setup_msg) {
 			fail(x, "cannot fetch '%s': %s", x->safe, setup_msg);
 		} else {

@@ -19,7 +19,10 @@
  * numbers, .npy files, and through common/media.h images, depth maps and
  * audio), maps labels, and quarantines rows whose cells do not decode, again
  * with file:line and a count. Media are decoded one cell at a time; only the
- * flattened floats are kept.
+ * flattened floats are kept. Cells that are URLs are fetched first, all of
+ * a manifest's in one batch (common/fetch.h), and decoded from the cache; a
+ * URL that cannot be fetched quarantines its row like a cell that does not
+ * decode.
  *
  * Ownership: struct manifest and struct dataset own everything they point
  * to; manifest_release() and dataset_release() free it.
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fetch.h"
 #include "media.h"
 #include "npy.h"
 #include "spectrogram.h"
@@ -545,25 +549,11 @@ static int decode_inline(const char *cell, struct vec *out, char *why, size_t nw
 	return 0;
 }
 
-/* "scheme://" at the start of s */
-static int is_url(const char *s)
-{
-	if (!isalpha((unsigned char)*s))
-		return 0;
-	while (isalnum((unsigned char)*s) || *s == '+' || *s == '-' || *s == '.')
-		s++;
-	return strncmp(s, "://", 3) == 0;
-}
-
 static int decode_npy(const char *cell, const char *dir, struct vec *out, char *why, size_t nwhy)
 {
 	out->n = 0;
 	if (!cell[0]) {
 		snprintf(why, nwhy, "is empty");
-		return -1;
-	}
-	if (is_url(cell)) {
-		snprintf(why, nwhy, "URL cells are not supported yet ('%.200s')", cell);
 		return -1;
 	}
 	char *path = path_join(dir, cell);
@@ -622,10 +612,6 @@ static int decode_media(const struct modality_spec *ms, const char *cell, const 
 		snprintf(why, nwhy, "is empty");
 		return -1;
 	}
-	if (is_url(cell)) {
-		snprintf(why, nwhy, "URL cells are not supported yet ('%.200s')", cell);
-		return -1;
-	}
 	char *path = path_join(dir, cell);
 	int rc = 0;
 	if (ms->kind == MOD_IMAGE || ms->kind == MOD_DEPTH) {
@@ -671,6 +657,64 @@ static int decode_media(const struct modality_spec *ms, const char *cell, const 
 		snprintf(why, nwhy, "cannot decode '%.200s'", path);
 	free(path);
 	return rc;
+}
+
+/*
+ * Fetch the URL cells of the file-backed modalities as one batch. For such a
+ * modality k, path[k][r] and err[k][r] get row r's cached file or why it
+ * could not be fetched (both NULL for a cell that is not a URL); path[k]
+ * stays NULL when the column has no URL. A column '<column>_sha256', or
+ * 'sha256' for modality a, gives the digest a URL's content must have (an
+ * empty cell: no check).
+ */
+static void fetch_cells(const struct manifest *m, const struct run_config *c, int nmod,
+			const int *col, char **path[2], char **err[2])
+{
+	size_t cap = 2 * (size_t)m->nrows + 1;
+	const char **urls = xmalloc(cap * sizeof *urls), **shas = xmalloc(cap * sizeof *shas);
+	int *where = xmalloc(cap * sizeof *where), n = 0;
+	for (int k = 0; k < nmod; k++) {
+		if (c->mod[k].kind == MOD_INLINE)
+			continue;
+		char *name = xasprintf("%s_sha256", c->mod[k].column);
+		int sc = manifest_col(m, name);
+		free(name);
+		if (sc < 0 && k == 0)
+			sc = manifest_col(m, "sha256");
+		for (int r = 0; r < m->nrows; r++) {
+			const char *s = m->rows[r].cells[col[k]];
+			if (!fetch_is_url(s))
+				continue;
+			const char *sha = sc >= 0 ? m->rows[r].cells[sc] : NULL;
+			urls[n] = s;
+			shas[n] = sha && sha[0] ? sha : NULL;
+			where[n++] = k * m->nrows + r;
+		}
+	}
+	if (n) {
+		struct fetch_opts o;
+		fetch_opts_default(&o);
+		o.cache_dir = c->cache_dir;
+		char **p = xmalloc((size_t)n * sizeof *p), **e = xmalloc((size_t)n * sizeof *e);
+		struct fetch_stats st;
+		fetch_many(&o, urls, shas, n, p, e, &st);
+		for (int i = 0; i < n; i++) {
+			int k = where[i] / m->nrows, r = where[i] % m->nrows;
+			if (!path[k]) {
+				path[k] = xcalloc((size_t)m->nrows, sizeof *path[k]);
+				err[k] = xcalloc((size_t)m->nrows, sizeof *err[k]);
+			}
+			path[k][r] = p[i];
+			err[k][r] = e[i];
+		}
+		mke_info("manifest '%s': %d URL%s: %d from the cache, %d downloaded, %d failed",
+			 m->path, n, n == 1 ? "" : "s", st.cached, st.downloaded, st.failed);
+		free(p);
+		free(e);
+	}
+	free(urls);
+	free(shas);
+	free(where);
 }
 
 /* Class index of a label cell: -1 empty, -2 unknown. */
@@ -798,12 +842,15 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	for (int k = 0; k < nmod; k++)
 		d->dim[k] = c->mod[k].dim;
 
+	char **fpath[2] = { NULL, NULL }, **ferr[2] = { NULL, NULL };
+	fetch_cells(&m, c, nmod, col, fpath, ferr);
+
 	struct reporter rp = { .path = manifest_path };
 	struct vec cell[2] = { { 0 }, { 0 } };
 	int rc = 0;
 	for (int r = 0; r < m.nrows; r++) {
 		const struct manifest_row *row = &m.rows[r];
-		char why[400] = "";
+		char why[1200] = "";
 		int bad = 0, label = -1;
 		if (m.label_col >= 0) {
 			label = decode_label(row->cells[m.label_col], c);
@@ -816,13 +863,25 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 		}
 		for (int k = 0; k < nmod && !bad; k++) {
 			const char *s = row->cells[col[k]];
-			if (c->mod[k].kind == MOD_INLINE)
+			int fetched = fpath[k] && fpath[k][r];
+			if (fpath[k] && ferr[k][r]) {
+				snprintf(why, sizeof why, "%s", ferr[k][r]);
+				bad = 1;
+			} else if (c->mod[k].kind == MOD_INLINE) {
 				bad = decode_inline(s, &cell[k], why, sizeof why);
-			else if (c->mod[k].kind == MOD_NPY)
-				bad = decode_npy(s, m.dir, &cell[k], why, sizeof why);
-			else
-				bad = decode_media(&c->mod[k], s, m.dir, &sp, &cell[k], why,
-						   sizeof why);
+			} else if (c->mod[k].kind == MOD_NPY) {
+				bad = decode_npy(fetched ? fpath[k][r] : s, m.dir, &cell[k], why,
+						 sizeof why);
+			} else {
+				bad = decode_media(&c->mod[k], fetched ? fpath[k][r] : s, m.dir, &sp,
+						   &cell[k], why, sizeof why);
+			}
+			if (bad && fetched) {
+				char *safe = fetch_redact(s);
+				size_t len = strlen(why);
+				snprintf(why + len, sizeof why - len, " (fetched from '%.300s')", safe);
+				free(safe);
+			}
 			if (!bad && d->dim[k] && cell[k].n != (size_t)d->dim[k]) {
 				snprintf(why, sizeof why, "expected %d values, got %zu", d->dim[k],
 					 cell[k].n);
@@ -866,8 +925,15 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	}
 	check_collisions(d, manifest_path);
 out:
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < 2; k++) {
 		free(cell[k].v);
+		for (int r = 0; fpath[k] && r < m.nrows; r++) {
+			free(fpath[k][r]);
+			free(ferr[k][r]);
+		}
+		free(fpath[k]);
+		free(ferr[k]);
+	}
 	if (have_sp)
 		spectrogram_release(&sp);
 	manifest_release(&m);

@@ -472,7 +472,7 @@ static void test_npy_and_kinds(void)
 			      "b,1,2,%s\n"               /* 3: absolute */
 			      "c,1,3,feat/f2.npy\n"      /* 4: 4 values, not 6 */
 			      "d,1,4,feat/missing.npy\n" /* 5 */
-			      "e,1,5,https://x/y.npy\n"  /* 6 */
+			      "e,1,5,s3://x/y.npy\n"     /* 6 */
 			      "f,1,6,feat/fn.npy\n",     /* 7 */
 			      p1);
 	char *p = write_tmp("n.csv", csv);
@@ -488,8 +488,9 @@ static void test_npy_and_kinds(void)
 	char *want[] = {
 		xasprintf("%s:4: column 'f': expected 6 values, got 4", p),
 		xasprintf("%s:5: column 'f': cannot load '%s/feat/missing.npy'", p, tmpdir),
-		xasprintf("%s:6: column 'f': URL cells are not supported yet ('https://x/y.npy')",
-			  p),
+		xasprintf("%s:6: column 'f': unsupported URL scheme 's3' in 's3://x/y.npy' (mke "
+			  "fetches http://, https:// and file://; download the file and give its "
+			  "path)", p),
 		xasprintf("%s:7: column 'f': '%s' holds a non-finite value at index 5", p, pn),
 	};
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
