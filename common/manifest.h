@@ -72,7 +72,10 @@ uint32_t sample_id_hash(const char *s);
  * (whitespace-separated numbers), npy (a path relative to the manifest's
  * directory, or absolute), and image, depth and audio (paths likewise,
  * decoded by common/media.h with the modality's height/width, channels,
- * sample_rate and seconds); frames and labelmap fail the load. A dimension not fixed by
+ * sample_rate and seconds); frames and labelmap fail the load. Cells of those
+ * kinds may be http://, https:// or file:// URLs: they are fetched first, in
+ * one batch, into the cache (common/fetch.h, docs/remote-data.md; a failed
+ * fetch quarantines the row). A dimension not fixed by
  * the config is taken from the first good row. Labels: empty -> -1, an
  * integer in [0, classes) or a class name; anything else quarantines the row.
  * Returns -1 (and leaves *d zeroed) when the manifest is unusable or has no
