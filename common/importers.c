@@ -1209,8 +1209,9 @@ static int nyu_splits_load(const char *path, int n, unsigned char *split)
 	size_t got = fread(head, 1, sizeof head - 1, fp);
 	fclose(fp);
 	if (got >= 10 && memcmp(head, "MATLAB 5.0", 10) == 0 && H5Fis_hdf5(path) <= 0)
-		return mke_error("'%s' is a MATLAB v5 file; mke reads v7.3 (HDF5): re-save it with "
-				 "`save -v7.3` in MATLAB/Octave or scipy's savemat -> h5py", path);
+		return mke_error("'%s' is a MATLAB v5 file; mke reads v7.3 (HDF5): re-save it "
+				 "with `save -v7.3` in MATLAB, or with scipy.io.loadmat + h5py "
+				 "(docs/importers.md)", path);
 	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	if (f < 0)
 		return mke_error("'%s' is not an HDF5 (MATLAB v7.3) file", path);

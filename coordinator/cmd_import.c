@@ -3,8 +3,10 @@
  * an mke manifest (common/importers.h, docs/importers.md). One handler for
  * the four kinds; each kind's options are checked up front.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "importers.h"
@@ -13,6 +15,27 @@
 struct import_opts {
 	const char *kind, *input, *media, *labels, *split, *splits, *mapping, *out;
 };
+
+/* deploy/data/nyuv2_40class.csv: under the working directory, else beside
+ * the binary's checkout (bin/mke -> ../deploy/data). */
+static const char *default_mapping(void)
+{
+	static const char rel[] = "deploy/data/nyuv2_40class.csv";
+	static char buf[PATH_MAX + sizeof rel + 8];
+	if (access(rel, R_OK) == 0)
+		return rel;
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return rel;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return rel;
+	*slash = '\0';
+	snprintf(buf, sizeof buf, "%s/../%s", exe, rel);
+	return access(buf, R_OK) == 0 ? buf : rel;
+}
 
 static int parse(int argc, char **argv, struct import_opts *o)
 {
@@ -82,7 +105,7 @@ static int parse(int argc, char **argv, struct import_opts *o)
 		o->splits = o->split;
 		o->split = NULL;
 		if (!o->mapping)
-			o->mapping = "deploy/data/nyuv2_40class.csv";
+			o->mapping = default_mapping();
 	}
 	return 0;
 }
