@@ -604,6 +604,18 @@ struct url_ref {
 	int i;
 };
 
+/* Remove an empty part a failed URL left, unless another process holds it. */
+static void drop_empty_part(const char *part)
+{
+	int fd = open(part, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && st.st_size == 0)
+		unlink(part);
+	close(fd);
+}
+
 static int cmp_url(const void *a, const void *b)
 {
 	const struct url_ref *x = a, *y = b;
@@ -741,9 +753,12 @@ int fetch_many(const struct fetch_opts *opts, const char *const *urls, const cha
 				curl_easy_cleanup(b.x[j].h);
 			}
 	for (int j = 0; j < b.n; j++) {
-		if (b.x[j].state == X_FAILED)
-			b.st.failed++;
 		close_part(&b.x[j]);
+		if (b.x[j].state == X_FAILED) {
+			b.st.failed++;
+			if (b.x[j].part)
+				drop_empty_part(b.x[j].part);
+		}
 		free(b.x[j].safe);
 		free(b.x[j].part);
 		free(b.x[j].path);

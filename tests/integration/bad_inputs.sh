@@ -158,10 +158,11 @@ has npy "$M:19: column 'x': '$B/npy/half_inf.npy' holds a non-finite value at in
 has npy "$M:21: column 'x': expected 4 values, got 3"
 has npy "$M:22: column 'x': cannot load '$B/npy/does_not_exist.npy'"
 has npy "cannot open '$B/npy/does_not_exist.npy'"
-has npy "$M:27: column 'x': URL cells are not supported yet ('s3://bucket/x.npy')"
-has npy "$M:28: column 'x': URL cells are not supported yet ('https://example.invalid/x.npy')"
-has npy "$M:29: column 'x': URL cells are not supported yet ('file:///etc/passwd')"
-has npy "$M:30: column 'x': URL cells are not supported yet ('gopher://h/x.npy')"
+has npy "$M:27: column 'x': unsupported URL scheme 's3' in 's3://bucket/x.npy'"
+has npy "$M:28: column 'x': cannot fetch 'https://example.invalid/x.npy': "
+has npy "$M:29: column 'x': cannot load '"
+has npy "(fetched from 'file:///etc/passwd')"
+has npy "$M:30: column 'x': unsupported URL scheme 'gopher' in 'gopher://h/x.npy'"
 # line 31: "../bad/npy/good4.npy" leaves the manifest's directory. Today it is
 # loaded like any relative path (paths are not confined to the data root).
 if grep -qF "$M:31:" "$T/npy.err"; then

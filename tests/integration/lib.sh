@@ -9,6 +9,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 T=$(mktemp -d /tmp/mke-it-XXXXXX)
 export MKE_RUNS="$T/runs"
+export MKE_CACHE="$T/cache"   # URL cells (docs/remote-data.md): never the user's cache
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 # Under `make check SANITIZE=...` the MPI worker runs sanitized too; Open MPI
 # and OpenBLAS leak at exit (from dlopen'ed modules that LSan cannot name), so

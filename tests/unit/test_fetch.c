@@ -341,6 +341,10 @@ static void test_http(void)
 	u = http("/files/nothere.bin");
 	CHECK(fetch1(&o, u, NULL, &p, &e, &st) == 1 && st.retries == 0);
 	CHECK_MSG(e && strstr(e, "HTTP 404"), "%s", e);
+	char *pd = xasprintf("%s/partial", cache);
+	CHECK(rmdir(pd) == 0); /* failures leave no empty part behind */
+	mkdir_p(pd, 0750);
+	free(pd);
 	free(e);
 	free(u);
 
