@@ -62,6 +62,16 @@ const struct cmd mke_commands[] = {
 	 "it as a formula. JSON is an array of objects. --runs exports the runs table:\n"
 	 "RUN's row, or with no RUN every run 'mke runs' lists. Empty cells and nulls are\n"
 	 "NULL in the database (a NaN metric value is empty/null).\n"},
+	{"report", cmd_report, "write a self-contained HTML report of a run (tables and SVG charts)",
+	 "usage: mke report [RUN] -o FILE [--db FILE]\n"
+	 "\n"
+	 "Writes one HTML page about RUN (default: the newest run) atomically to FILE\n"
+	 "(mode 0640): the run header and phases, the variants table (test accuracy\n"
+	 "mean ± std over seeds, gain over the teacher, pseudo-label accuracy and\n"
+	 "rectification, as 'mke status' computes them), learning curves (train loss\n"
+	 "against step per variant), pseudo-label accuracy and rectification bars (or\n"
+	 "per-class metrics when recorded) and the shards' lease-to-done times. The page\n"
+	 "has no scripts and loads nothing: CSS inline, charts as inline SVG.\n"},
 	{"cancel", cmd_cancel, "ask a running run to stop",
 	 "usage: mke cancel RUN [--db FILE] [--reason TEXT] [--wait [SECONDS]]\n"
 	 "\n"
