@@ -26,6 +26,7 @@ int wants_help(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_experiment(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_shard(int argc, char **argv);
 int cmd_runs(int argc, char **argv);

@@ -36,6 +36,14 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct coord_opts 
 			o->run_dir = argv[++i];
 		} else if (strcmp(a, "--db") == 0 && has) {
 			o->db_path = argv[++i];
+		} else if (strcmp(a, "--launcher") == 0 && has) {
+			o->launcher = argv[++i];
+			if (strcmp(o->launcher, "mpirun") != 0 && strcmp(o->launcher, "srun") != 0) {
+				fprintf(stderr, "error: --launcher must be mpirun or srun, not '%s'\n", o->launcher);
+				return -1;
+			}
+		} else if (strcmp(a, "--hostfile") == 0 && has) {
+			o->hostfile = argv[++i];
 		} else if (strcmp(a, "--setting") == 0 && has) {
 			o->setting = argv[++i];
 		} else if (strcmp(a, "--max-restarts") == 0 && has) {
@@ -60,6 +68,11 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct coord_opts 
 	}
 	if (!*pos) {
 		cmd_usage(cmd, 1);
+		return -1;
+	}
+	if (o->hostfile && o->launcher && strcmp(o->launcher, "srun") == 0) {
+		fprintf(stderr, "error: --hostfile is for --launcher mpirun; srun takes its nodes from "
+				"the Slurm allocation\n");
 		return -1;
 	}
 	return 0;

@@ -89,25 +89,44 @@ static int job_start(struct coord *co)
 	const char *wenv = getenv("MKE_WORKER");
 	char *worker = wenv && *wenv ? xstrdup(wenv) : xasprintf("%s/mke-worker", dir);
 	free(dir);
-	const char *mpirun = getenv("MKE_MPIRUN");
+	int srun = co->o.launcher && strcmp(co->o.launcher, "srun") == 0;
+	const char *mpirun = getenv(srun ? "MKE_SRUN" : "MKE_MPIRUN");
 	if (!mpirun || !*mpirun)
-		mpirun = "mpirun";
+		mpirun = srun ? "srun" : "mpirun";
 	char np[16];
 	snprintf(np, sizeof np, "%d", co->o.ranks);
 	const char *argv[40];
 	int a = 0;
 	argv[a++] = mpirun;
-	argv[a++] = "-np";
-	argv[a++] = np;
-	argv[a++] = "--oversubscribe";
-	argv[a++] = "--bind-to";
-	argv[a++] = "none";
-	if (geteuid() == 0)
-		argv[a++] = "--allow-run-as-root";
-	if (co->password) {
-		argv[a++] = "-x";
-		argv[a++] = "MKE_REDIS_PASSWORD"; /* the name only: the value travels in the environment */
+	if (srun) {
+		/* srun exports the whole environment (MKE_REDIS_PASSWORD included)
+		 * to the tasks of the allocation; PMIx wires up MPI_Init */
+		argv[a++] = "--ntasks";
+		argv[a++] = np;
+		argv[a++] = "--mpi=pmix";
+		argv[a++] = "--kill-on-bad-exit=1";
+	} else {
+		argv[a++] = "-np";
+		argv[a++] = np;
+		argv[a++] = "--oversubscribe";
+		argv[a++] = "--bind-to";
+		argv[a++] = "none";
+		if (co->o.hostfile) {
+			argv[a++] = "--hostfile";
+			argv[a++] = co->o.hostfile;
+		}
+		if (geteuid() == 0)
+			argv[a++] = "--allow-run-as-root";
+		if (co->password) {
+			argv[a++] = "-x";
+			argv[a++] = "MKE_REDIS_PASSWORD"; /* the name only: the value travels in the environment */
+		}
 	}
+	/* MKE_MPIRUN_ARGS: extra launcher options, split at blanks (no shell, no quoting) */
+	const char *extra_env = getenv("MKE_MPIRUN_ARGS");
+	char *extra = xstrdup(extra_env ? extra_env : ""), *save = NULL;
+	for (char *t = strtok_r(extra, " \t", &save); t && a < 24; t = strtok_r(NULL, " \t", &save))
+		argv[a++] = t;
 	argv[a++] = worker;
 	argv[a++] = "--run";
 	argv[a++] = co->run_id;
@@ -128,6 +147,7 @@ static int job_start(struct coord *co)
 	if (pid < 0) {
 		free(worker);
 		free(log);
+		free(extra);
 		return mke_error("cannot fork the worker job: %s", strerror(errno));
 	}
 	if (pid == 0) {
@@ -156,6 +176,7 @@ static int job_start(struct coord *co)
 	free(payload);
 	free(worker);
 	free(log);
+	free(extra);
 	return 0;
 }
 
@@ -652,6 +673,10 @@ int coord_run_new(const char *config_path, const struct coord_opts *o, char **ru
 	if (store_run_create(co.db, &r) != 0)
 		goto out;
 	record_params(&co);
+	/* under Slurm (mke submit) the job id lets `mke status` name the allocation */
+	const char *slurm_job = getenv("SLURM_JOB_ID");
+	if (slurm_job && *slurm_job)
+		store_run_set_slurm_job(co.db, co.run_id, slurm_job);
 	printf("run %s\n  dir %s\n  db  %s\n", co.run_id, co.run_dir, co.db_path);
 	fflush(stdout);
 	if (connect_redis(&co) != 0) {

@@ -30,7 +30,8 @@ struct coord_opts {
 	const char *db_path;    /* NULL: <run dir>/mke.db */
 	const char *setting;    /* grid setting to run; NULL: the first */
 	int max_restarts;       /* worker job restarts before the run fails; default 3 */
-	const char *launcher;   /* "mpirun" (default) */
+	const char *launcher;   /* "mpirun" (default) or "srun" (inside a Slurm allocation) */
+	const char *hostfile;   /* mpirun --hostfile FILE; NULL: none */
 	int detach;             /* unused for now */
 };
 

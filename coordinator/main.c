@@ -19,6 +19,7 @@ const struct cmd mke_commands[] = {
 	{"run", cmd_run, "run the whole MKE lifecycle through Redis and an MPI worker job",
 	 "usage: mke run CONFIG [--ranks N] [--redis URL] [--run-dir DIR] [--db FILE]\n"
 	 "                      [--setting NAME] [--max-restarts N] [--quiet]\n"
+	 "                      [--launcher mpirun|srun] [--hostfile FILE]\n"
 	 "\n"
 	 "Creates a run and drives it: teacher -> shard -> label -> student -> eval -> done.\n"
 	 "Without --redis a private redis-server is started on a unix socket in the run\n"
@@ -28,7 +29,26 @@ const struct cmd mke_commands[] = {
 	 "from the command line. The run directory defaults to $MKE_RUNS/<run id> (MKE_RUNS\n"
 	 "defaults to ./runs); the database to <run dir>/mke.db ($MKE_DB or --db to share one).\n"
 	 "--setting picks the grid setting (regularizer) to run; default the first.\n"
+	 "--launcher srun starts the workers as 'srun --ntasks N --mpi=pmix mke-worker'\n"
+	 "inside a Slurm allocation (see 'mke submit'); --hostfile FILE is passed to mpirun.\n"
 	 "Exit status: 0 done, 1 failed, 2 usage, 3 cancelled.\n"},
+	{"submit", cmd_submit, "write a batch script for 'mke run' and submit it to Slurm or mpirun",
+	 "usage: mke submit CONFIG --scheduler slurm|mpirun --nodes N --ntasks-per-node R\n"
+	 "                  [--time T] [--partition P] [--account A] [--module M ...]\n"
+	 "                  [--hostfile F] [--run-dir DIR] [--db FILE] [-o SCRIPT] [--dry-run]\n"
+	 "\n"
+	 "Writes a script that runs 'mke run CONFIG --ranks N*R' and submits it.\n"
+	 "slurm: an sbatch script from deploy/slurm/mke.sbatch.in (#SBATCH --nodes,\n"
+	 "--ntasks-per-node, --time, --partition, --account; 'module load M' lines); the\n"
+	 "coordinator runs on the first node and starts the workers with srun. It is\n"
+	 "given to 'sbatch --parsable' and the job id is printed; the run records it\n"
+	 "(SLURM_JOB_ID) and 'mke status' shows it. mpirun: a shell script whose 'mke run'\n"
+	 "passes --hostfile F to mpirun (MKE_MPIRUN_ARGS are added to the mpirun line),\n"
+	 "started in the background with its output in SCRIPT.log; the pid is printed.\n"
+	 "The script goes to -o SCRIPT, else DIR/mke.sbatch (or DIR/mke-run.sh), where DIR\n"
+	 "is --run-dir or $MKE_RUNS/submit-<time>. --dry-run writes and prints it only.\n"
+	 "--hostfile is mpirun-only; --partition, --account, --time and --module are\n"
+	 "slurm-only (--module also works with mpirun, as 'module load' lines).\n"},
 	{"resume", cmd_resume, "continue a run whose coordinator or worker job died",
 	 "usage: mke resume RUN [--ranks N] [--redis URL] [--db FILE] [--quiet]\n"
 	 "\n"
