@@ -517,6 +517,8 @@ static void print_text(FILE *out, const struct status *st)
 	fprintf(out, "host      %s\n", r->host ? r->host : "-");
 	fprintf(out, "dir       %s\n", r->run_dir ? r->run_dir : "-");
 	fprintf(out, "db        %s\n", st->db_path);
+	if (r->slurm_job_id)
+		fprintf(out, "slurm job %s\n", r->slurm_job_id);
 	fmt_time(t, sizeof t, r->started_ms > 0 ? r->started_ms : r->created_ms);
 	fmt_duration(d, sizeof d, run_seconds(st));
 	fprintf(out, "%-9s %s, %s %s\n", r->started_ms > 0 ? "started" : "created", t,
@@ -766,12 +768,93 @@ static cJSON *status_json(const struct status *st)
 	return o;
 }
 
+/* ---- Prometheus text exposition (--prometheus) ----------------------------------------- */
+
+/* A label value: backslash, double quote and newline escaped, per the format. */
+static void prom_label(FILE *out, const char *name, const char *v)
+{
+	fprintf(out, "%s=\"", name);
+	for (const char *p = v ? v : ""; *p; p++) {
+		if (*p == '\\')
+			fputs("\\\\", out);
+		else if (*p == '"')
+			fputs("\\\"", out);
+		else if (*p == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void prom_value(FILE *out, double v)
+{
+	if (isnan(v))
+		fputs(" NaN\n", out);
+	else if (isinf(v))
+		fputs(v > 0 ? " +Inf\n" : " -Inf\n", out);
+	else
+		fprintf(out, " %.17g\n", v);
+}
+
+static void prom_family(FILE *out, const char *name, const char *help)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+}
+
+/* One metric per latest value of key: name{run,variant}. */
+static void prom_metric(FILE *out, const struct status *st, const char *key, const char *name, const char *help)
+{
+	int first = 1;
+	for (int i = 0; i < st->nm; i++) {
+		if (strcmp(st->m[i].key, key) != 0)
+			continue;
+		if (first)
+			prom_family(out, name, help);
+		first = 0;
+		fputs(name, out);
+		prom_label(out, "{run", st->r.id);
+		prom_label(out, ",variant", st->m[i].variant);
+		fputc('}', out);
+		prom_value(out, st->m[i].value);
+	}
+}
+
+static void print_prometheus(FILE *out, const struct status *st)
+{
+	const struct store_run *r = &st->r;
+	prom_family(out, "mke_run_info", "The run, its name, status and phase (always 1).");
+	fputs("mke_run_info", out);
+	prom_label(out, "{run", r->id);
+	prom_label(out, ",name", r->name);
+	prom_label(out, ",status", run_status_name(r->status));
+	prom_label(out, ",phase", run_phase_name(r->phase));
+	if (r->slurm_job_id)
+		prom_label(out, ",slurm_job_id", r->slurm_job_id);
+	fputs("} 1\n", out);
+	prom_family(out, "mke_shards", "Shards of the run's unlabeled set by state.");
+	for (int s = 0; s < SHARD_NSTATES; s++) {
+		fputs("mke_shards", out);
+		prom_label(out, "{run", r->id);
+		prom_label(out, ",state", shard_state_name(s));
+		fputc('}', out);
+		prom_value(out, (double)st->counts[s]);
+	}
+	prom_family(out, "mke_samples_per_second", "Pseudo-labelling throughput (NaN before any shard is done).");
+	fputs("mke_samples_per_second", out);
+	prom_label(out, "{run", r->id);
+	fputc('}', out);
+	prom_value(out, st->samples_per_s);
+	prom_metric(out, st, "train_loss", "mke_train_loss", "Latest training loss of each variant.");
+	prom_metric(out, st, "test_accuracy", "mke_test_accuracy", "Latest test accuracy of each variant (fraction).");
+}
+
 /* ---- the command -------------------------------------------------------------------- */
 
 int cmd_status(int argc, char **argv)
 {
 	const char *run = NULL, *db_opt = NULL;
-	int json = 0, watch = 0;
+	int json = 0, watch = 0, prometheus = 0;
 	double every = 2.0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -779,6 +862,8 @@ int cmd_status(int argc, char **argv)
 			db_opt = argv[++i];
 		} else if (strcmp(a, "--json") == 0) {
 			json = 1;
+		} else if (strcmp(a, "--prometheus") == 0) {
+			prometheus = 1;
 		} else if (strcmp(a, "--watch") == 0 || strcmp(a, "-w") == 0) {
 			watch = 1;
 			double s;
@@ -803,6 +888,10 @@ int cmd_status(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (json && prometheus) {
+		fprintf(stderr, "error: --json and --prometheus are two output formats; pick one\n");
+		return 2;
+	}
 	struct store *db;
 	char *db_path;
 	struct store_run r;
@@ -818,7 +907,9 @@ int cmd_status(int argc, char **argv)
 			rc = 1;
 			break;
 		}
-		if (json) {
+		if (prometheus) {
+			print_prometheus(stdout, &st);
+		} else if (json) {
 			cJSON *o = status_json(&st);
 			char *s = watch ? cJSON_PrintUnformatted(o) : cJSON_Print(o);
 			puts(s);

@@ -62,7 +62,7 @@ const struct cmd mke_commands[] = {
 	 "created, how long it ran, and for a finished run the best pseudo-label student's\n"
 	 "test accuracy against the teacher's. --json prints an array of objects.\n"},
 	{"status", cmd_status, "show a run's phase, shards, ranks, throughput and results",
-	 "usage: mke status [RUN] [--db FILE] [--json] [--watch [SECONDS]]\n"
+	 "usage: mke status [RUN] [--db FILE] [--json|--prometheus] [--watch [SECONDS]]\n"
 	 "\n"
 	 "Shows RUN (default: the newest run) from its database: status and phase, the\n"
 	 "phases with their times, shards by state, live worker ranks, label throughput\n"
@@ -71,7 +71,10 @@ const struct cmd mke_commands[] = {
 	 "gain over the teacher in points). RUN may be a unique prefix of a run id.\n"
 	 "The database is --db FILE, else $MKE_DB, else $MKE_RUNS/RUN/mke.db.\n"
 	 "--json prints one JSON object. --watch redraws every SECONDS (default 2) until\n"
-	 "the run is done, failed or cancelled (one JSON object per line with --json).\n"},
+	 "the run is done, failed or cancelled (one JSON object per line with --json).\n"
+	 "--prometheus prints gauges in the Prometheus text format (mke_run_info,\n"
+	 "mke_shards, mke_samples_per_second, mke_train_loss, mke_test_accuracy), e.g. for\n"
+	 "node_exporter's textfile collector.\n"},
 	{"export", cmd_export, "write a run's metrics, shards, params, events or runs as CSV or JSON",
 	 "usage: mke export RUN [--metrics|--shards|--params|--events|--runs]\n"
 	 "                      [--format csv|json] [-o FILE] [--db FILE]\n"
