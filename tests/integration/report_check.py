@@ -217,7 +217,7 @@ def check_png(path):
     total = w * h
     bg, nbg = max(counts.items(), key=lambda kv: kv[1])
     share = 1 - nbg / total
-    print("png ok?: %dx%d, %d channels, %d bytes, %d distinct pixel values, %.1f%% not background %s"
+    print("png: %dx%d, %d channels, %d bytes, %d distinct pixel values, %.1f%% not background %s"
           % (w, h, ch, size, len(counts), 100 * share, bg.hex()))
     if len(counts) <= 10:
         print("report_check: the screenshot looks blank (%d distinct pixel values)" % len(counts), file=sys.stderr)
