@@ -35,7 +35,8 @@ const struct cmd mke_commands[] = {
 	{"submit", cmd_submit, "write a batch script for 'mke run' and submit it to Slurm or mpirun",
 	 "usage: mke submit CONFIG --scheduler slurm|mpirun --nodes N --ntasks-per-node R\n"
 	 "                  [--time T] [--partition P] [--account A] [--module M ...]\n"
-	 "                  [--hostfile F] [--run-dir DIR] [--db FILE] [-o SCRIPT] [--dry-run]\n"
+	 "                  [--hostfile F] [--run-dir DIR] [--db FILE] [--redis URL]\n"
+	 "                  [-o SCRIPT] [--dry-run]\n"
 	 "\n"
 	 "Writes a script that runs 'mke run CONFIG --ranks N*R' and submits it.\n"
 	 "slurm: an sbatch script from deploy/slurm/mke.sbatch.in (#SBATCH --nodes,\n"
@@ -47,8 +48,8 @@ const struct cmd mke_commands[] = {
 	 "started in the background with its output in SCRIPT.log; the pid is printed.\n"
 	 "The script goes to -o SCRIPT, else DIR/mke.sbatch (or DIR/mke-run.sh), where DIR\n"
 	 "is --run-dir or $MKE_RUNS/submit-<time>. --dry-run writes and prints it only.\n"
-	 "--hostfile is mpirun-only; --partition, --account, --time and --module are\n"
-	 "slurm-only (--module also works with mpirun, as 'module load' lines).\n"},
+	 "--hostfile is for mpirun only; --time, --partition and --account for slurm only.\n"
+	 "With --nodes > 1 the workers need a Redis they can reach: --redis redis://HOST:PORT.\n"},
 	{"resume", cmd_resume, "continue a run whose coordinator or worker job died",
 	 "usage: mke resume RUN [--ranks N] [--redis URL] [--db FILE] [--quiet]\n"
 	 "\n"
