@@ -156,3 +156,13 @@ SH
 else
 	echo "skip: the fake Slurm job and the background run need mpirun and redis-server"
 fi
+
+# ---- the man page names every command and renders without warnings ----
+for c in $("$MKE" help | awk '/^commands:/ { f = 1; next } f && /^  [a-z]/ { print $1 }'); do
+	grep -q "^\.B mke $c\( \|\$\)" "$ROOT/docs/mke.1" || fail "docs/mke.1 does not document 'mke $c'"
+done
+if command -v groff >/dev/null 2>&1; then
+	w=$(LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$ROOT/docs/mke.1" 2>&1)
+	[ -z "$w" ] || fail "groff warns about docs/mke.1: $w"
+fi
+ok "docs/mke.1 documents every command of 'mke help'"
