@@ -12,9 +12,10 @@
  * argv array, never through a shell command line.
  *
  * slurm: the script is deploy/slurm/mke.sbatch.in with its @NAME@s replaced
- * (found through $MKE_SBATCH_TEMPLATE, else <bin>/../deploy/slurm/, else
- * <bin>/../share/mke/); `sbatch --parsable SCRIPT` prints the job id. The
- * coordinator records $SLURM_JOB_ID itself (the run database has one writer).
+ * (found through $MKE_SBATCH_TEMPLATE, else <bin>/../deploy/slurm/,
+ * <bin>/../../deploy/slurm/ or <bin>/../share/mke/); `sbatch --parsable
+ * SCRIPT` prints the job id. The coordinator records $SLURM_JOB_ID itself
+ * (the run database has one writer).
  * mpirun: a /bin/sh script started in its own session in the background, its
  * output in SCRIPT.log; the pid is printed.
  */
@@ -328,11 +329,13 @@ static char *find_template(char **path_out)
 	const char *env = getenv("MKE_SBATCH_TEMPLATE");
 	char *self = self_path();
 	char *dir = path_dirname(self);
-	char *cands[3] = {env && *env ? xstrdup(env) : NULL,
+	/* bin/mke in the tree, build-san/bin/mke (sanitized), PREFIX/bin/mke */
+	char *cands[4] = {env && *env ? xstrdup(env) : NULL,
 			  xasprintf("%s/../deploy/slurm/mke.sbatch.in", dir),
+			  xasprintf("%s/../../deploy/slurm/mke.sbatch.in", dir),
 			  xasprintf("%s/../share/mke/mke.sbatch.in", dir)};
 	char *text = NULL;
-	for (int k = 0; k < 3 && !text; k++) {
+	for (int k = 0; k < 4 && !text; k++) {
 		size_t len;
 		if (cands[k] && access(cands[k], R_OK) == 0 && (text = read_file(cands[k], &len)))
 			*path_out = xstrdup(cands[k]);
@@ -340,7 +343,7 @@ static char *find_template(char **path_out)
 	if (!text)
 		mke_error("cannot find the sbatch template mke.sbatch.in next to '%s'; set MKE_SBATCH_TEMPLATE "
 			  "to deploy/slurm/mke.sbatch.in", self);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		free(cands[k]);
 	free(self);
 	free(dir);
