@@ -125,8 +125,11 @@ static int job_start(struct coord *co)
 	/* MKE_MPIRUN_ARGS: extra launcher options, split at blanks (no shell, no quoting) */
 	const char *extra_env = getenv("MKE_MPIRUN_ARGS");
 	char *extra = xstrdup(extra_env ? extra_env : ""), *save = NULL;
-	for (char *t = strtok_r(extra, " \t", &save); t && a < 24; t = strtok_r(NULL, " \t", &save))
+	char *t = strtok_r(extra, " \t", &save);
+	for (; t && a < 24; t = strtok_r(NULL, " \t", &save))
 		argv[a++] = t;
+	if (t)
+		mke_warn("MKE_MPIRUN_ARGS has too many words; those from '%s' on are ignored", t);
 	argv[a++] = worker;
 	argv[a++] = "--run";
 	argv[a++] = co->run_id;
