@@ -148,3 +148,11 @@ fuzz-smoke:
 	@FUZZ_SECONDS=30 sh tests/fuzz/run.sh
 
 .PHONY: fuzz fuzz-smoke
+
+# Fault injection (tests/faults/, docs/faults.md): kills of a worker rank, the
+# MPI job and the coordinator, a Redis restart, a full disk; each repeated
+# with random timings (MKE_FAULT_REPEATS, MKE_FAULT_CASES).
+faults: all
+	@MKE_BINDIR=$(BIN) bash tests/faults/run.sh
+
+.PHONY: faults

@@ -36,6 +36,16 @@ wait_phase() {   # DB PHASE SECONDS
 		i=$((i + 1)); [ "$i" -gt $(($3 * 20)) ] && return 1; sleep 0.05
 	done
 }
+# await PID SECONDS: wait for a child; on timeout SIGKILL it and return 124
+await() {
+	local i=0
+	while kill -0 "$1" 2>/dev/null; do
+		i=$((i + 1))
+		if [ "$i" -gt $(($2 * 10)) ]; then kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 124; fi
+		sleep 0.1
+	done
+	wait "$1"
+}
 integrity() { [ "$(sqlite3 "$1" "pragma integrity_check" 2>&1)" = ok ] || fail "integrity_check: $(sqlite3 "$1" "pragma integrity_check" 2>&1 | head -n 3)"; }
 ranks_of() { pgrep -f "^[^ ]*mke-worker --run $1" || true; }
 mpirun_of() { pgrep -f "^[^ ]*mpirun .*mke-worker --run $1" || true; }
@@ -86,7 +96,7 @@ case1() {
 	[ "$(phase_of "$DB")" = label ] || fail "label phase already over before the kill (k=$k)"
 	kill -9 "$victim"
 	echo "  killed rank pid $victim after $at/27 shards done"
-	wait $pid || { tail -n 20 "$D/err"; fail "run failed after the kill"; }
+	await $pid 180 || { tail -n 20 "$D/err"; fail "run failed (or hung: exit 124) after the kill"; }
 	check_run "$DB" "$D/run"
 	[ "$(sqlite3 "$DB" "select count(*) from events where kind = 'job_exit'")" -ge 1 ] || fail "job_exit not recorded"
 	local re=$(sqlite3 "$DB" "select count(*) from shards where attempts > 1")
@@ -123,7 +133,7 @@ case2() {
 	[ -n "$(echo $pids)" ] || fail "no job found"
 	kill -9 $pids 2>/dev/null
 	echo "  killed the job (pids $(echo $pids)) in phase $ph, $(ls "$D/run/students" 2>/dev/null | wc -l) checkpoint file(s) present"
-	wait $pid || { tail -n 20 "$D/err"; fail "run failed after the kill"; }
+	await $pid 180 || { tail -n 20 "$D/err"; fail "run failed (or hung: exit 124) after the kill"; }
 	[ "$(sqlite3 "$DB" "select status || ' ' || phase from runs")" = "done done" ] || fail "run not done"
 	[ "$(sqlite3 "$DB" "select count(*) from events where kind = 'job_exit'")" -ge 1 ] || fail "job_exit not recorded"
 	local got=$(accs "$DB")
@@ -155,7 +165,7 @@ case3() {
 	ms "$down"
 	start_redis "$D/redis" || fail "redis-server did not restart"
 	echo "  redis killed after $at/27 shards done, down ${down} ms, restarted"
-	wait $pid || { tail -n 20 "$D/err"; fail "run failed after the Redis restart"; }
+	await $pid 180 || { tail -n 20 "$D/err"; fail "run failed (or hung: exit 124) after the Redis restart"; }
 	check_run "$DB" "$D/run"
 	echo "  done; $(sqlite3 "$DB" "select count(*) from shards where attempts > 1") shard(s) with attempts > 1; integrity ok"
 	stop_redis "$D/redis"
@@ -169,16 +179,20 @@ case4() {
 	local pid=$!; echo $pid >"$T/c4-$pid.pid"
 	local DB="$D/run/mke.db"
 	wait_for 30 test -s "$D/out" || fail "no run id"
-	ms "$(rnd 300 "${C4_MS:-6000}")"
+	case $(rnd 0 2) in   # a random moment of a random phase
+	0) ms "$(rnd 0 1500)" ;;
+	1) wait_phase "$DB" label 60 || fail "never reached the label phase"; wait_done_ge "$DB" "$(rnd 0 26)" 60 || fail "label stalled" ;;
+	2) wait_phase "$DB" student 60 || fail "never reached the student phase"; ms "$(rnd 0 800)" ;;
+	esac
 	local ph=$(phase_of "$DB") at=$(done_count "$DB")
-	[ "$ph" = done ] && fail "run already done before the kill; C4_MS too long"
+	[ "$ph" = done ] && fail "run already done before the kill"
 	kill -9 $pid; wait $pid 2>/dev/null || true
 	local RUN=$(run_id_of "$D/out")
 	echo "  coordinator killed in phase $ph with $at/27 shards done"
 	wait_for 20 job_gone "$RUN" || fail "workers outlived the coordinator"
 	local before=$(sqlite3 "$DB" "select shard_id || ':' || attempts || ':' || sha256 from shards where state = 'done' order by shard_id")
 	[ -f "$D/run/redis/redis.pid" ] && kill -9 "$(cat "$D/run/redis/redis.pid")" 2>/dev/null   # the coordinator's private Redis dies with it on a node loss
-	MKE_TEST_LABEL_DELAY_MS=150 "$MKE" resume "$RUN" --db "$DB" >"$D/out2" 2>"$D/err2" || { tail -n 20 "$D/err2"; fail "resume failed"; }
+	MKE_TEST_LABEL_DELAY_MS=150 timeout -s KILL 180 "$MKE" resume "$RUN" --db "$DB" >"$D/out2" 2>"$D/err2" || { tail -n 20 "$D/err2"; fail "resume failed"; }
 	check_run "$DB" "$D/run"
 	local after=$(sqlite3 "$DB" "select shard_id || ':' || attempts || ':' || sha256 from shards where state = 'done' order by shard_id")
 	local changed=$(comm -23 <(echo "$before" | grep . | sort) <(echo "$after" | sort) | tr '\n' ' ')
@@ -199,7 +213,7 @@ end = max(v["data_offsets"][1] for k, v in h.items() if k != "__metadata__")
 sys.exit(0 if 8 + n + end == len(b) else 1)
 PYEOF
 }
-fill() { dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null; sync; }
+fill() { dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null || true; sync; }
 case5() {
 	local D=$1 mode=$2; mkdir -p "$D/mnt" "$D/redis"
 	mount -t tmpfs -o size=2m tmpfs "$D/mnt" || return 77
@@ -223,12 +237,17 @@ case5() {
 	local tsha=$(sha256sum <"$R/teacher.safetensors")
 	fill "$D/mnt"
 	echo "  disk filled in the $what ($(df -k "$D/mnt" | awk 'NR==2 {print $4}') KiB left)"
-	wait $pid; local rc=$?
-	local RUN=$(run_id_of "$D/out")
-	if [ "$rc" = 0 ]; then
+	local rc=0; await $pid "${C5_WAIT:-30}" || rc=$?
+	local RUN=$(run_id_of "$D/out") hung=
+	if [ "$rc" = 124 ]; then
+		hung="the run hung with the disk full (no exit in ${C5_WAIT:-30} s; coordinator killed)"
+		echo "  $hung; phase $(phase_of "$DB"), shards: $(sqlite3 "$DB" "select state || '=' || count(*) from shards group by state" | tr '\n' ' ')"
+		wait_for 20 job_gone "$RUN"
+	elif [ "$rc" = 0 ]; then
 		# possible only when nothing more had to be written after the fill
 		echo "  note: the run completed despite the full disk"
-	else
+	fi
+	if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
 		grep -rqi "no space left\|ENOSPC" "$D/err" "$R/worker.log" <(sqlite3 "$DB" "select payload from events") 2>/dev/null \
 			|| { tail -n 10 "$D/err"; fail "no clear 'No space left on device' error (exit $rc)"; }
 		echo "  run exited $rc: $(grep -hi "no space" "$D/err" "$R/worker.log" 2>/dev/null | head -n 1 | cut -c1-160)"
@@ -243,11 +262,13 @@ case5() {
 	echo "  teacher unchanged, student checkpoints valid"
 	rm -f "$D/mnt/filler"
 	if [ "$rc" != 0 ]; then
-		MKE_TEST_LABEL_DELAY_MS=0 "$MKE" resume "$RUN" --db "$DB" >"$D/out2" 2>"$D/err2" || { tail -n 20 "$D/err2"; fail "resume after freeing space failed"; }
+		timeout -s KILL 180 "$MKE" resume "$RUN" --db "$DB" >"$D/out2" 2>"$D/err2" || { tail -n 20 "$D/err2"; fail "resume after freeing space failed"; }
 	fi
-	check_run "$DB" "$R"
-	echo "  space freed; resume completed; integrity ok"
+	echo "  space freed; resume: $(sqlite3 "$DB" "select status || ' ' || phase from runs"), shards: $(sqlite3 "$DB" "select state || '=' || count(*) from shards group by state" | tr '\n' ' ')"
 	stop_redis "$D/redis"
+	[ -z "$hung" ] || fail "$hung"
+	check_run "$DB" "$R"
+	echo "  resume completed; integrity ok"
 	umount "$D/mnt"
 }
 
