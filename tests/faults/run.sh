@@ -106,7 +106,7 @@ case1() {
 }
 
 # ---- case 2: SIGKILL of the whole MPI job mid-student ---------------------
-STUDCFG='c["seeds"] = [5]; c["variants"] = {"um_student": {"model": "um"}, "mm_student": {"model": "mm"}}; c["student"]["epochs"] = 2000; c["pipeline"].update(checkpoint_every=250)'
+STUDCFG='c["seeds"] = [5]; c["variants"] = {"um_student": {"model": "um"}, "mm_student": {"model": "mm"}}; c["student"]["epochs"] = 10000; c["pipeline"].update(checkpoint_every=1000)'
 accs() { sqlite3 "$1" "select variant || '=' || value from metrics where key = 'test_accuracy' and variant like '%/%' order by variant"; }
 case2_ref() {
 	local D=$T/ref2; mkdir -p "$D"
