@@ -106,16 +106,21 @@ case1() {
 }
 
 # ---- case 2: SIGKILL of the whole MPI job mid-student ---------------------
-STUDCFG='c["seeds"] = [5]; c["variants"] = {"um_student": {"model": "um"}, "mm_student": {"model": "mm"}}; c["student"]["epochs"] = 10000; c["pipeline"].update(checkpoint_every=1000)'
+STUDCFG='c["seeds"] = [5]; c["variants"] = {"um_student": {"model": "um"}, "mm_student": {"model": "mm"}}; c["student"]["epochs"] = 30000; c["pipeline"].update(checkpoint_every=2000)'
 accs() { sqlite3 "$1" "select variant || '=' || value from metrics where key = 'test_accuracy' and variant like '%/%' order by variant"; }
 case2_ref() {
 	local D=$T/ref2; mkdir -p "$D"
 	mkconfig deploy/examples/twomoon.json "$D/c.json" "$STUDCFG"
-	local t0=$(date +%s%N)
-	"$MKE" run "$D/c.json" --ranks 2 --run-dir "$D/run" >"$D/out" 2>"$D/err" || { tail "$D/err"; echo "reference run failed"; return 1; }
-	REF2_MS=$((($(date +%s%N) - t0) / 1000000))
+	"$MKE" run "$D/c.json" --ranks 2 --run-dir "$D/run" >"$D/out" 2>"$D/err" &
+	local pid=$! t1 t2
+	# measure the student phase: the kill lands in its first 70 %
+	wait_phase "$D/run/mke.db" student 60; t1=$(date +%s%N)
+	while [ "$(phase_of "$D/run/mke.db")" = student ]; do sleep 0.02; done; t2=$(date +%s%N)
+	wait $pid || { tail "$D/err"; echo "reference run failed"; return 1; }
+	REF2_MS=$(((t2 - t1) / 1000000))
+	STUD_MS=${STUD_MS:-$((REF2_MS * 7 / 10))}
 	REF2=$(accs "$D/run/mke.db")
-	echo "reference (uninterrupted, ${REF2_MS} ms): $(echo $REF2)"
+	echo "reference (uninterrupted, student phase ${REF2_MS} ms; kills within 0-${STUD_MS} ms of it): $(echo $REF2)"
 	[ -n "$REF2" ]
 }
 case2() {
@@ -131,7 +136,7 @@ case2() {
 	[ "$ph" = student ] || fail "student phase over before the kill (phase $ph); STUD_MS too long"
 	local pids="$(mpirun_of "$RUN") $(ranks_of "$RUN")"
 	[ -n "$(echo $pids)" ] || fail "no job found"
-	kill -9 $pids 2>/dev/null
+	kill -9 $pids 2>/dev/null || fail "the job ended before the kill"
 	echo "  killed the job (pids $(echo $pids)) in phase $ph, $(ls "$D/run/students" 2>/dev/null | wc -l) checkpoint file(s) present"
 	await $pid 180 || { tail -n 20 "$D/err"; fail "run failed (or hung: exit 124) after the kill"; }
 	[ "$(sqlite3 "$DB" "select status || ' ' || phase from runs")" = "done done" ] || fail "run not done"
@@ -283,8 +288,6 @@ for c in $CASES; do
 	HELD[$c]=0; TOTAL[$c]=0; SKIP[$c]=0
 	if [ "$c" = 2 ]; then
 		case2_ref || { echo "held 0 of $n"; TOTAL[$c]=$n; continue; }
-		# the student phase lasts about REF2_MS minus teacher and labels: kill within its first part
-		STUD_MS=${STUD_MS:-1200}
 	fi
 	for i in $(seq 1 "$n"); do
 		D="$T/c$c-$i"; mkdir -p "$D"
