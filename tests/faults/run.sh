@@ -179,7 +179,7 @@ case3() {
 # ---- case 4: the coordinator SIGKILLed at a random moment, then resume ----
 case4() {
 	local D=$1
-	mkconfig deploy/examples/twomoon.json "$D/c.json" "$LABELCFG"'; c["student"]["epochs"] = 2000'
+	mkconfig deploy/examples/twomoon.json "$D/c.json" "$LABELCFG"'; c["student"]["epochs"] = 30000; c["pipeline"]["checkpoint_every"] = 2000'
 	MKE_TEST_LABEL_DELAY_MS=150 "$MKE" run "$D/c.json" --ranks 2 --run-dir "$D/run" >"$D/out" 2>"$D/err" &
 	local pid=$!; echo $pid >"$T/c4-$pid.pid"
 	local DB="$D/run/mke.db"
@@ -187,7 +187,7 @@ case4() {
 	case $(rnd 0 2) in   # a random moment of a random phase
 	0) ms "$(rnd 0 1500)" ;;
 	1) wait_phase "$DB" label 60 || fail "never reached the label phase"; wait_done_ge "$DB" "$(rnd 0 26)" 60 || fail "label stalled" ;;
-	2) wait_phase "$DB" student 60 || fail "never reached the student phase"; ms "$(rnd 0 800)" ;;
+	2) wait_phase "$DB" student 60 || fail "never reached the student phase"; ms "$(rnd 0 600)" ;;
 	esac
 	local ph=$(phase_of "$DB") at=$(done_count "$DB")
 	[ "$ph" = done ] && fail "run already done before the kill"
