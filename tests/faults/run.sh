@@ -304,6 +304,7 @@ for c in $CASES; do
 		rm -f "$T"/c$c-*.pid
 		mountpoint -q "$D/mnt" 2>/dev/null && umount -l "$D/mnt"
 		[ -f "$D/redis/redis.pid" ] && kill -9 "$(cat "$D/redis/redis.pid")" 2>/dev/null
+		[ -f "$D/run/redis/redis.pid" ] && kill -9 "$(cat "$D/run/redis/redis.pid")" 2>/dev/null   # a private Redis orphaned by a killed coordinator
 		if [ "$rc" = 77 ]; then
 			SKIP[$c]=1; echo "  run $i: skipped (cannot mount a tmpfs here)"; break
 		fi
