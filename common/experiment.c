@@ -86,9 +86,21 @@ static int fit_epoch(int epoch, long step, double loss, void *arg)
 {
 	struct fit_state *fs = arg;
 	struct fit_ctl *ctl = fs->ctl;
-	if (ctl->ckpt_path && ctl->writer && ctl->ckpt_every > 0 &&
-	    step / ctl->ckpt_every > fs->last_ckpt_step / ctl->ckpt_every && fit_save(fs, epoch, step) != 0)
-		return -1;
+	if (ctl->ckpt_path && ctl->ckpt_every > 0 &&
+	    step / ctl->ckpt_every > fs->last_ckpt_step / ctl->ckpt_every) {
+		/* every rank reaches this point at the same step; they agree on
+		 * the writer's result so that all stop together (a rank that
+		 * stopped alone would leave the others waiting in a collective) */
+		double failed = 0.0;
+		if (ctl->writer)
+			failed = fit_save(fs, epoch, step) != 0;
+		else
+			fs->last_ckpt_step = step;
+		if (ctl->dp && ctl->dp->world > 1 && ctl->dp->reduce)
+			ctl->dp->reduce(&failed, 1, ctl->dp->arg);
+		if (failed > 0.0)
+			return -1;
+	}
 	return ctl->on_epoch ? ctl->on_epoch(epoch, step, loss, ctl->arg) : 0;
 }
 
