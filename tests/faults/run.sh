@@ -253,9 +253,9 @@ case5() {
 		fail "the run completed although the disk was full while it had checkpoints to write"
 	fi
 	if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
-		grep -rqi "no space left\|ENOSPC" "$D/err" "$R/worker.log" <(sqlite3 "$DB" "select payload from events") 2>/dev/null \
+		grep -rqi "no space left\|ENOSPC" "$D/err" "$R/worker.log" <(sqlite3 "$DB" "select payload from events; select error from shards where error is not null") 2>/dev/null \
 			|| { tail -n 10 "$D/err"; fail "no clear 'No space left on device' error (exit $rc)"; }
-		echo "  run exited $rc: $(grep -hi "no space" "$D/err" "$R/worker.log" 2>/dev/null | head -n 1 | cut -c1-160)"
+		echo "  run exited $rc: $( (grep -hi "no space" "$D/err" "$R/worker.log" 2>/dev/null; sqlite3 "$DB" "select 'shard ' || shard_id || ' (' || state || '): ' || error from shards where error like '%space%'") | head -n 1 | cut -c1-160)"
 	fi
 	integrity "$DB"
 	[ "$(sha256sum <"$R/teacher.safetensors")" = "$tsha" ] || fail "the teacher checkpoint changed"
