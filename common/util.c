@@ -147,6 +147,21 @@ char *read_file(const char *path, size_t *len)
 	return buf;
 }
 
+/* Report a failed step of write_file_atomic, remove the temp file, and keep
+ * errno for the caller (who may pass the cause on, e.g. "No space left"). */
+static int atomic_fail(const char *what, const char *path, char *tmp, int fd)
+{
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (tmp)
+		unlink(tmp);
+	free(tmp);
+	mke_error("cannot %s '%s': %s", what, path, strerror(e));
+	errno = e;
+	return -1;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, int mode)
 {
 	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
@@ -154,7 +169,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, int mode)
 	if (fd < 0) {
 		int e = errno;
 		free(tmp);
-		return mke_error("cannot create '%s': %s", path, strerror(e));
+		errno = e;
+		return atomic_fail("create", path, NULL, -1);
 	}
 	const char *p = data;
 	size_t left = len;
@@ -163,30 +179,21 @@ int write_file_atomic(const char *path, const void *data, size_t len, int mode)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			free(tmp);
-			return mke_error("cannot write '%s': %s", path, strerror(e));
+			return atomic_fail("write", path, tmp, fd);
 		}
 		p += w;
 		left -= (size_t)w;
 	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		int e = errno;
-		unlink(tmp);
-		free(tmp);
-		return mke_error("cannot write '%s': %s", path, strerror(e));
-	}
-	if (rename(tmp, path) != 0) {
-		int e = errno;
-		unlink(tmp);
-		free(tmp);
-		return mke_error("cannot rename into '%s': %s", path, strerror(e));
-	}
+	if (fsync(fd) != 0)
+		return atomic_fail("write", path, tmp, fd);
+	if (close(fd) != 0)
+		return atomic_fail("write", path, tmp, -1);
+	if (rename(tmp, path) != 0)
+		return atomic_fail("rename into", path, tmp, -1);
 	free(tmp);
 	return 0;
 }
+
 
 int mkdir_p(const char *path, int mode)
 {

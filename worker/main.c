@@ -315,8 +315,14 @@ static int phase_label(struct worker *w, struct mlp *teacher)
 		struct queue_ack ack;
 		char sha[65];
 		char *path = NULL;
+		errno = 0;
 		if (label_shard(w, teacher, &l, &ack, sha, &path) != 0) {
-			queue_fail(&w->q, w->id, &l, "could not write the pseudo-label file", NULL);
+			/* the cause travels with the shard (SQLite, mke status): the
+			 * worker's own log may sit on the disk that just filled up */
+			char *why = xasprintf("could not write the pseudo-label file of shard %lld in '%s/labels': %s",
+					      (long long)l.id, w->run_dir, errno ? strerror(errno) : "see worker.log");
+			queue_fail(&w->q, w->id, &l, why, NULL);
+			free(why);
 		} else if (!heartbeat_lost(&hb)) {
 			int status = 0;
 			if (queue_ack(&w->q, w->id, &ack, 1, &status) == 0 && status == QUEUE_ACK_OK)
