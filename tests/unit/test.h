@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static int test_checks, test_failures, test_passed, test_failed;
 
@@ -72,6 +73,37 @@ static inline const char *test_fixtures(void)
 {
 	const char *d = getenv("MKE_FIXTURES");
 	return d ? d : "tests/fixtures";
+}
+
+/* stderr capture, to check what an error message says: everything written to
+ * fd 2 between capture_begin() and capture_end() is returned by the latter
+ * (the caller frees it). */
+static int cap_saved = -1;
+static FILE *cap_file;
+
+static inline void capture_begin(void)
+{
+	fflush(stderr);
+	cap_file = tmpfile();
+	cap_saved = dup(2);
+	dup2(fileno(cap_file), 2);
+}
+
+static inline char *capture_end(void)
+{
+	fflush(stderr);
+	dup2(cap_saved, 2);
+	close(cap_saved);
+	long n = ftell(cap_file);
+	size_t len = (size_t)(n > 0 ? n : 0);
+	char *s = malloc(len + 1);
+	if (!s)
+		abort();
+	fseek(cap_file, 0, SEEK_SET);
+	size_t got = fread(s, 1, len, cap_file);
+	s[got] = '\0';
+	fclose(cap_file);
+	return s;
 }
 
 #endif

@@ -9,37 +9,6 @@
 #include "test.h"
 #include "util.h"
 
-/* ---- stderr capture ------------------------------------------------------ */
-
-static int saved_stderr = -1;
-static char capture_file[] = "/tmp/mke-test-config-XXXXXX";
-
-static void capture_begin(void)
-{
-	fflush(stderr);
-	int fd = mkstemp(capture_file);
-	if (fd < 0) {
-		perror("mkstemp");
-		exit(2);
-	}
-	saved_stderr = dup(2);
-	dup2(fd, 2);
-	close(fd);
-}
-
-/* What was written to stderr since capture_begin(); the caller frees it. */
-static char *capture_end(void)
-{
-	fflush(stderr);
-	dup2(saved_stderr, 2);
-	close(saved_stderr);
-	saved_stderr = -1;
-	char *s = read_file(capture_file, NULL);
-	unlink(capture_file);
-	strcpy(capture_file + strlen(capture_file) - 6, "XXXXXX");
-	return s ? s : xstrdup("");
-}
-
 /* ---- a minimal config, assembled from pieces ----------------------------- */
 
 #define DATA_AB                                                                          \

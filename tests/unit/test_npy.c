@@ -33,31 +33,6 @@ static unsigned char *unhex(const char *s, size_t *n)
 }
 
 /* stderr capture, to check what an error message says */
-static int cap_saved = -1;
-static FILE *cap_file;
-
-static void capture_begin(void)
-{
-	fflush(stderr);
-	cap_file = tmpfile();
-	cap_saved = dup(2);
-	dup2(fileno(cap_file), 2);
-}
-
-/* The captured text; the caller frees it. */
-static char *capture_end(void)
-{
-	fflush(stderr);
-	dup2(cap_saved, 2);
-	close(cap_saved);
-	long n = ftell(cap_file);
-	char *s = xmalloc((size_t)(n > 0 ? n : 0) + 1);
-	fseek(cap_file, 0, SEEK_SET);
-	size_t got = fread(s, 1, (size_t)(n > 0 ? n : 0), cap_file);
-	s[got] = '\0';
-	fclose(cap_file);
-	return s;
-}
 
 /* Every line of npy_expect.txt: <file> <ndim> <dims..> <float32 LE hex>. */
 static void test_read_numpy_files(void)

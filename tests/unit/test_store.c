@@ -20,28 +20,6 @@
 static char tmpdir[64];
 static char dbpath[128];
 
-static int cap_fd = -1, cap_saved = -1;
-static char cap_path[128];
-
-static void capture_begin(void)
-{
-	fflush(stderr);
-	snprintf(cap_path, sizeof(cap_path), "%s/stderr.txt", tmpdir);
-	cap_fd = open(cap_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	cap_saved = dup(2);
-	dup2(cap_fd, 2);
-}
-
-static char *capture_end(void)
-{
-	fflush(stderr);
-	dup2(cap_saved, 2);
-	close(cap_saved);
-	close(cap_fd);
-	char *s = read_file(cap_path, NULL);
-	return s ? s : xstrdup("");
-}
-
 /* One text value from a raw sqlite3 connection (as another process would see it). */
 static char *raw_query(const char *path, const char *sql)
 {
