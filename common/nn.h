@@ -174,6 +174,10 @@ struct regularizer {
 	float input_noise;  /* alpha: x + alpha*mean|x|*N(0,1) on the (fused) input */
 	float hidden_noise; /* beta: h + beta*mean|h|*N(0,1) after the first hidden layer's ReLU */
 	float dropout;      /* p: dropout after every hidden layer's ReLU */
+	/* input transforms of convolutional models (net.h; the MLP ignores them) */
+	int hflip;          /* flip images horizontally with probability 1/2 */
+	float scale_min, scale_max; /* scale-crop: resize by U(min,max), crop back; 0,0: off */
+	int random_crop;    /* spectrograms: a random time window (else the centre one) */
 };
 
 /* Batch-wide sums across data-parallel ranks: vals[0..n) are summed in place
