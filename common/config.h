@@ -87,6 +87,20 @@ struct pipeline_spec {
 	char *redis_password;     /* NULL: MKE_REDIS_PASSWORD or none */
 };
 
+enum task_kind {
+	TASK_CLASSIFY = 0,   /* one class per sample; accuracy */
+	TASK_SEGMENT = 1,    /* a class per pixel of data.target (labelmap); mIoU */
+	TASK_MULTILABEL = 2, /* ';'-separated classes per sample; BCE, mAP */
+};
+
+/* data.target: the label-map column of a segmentation task. */
+struct target_spec {
+	char *column;
+	int height, width;        /* nearest-neighbour resize to this (0: the file's) */
+	int ignore_value;         /* PNG value meaning unlabeled (default 0) -> -1 */
+	int first_class;          /* PNG value of class 0 (default 1): class = v - first_class */
+};
+
 struct run_config {
 	char *path;               /* the config file */
 	char *name;
@@ -95,6 +109,8 @@ struct run_config {
 	char *labeled, *unlabeled, *test;   /* resolved manifest paths; unlabeled/test may be NULL */
 	char *cache_dir;          /* resolved data.cache_dir for URL cells; NULL: common/fetch.h's default */
 	int classes;
+	enum task_kind task;      /* data.task (default classify) */
+	struct target_spec target; /* task segment */
 	int nclass_names;
 	char **class_names;       /* optional; labels may name classes */
 	struct modality_spec mod[2];        /* a, b */

@@ -57,6 +57,17 @@ struct dataset {
 	int dim[2];
 	float *x[2];       /* (n, dim[k]) per modality, owned */
 	int *labels;       /* (n); -1 where the row has no label; NULL when no label column */
+	int shape[2][4];   /* per modality (F, C, H, W) with F*C*H*W == dim[k]: F frames
+			      (frames kind, else 1); image C x H x W; depth 1 x H x W; audio
+			      1 x 257 x T; inline / npy vectors 1 x 1 x 1 x dim (an npy of
+			      2-4 dims keeps its trailing dims) */
+	/* segmentation (c->task == TASK_SEGMENT): the config's target column */
+	int label_h, label_w;  /* label map size (the target's height x width) */
+	int *pixel_labels; /* (n, label_h*label_w) class ids in [0, classes), -1 = ignore
+			      (the PNG's ignore_value, an empty cell: all -1) */
+	/* multi-label (c->task == TASK_MULTILABEL): the label cell lists classes
+	   separated by ';' */
+	float *multi;      /* (n, classes) multi-hot 0/1; labels[i] is then the first class */
 	uint32_t *ids;     /* (n) FNV-1a of the id strings */
 	char **names;      /* (n) id strings, owned */
 	int nquarantined;  /* rows whose cells did not decode */
