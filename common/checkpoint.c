@@ -10,20 +10,26 @@
 #include "safetensors.h"
 #include "util.h"
 
-int checkpoint_save(const char *path, const struct mlp *m, const struct optim *o, const struct ckpt_meta *meta)
+int checkpoint_save(const char *path, const struct model *m, const struct optim *o,
+		    const struct ckpt_meta *meta)
 {
 	struct st_writer w;
 	st_writer_init(&w);
-	int nt = mlp_ntensors(m);
+	int nt = model_ntensors(m);
 	for (int i = 0; i < nt; i++) {
 		float *data;
-		int rows, cols;
-		const char *name = mlp_tensor(m, i, &data, &rows, &cols);
-		/* biases are 1-D in PyTorch's state_dict, weights (out, in) */
-		size_t nl = strlen(name);
-		int is_bias = nl > 5 && strcmp(name + nl - 5, ".bias") == 0;
-		int64_t shape[2] = {rows, cols};
-		st_writer_add(&w, name, ST_F32, is_bias ? 1 : 2, shape, data);
+		int ndim;
+		int64_t shape[4];
+		const char *name = model_tensor(m, i, &data, &ndim, shape);
+		st_writer_add(&w, name, ST_F32, ndim, shape, data);
+	}
+	/* batch norm's num_batches_tracked, an int64 scalar in PyTorch */
+	int nbn = model_nbn(m);
+	char **bn_names = nbn ? xcalloc((size_t)nbn, sizeof(char *)) : NULL;
+	int64_t tracked = m->type == MODEL_MLP ? 0 : (int64_t)m->net.bn_batches;
+	for (int j = 0; j < nbn; j++) {
+		bn_names[j] = xasprintf("%s.num_batches_tracked", model_bn_name(m, j));
+		st_writer_add(&w, bn_names[j], ST_I64, 0, NULL, &tracked);
 	}
 	size_t ns = 0;
 	if (o && o->state) {
@@ -44,6 +50,9 @@ int checkpoint_save(const char *path, const struct mlp *m, const struct optim *o
 	st_writer_meta(&w, "variant", meta->variant);
 	int rc = st_writer_write(&w, path);
 	st_writer_release(&w);
+	for (int j = 0; j < nbn; j++)
+		free(bn_names[j]);
+	free(bn_names);
 	return rc;
 }
 
@@ -55,20 +64,33 @@ static const char *meta_get(const struct st_file *st, const char *key)
 	return NULL;
 }
 
-int checkpoint_load(const char *path, struct mlp *m, struct optim *o, struct ckpt_meta *meta)
+int checkpoint_load(const char *path, struct model *m, struct optim *o, struct ckpt_meta *meta)
 {
 	struct st_file st;
 	if (st_load(&st, path) != 0)
 		return -1;
 	int rc = -1;
-	int nt = mlp_ntensors(m);
+	int nt = model_ntensors(m);
 	for (int i = 0; i < nt; i++) {
 		float *data;
-		int rows, cols;
-		const char *name = mlp_tensor(m, i, &data, &rows, &cols);
-		size_t n = (size_t)rows * (size_t)cols;
+		int ndim;
+		int64_t shape[4];
+		const char *name = model_tensor(m, i, &data, &ndim, shape);
+		size_t n = 1;
+		for (int k = 0; k < ndim; k++)
+			n *= (size_t)shape[k];
 		if (st_read_f32(&st, name, data, n) != 0)
 			goto out;
+	}
+	if (model_nbn(m) > 0) {
+		char *name = xasprintf("%s.num_batches_tracked", model_bn_name(m, 0));
+		const struct st_tensor *t = st_find(&st, name);
+		free(name);
+		if (t && t->dtype == ST_I64 && t->nbytes == 8) {
+			int64_t v;
+			memcpy(&v, t->data, 8);
+			m->net.bn_batches = (long)v;
+		}
 	}
 	long t = 0;
 	const char *v = meta_get(&st, "optim_t");

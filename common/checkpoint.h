@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "model.h"
 #include "nn.h"
 
 struct ckpt_meta {
@@ -24,9 +25,9 @@ struct ckpt_meta {
 };
 
 /* o may be NULL (weights only). */
-int checkpoint_save(const char *path, const struct mlp *m, const struct optim *o, const struct ckpt_meta *meta);
+int checkpoint_save(const char *path, const struct model *m, const struct optim *o, const struct ckpt_meta *meta);
 /* Load into an initialised model of the same architecture; o (may be NULL)
  * gets the optimizer state when the file has it. meta may be NULL. */
-int checkpoint_load(const char *path, struct mlp *m, struct optim *o, struct ckpt_meta *meta);
+int checkpoint_load(const char *path, struct model *m, struct optim *o, struct ckpt_meta *meta);
 
 #endif

@@ -422,7 +422,22 @@ static int parse_optim(struct walk *w, const cJSON *j, struct optim_config *o)
 	return 0;
 }
 
-static const char *const reg_keys[] = { "input_noise", "hidden_noise", "dropout", NULL };
+static const char *const reg_keys[] = { "input_noise", "hidden_noise", "dropout", "hflip",
+					 "scale_crop", "random_crop", NULL };
+
+/* Optional boolean member. */
+static int opt_bool(struct walk *w, const cJSON *obj, const char *key, int *out)
+{
+	const cJSON *j = member(obj, key);
+	if (!j)
+		return 0;
+	size_t old = push_key(w, key);
+	if (!cJSON_IsBool(j))
+		return fail(w, "must be true or false, got %s", json_type(j));
+	*out = cJSON_IsTrue(j);
+	pop(w, old);
+	return 0;
+}
 
 /* REG; all zero (the identity) when keys are absent. */
 static int parse_reg(struct walk *w, const cJSON *j, struct regularizer *r)
@@ -432,8 +447,27 @@ static int parse_reg(struct walk *w, const cJSON *j, struct regularizer *r)
 		return -1;
 	if (opt_float(w, j, "input_noise", NUM_NONNEG, &r->input_noise) ||
 	    opt_float(w, j, "hidden_noise", NUM_NONNEG, &r->hidden_noise) ||
-	    opt_float(w, j, "dropout", NUM_UNIT, &r->dropout))
+	    opt_float(w, j, "dropout", NUM_UNIT, &r->dropout) ||
+	    opt_bool(w, j, "hflip", &r->hflip) || opt_bool(w, j, "random_crop", &r->random_crop))
 		return -1;
+	const cJSON *sc = member(j, "scale_crop");
+	if (sc) {
+		size_t old = push_key(w, "scale_crop");
+		if (!cJSON_IsArray(sc) || cJSON_GetArraySize(sc) != 2)
+			return fail(w, "must be an array [min, max] of two positive numbers, e.g. "
+				       "[0.5, 1.75]");
+		size_t o0 = push_index(w, 0);
+		if (as_float(w, cJSON_GetArrayItem(sc, 0), NUM_POSITIVE, &r->scale_min))
+			return -1;
+		pop(w, o0);
+		o0 = push_index(w, 1);
+		if (as_float(w, cJSON_GetArrayItem(sc, 1), NUM_POSITIVE, &r->scale_max))
+			return -1;
+		if (r->scale_max < r->scale_min)
+			return fail(w, "is smaller than scale_crop[0]");
+		pop(w, o0);
+		pop(w, old);
+	}
 	return 0;
 }
 
@@ -480,7 +514,8 @@ static void default_train(struct train_spec *t)
 
 static int reg_is_identity(const struct regularizer *r)
 {
-	return r->input_noise == 0 && r->hidden_noise == 0 && r->dropout == 0;
+	return r->input_noise == 0 && r->hidden_noise == 0 && r->dropout == 0 && !r->hflip &&
+	       r->scale_min == 0 && r->scale_max == 0 && !r->random_crop;
 }
 
 /* ---- data ---------------------------------------------------------------- */
@@ -631,7 +666,8 @@ static int parse_classes(struct walk *w, const cJSON *j, struct run_config *c)
 static int parse_data(struct walk *w, const cJSON *j, struct run_config *c)
 {
 	static const char *const keys[] = {
-		"root", "labeled", "unlabeled", "test", "classes", "modalities", "cache_dir", NULL,
+		"root", "labeled", "unlabeled", "test", "classes", "modalities", "cache_dir",
+		"task", "target", NULL,
 	};
 	if (check_object(w, j, keys))
 		return -1;
@@ -678,15 +714,184 @@ static int parse_data(struct walk *w, const cJSON *j, struct run_config *c)
 			    c->mod[1].column);
 	}
 	pop(w, old);
+
+	static const char *const tasks[] = { "classify", "segment", "multilabel", NULL };
+	int task = TASK_CLASSIFY;
+	if (opt_enum(w, j, "task", tasks, &task))
+		return -1;
+	c->task = (enum task_kind)task;
+	const cJSON *t = member(j, "target");
+	if (c->task != TASK_SEGMENT && t) {
+		push_key(w, "target");
+		return fail(w, "is only allowed with task 'segment'");
+	}
+	if (c->task == TASK_SEGMENT) {
+		static const char *const tkeys[] = { "column", "height", "width", "ignore_value",
+						     "first_class", NULL };
+		old = push_key(w, "target");
+		if (!t)
+			return fail(w, "is required with task 'segment' (the label-map column: "
+				       "{\"column\": \"labelmap\"})");
+		if (check_object(w, t, tkeys))
+			return -1;
+		const char *tc;
+		if (get_string(w, t, "column", 1, &tc))
+			return -1;
+		c->target.ignore_value = 0;
+		c->target.first_class = 1;
+		if (opt_int(w, t, "height", 1, 1 << 16, &c->target.height) ||
+		    opt_int(w, t, "width", 1, 1 << 16, &c->target.width) ||
+		    opt_int(w, t, "ignore_value", 0, 65535, &c->target.ignore_value) ||
+		    opt_int(w, t, "first_class", 0, 65535, &c->target.first_class))
+			return -1;
+		c->target.column = xstrdup(tc);
+		for (int k = 0; k < c->nmod; k++)
+			if (strcmp(c->mod[k].column, tc) == 0) {
+				push_key(w, "column");
+				return fail(w, "names column '%s', which a modality already uses", tc);
+			}
+		pop(w, old);
+	}
 	return 0;
 }
 
 /* ---- models -------------------------------------------------------------- */
 
+/* A list of stage widths (channels). */
+static int as_channels(struct walk *w, const cJSON *j, int *ch, int *n)
+{
+	if (!cJSON_IsArray(j))
+		return fail(w, "must be an array of stage widths (channels), got %s", json_type(j));
+	int k = cJSON_GetArraySize(j);
+	if (k < 1 || k > NET_MAX_STAGE)
+		return fail(w, "must list 1 to %d stage widths, got %d", NET_MAX_STAGE, k);
+	int i = 0;
+	for (const cJSON *e = j->child; e; e = e->next, i++) {
+		size_t old = push_index(w, i);
+		if (as_int(w, e, 1, 4096, &ch[i]))
+			return -1;
+		pop(w, old);
+	}
+	*n = k;
+	return 0;
+}
+
+/* One convolutional branch: {"type": "conv3"|"resnet"|"video", "channels": [...],
+ * "blocks": N, "crop": T}. */
+static int parse_branch(struct walk *w, const cJSON *j, struct net_branch *b, int *crop)
+{
+	static const char *const keys[] = { "type", "channels", "blocks", "crop", NULL };
+	static const char *const types[] = { "conv3", "resnet", "video", NULL };
+	if (check_object(w, j, keys))
+		return -1;
+	const cJSON *t = member(j, "type");
+	if (!t) {
+		push_key(w, "type");
+		return fail(w, "is required (conv3, resnet or video)");
+	}
+	int type = 0;
+	if (opt_enum(w, j, "type", types, &type))
+		return -1;
+	b->type = (enum net_branch_type)type;
+	const cJSON *ch = member(j, "channels");
+	size_t old = push_key(w, "channels");
+	if (!ch)
+		return fail(w, "is required (the stage widths, e.g. [16, 32, 64])");
+	if (as_channels(w, ch, b->channels, &b->nstage))
+		return -1;
+	pop(w, old);
+	b->blocks = 1;
+	if (opt_int(w, j, "blocks", 1, 64, &b->blocks) || opt_int(w, j, "crop", 1, 1 << 20, crop))
+		return -1;
+	if (b->type != NET_RESNET && member(j, "blocks")) {
+		push_key(w, "blocks");
+		return fail(w, "applies to branch type 'resnet' only");
+	}
+	return 0;
+}
+
+/* "cnn": branches (one object per input, required), hidden ([] or [width]);
+ * "rgbd_seg": channels. */
+static int parse_conv_model(struct walk *w, const cJSON *j, struct model_spec *m)
+{
+	static const char *const mod_names[] = { "a", "b", NULL };
+	m->fusion = FUSION_LATE;
+	if (m->type == MODEL_RGBD_SEG) {
+		static const char *const no[] = { "branches", "hidden", "fusion", NULL };
+		for (int i = 0; no[i]; i++)
+			if (member(j, no[i])) {
+				push_key(w, no[i]);
+				return fail(w, "does not apply to model type 'rgbd_seg' (it has "
+					       "'channels')");
+			}
+		const cJSON *ch = member(j, "channels");
+		size_t old = push_key(w, "channels");
+		if (!ch)
+			return fail(w, "is required (the encoder's stage widths, e.g. [16, 32, 64])");
+		if (as_channels(w, ch, m->seg_channels, &m->seg_nstage))
+			return -1;
+		pop(w, old);
+		return 0;
+	}
+	if (member(j, "channels")) {
+		push_key(w, "channels");
+		return fail(w, "applies to model type 'rgbd_seg'; a 'cnn' gives channels per branch");
+	}
+	if (member(j, "fusion")) {
+		const cJSON *f = member(j, "fusion");
+		if (!cJSON_IsString(f) || strcmp(f->valuestring, "late") != 0) {
+			push_key(w, "fusion");
+			return fail(w, "must be 'late' for a 'cnn' (branch features are concatenated)");
+		}
+	}
+	const cJSON *h = member(j, "hidden");
+	if (h) {
+		size_t old = push_key(w, "hidden");
+		if (as_layers(w, h, m->hidden, &m->depth))
+			return -1;
+		if (m->depth > 1)
+			return fail(w, "gives %d layers; a 'cnn' head has at most one hidden layer",
+				    m->depth);
+		pop(w, old);
+	}
+	const cJSON *br = member(j, "branches");
+	size_t old = push_key(w, "branches");
+	if (!br)
+		return fail(w, "is required: one branch per input, e.g. {\"a\": {\"type\": "
+			       "\"resnet\", \"channels\": [16, 32]}}");
+	if (check_object(w, br, mod_names))
+		return -1;
+	for (int k = 0; k < m->ninputs; k++) {
+		const char *name = mod_names[m->inputs[k]];
+		const cJSON *e = member(br, name);
+		size_t o2 = push_key(w, name);
+		if (!e)
+			return fail(w, "is required: the model takes modality '%s' as input", name);
+		if (parse_branch(w, e, &m->cbranch[k], &m->crop[k]))
+			return -1;
+		pop(w, o2);
+	}
+	for (const cJSON *e = br->child; e; e = e->next) {
+		int mod = strcmp(e->string, "a") == 0 ? 0 : 1;
+		int used = 0;
+		for (int q = 0; q < m->ninputs; q++)
+			used |= m->inputs[q] == mod;
+		if (!used) {
+			push_key(w, e->string);
+			return fail(w, "gives a branch for modality '%s', which the model does not "
+				       "take as input", e->string);
+		}
+	}
+	pop(w, old);
+	return 0;
+}
+
 static int parse_model(struct walk *w, const cJSON *j, struct run_config *c, struct model_spec *m)
 {
-	static const char *const keys[] = { "inputs", "fusion", "hidden", "branches", NULL };
+	static const char *const keys[] = { "inputs", "fusion", "hidden", "branches", "type",
+					    "channels", "bn_micro", NULL };
 	static const char *const mod_names[] = { "a", "b", NULL };
+	static const char *const types[] = { "mlp", "cnn", "rgbd_seg", NULL };
 	if (check_object(w, j, keys))
 		return -1;
 
@@ -716,6 +921,20 @@ static int parse_model(struct walk *w, const cJSON *j, struct run_config *c, str
 		pop(w, o2);
 	}
 	pop(w, old);
+
+	int type = MODEL_MLP;
+	if (opt_enum(w, j, "type", types, &type))
+		return -1;
+	m->type = (enum model_type)type;
+	m->bn_micro = 8;
+	if (opt_int(w, j, "bn_micro", 1, 1 << 20, &m->bn_micro))
+		return -1;
+	if (m->type != MODEL_MLP)
+		return parse_conv_model(w, j, m);
+	if (member(j, "channels") || member(j, "bn_micro")) {
+		push_key(w, member(j, "channels") ? "channels" : "bn_micro");
+		return fail(w, "applies to model types 'cnn' and 'rgbd_seg' only");
+	}
 
 	static const char *const fusions[] = { "early", "late", NULL };
 	int fusion = FUSION_EARLY;
@@ -1172,6 +1391,7 @@ void config_release(struct run_config *c)
 	free(c->class_names);
 	for (int k = 0; k < 2; k++)
 		free(c->mod[k].column);
+	free(c->target.column);
 	for (int i = 0; i < c->nmodels; i++)
 		free(c->models[i].name);
 	free(c->models);

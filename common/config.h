@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "net.h"
 #include "nn.h"
 
 enum modality_kind { MOD_INLINE = 0, MOD_NPY, MOD_IMAGE, MOD_DEPTH, MOD_AUDIO, MOD_FRAMES, MOD_LABELMAP };
@@ -56,6 +57,15 @@ struct model_spec {
 	int hidden[MLP_MAX_LAYERS];
 	int branch_depth[2];      /* late fusion: per-input hidden layers, indexed like inputs[] */
 	int branch_hidden[2][MLP_MAX_LAYERS];
+	/* "type": "mlp" (the fields above), "cnn" (a net.h classifier: one
+	   convolutional branch per input, late fusion, head hidden[0] when
+	   depth is 1) or "rgbd_seg" (the net.h encoder-decoder) */
+	enum model_type { MODEL_MLP = 0, MODEL_CNN = 1, MODEL_RGBD_SEG = 2 } type;
+	struct net_branch cbranch[2]; /* cnn: per input, indexed like inputs[] */
+	int crop[2];              /* cnn: time frames of a spectrogram input (0: all) */
+	int seg_nstage;           /* rgbd_seg: encoder stages and their widths */
+	int seg_channels[NET_MAX_STAGE];
+	int bn_micro;             /* batch-norm statistics micro-batch (default 8) */
 };
 
 struct train_spec {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "cnn.h"
 #include "util.h"
 
 int exp_data_load(struct exp_data *d, const struct run_config *c)
@@ -22,14 +23,27 @@ int exp_data_load(struct exp_data *d, const struct run_config *c)
 	memset(d, 0, sizeof *d);
 	if (dataset_load(&d->labeled, c, c->labeled, 1) != 0)
 		return -1;
-	if (d->labeled.n == 0 || !d->labeled.labels)
-		return mke_error("manifest '%s': the labeled set needs rows with a 'label' column", c->labeled);
+	if (d->labeled.n == 0 || (c->task == TASK_SEGMENT ? !d->labeled.pixel_labels
+							  : !d->labeled.labels))
+		return mke_error(c->task == TASK_SEGMENT
+					 ? "manifest '%s': the labeled set needs label maps in the "
+					   "data.target column"
+					 : "manifest '%s': the labeled set needs rows with a 'label' column",
+				 c->labeled);
 	if (c->unlabeled && dataset_load(&d->unlabeled, c, c->unlabeled, c->nmod) != 0)
 		return -1;
 	if (c->test && dataset_load(&d->test, c, c->test, c->nmod) != 0)
 		return -1;
-	if (c->test && !d->test.labels)
-		return mke_error("manifest '%s': the test set needs a 'label' column", c->test);
+	if (c->test && (c->task == TASK_SEGMENT ? !d->test.pixel_labels : !d->test.labels))
+		return mke_error(c->task == TASK_SEGMENT
+					 ? "manifest '%s': the test set needs label maps in the "
+					   "data.target column"
+					 : "manifest '%s': the test set needs a 'label' column",
+				 c->test);
+	if (c->task == TASK_SEGMENT) {
+		d->has_unlabeled_labels = d->unlabeled.n > 0 && d->unlabeled.pixel_labels != NULL;
+		return 0;
+	}
 	d->has_unlabeled_labels = d->unlabeled.n > 0 && d->unlabeled.labels != NULL;
 	for (int i = 0; d->has_unlabeled_labels && i < d->unlabeled.n; i++)
 		if (d->unlabeled.labels[i] < 0)
@@ -52,23 +66,33 @@ void bind_inputs(struct train_data *td, const struct dataset *ds, const struct m
 	for (int k = 0; k < ms->ninputs; k++) {
 		td->x[k] = ds->x[ms->inputs[k]];
 		td->dim[k] = ds->dim[ms->inputs[k]];
+		memcpy(td->shape[k], ds->shape[ms->inputs[k]], sizeof td->shape[k]);
 	}
 	td->ids = ds->ids;
 	td->labels = ds->labels;
+	td->soft = ds->multi;
+	td->maps = ds->pixel_labels;
+	td->map_hw = ds->pixel_labels ? ds->label_h * ds->label_w : 0;
 }
 
-static void init_model(struct mlp *m, const struct run_config *c, const struct model_spec *ms,
-		       const struct train_data *td, uint64_t seed)
+static int init_model(struct model *m, const struct run_config *c, const struct model_spec *ms,
+		      const struct train_data *td, uint64_t seed)
 {
-	struct mlp_arch arch;
-	model_arch(&arch, ms, td->dim, c->classes);
-	mlp_init(m, &arch);
-	mlp_init_params(m, seed);
+	struct model_shapes sh;
+	train_data_shapes(td, &sh);
+	if (model_init(m, c, ms, &sh) != 0)
+		return -1;
+	if (m->map_hw && td->maps && m->map_hw != td->map_hw)
+		return mke_error("model '%s': predicts %d pixels per sample but the label maps "
+				 "have %d; give data.target the height and width of modality a",
+				 ms->name, m->map_hw, td->map_hw);
+	model_init_params(m, seed);
+	return 0;
 }
 
 struct fit_state {
 	struct fit_ctl *ctl;
-	struct mlp *m;
+	struct model *m;
 	struct optim *o;
 	uint64_t seed;
 	long last_ckpt_step;
@@ -104,7 +128,7 @@ static int fit_epoch(int epoch, long step, double loss, void *arg)
 	return ctl->on_epoch ? ctl->on_epoch(epoch, step, loss, ctl->arg) : 0;
 }
 
-static int fit(struct mlp *m, const struct run_config *c, const struct train_spec *spec,
+static int fit(struct model *m, const struct run_config *c, const struct train_spec *spec,
 	       const struct train_data *td, struct regularizer reg, uint64_t seed, struct fit_ctl *ctl)
 {
 	struct optim o;
@@ -133,7 +157,7 @@ static int fit(struct mlp *m, const struct run_config *c, const struct train_spe
 			ctl->resumed_epoch = t.start_epoch;
 		}
 	}
-	int rc = train_mlp(m, &o, td, &t);
+	int rc = train_model(m, &o, td, &t);
 	if (rc == 0 && ctl && ctl->ckpt_path && ctl->writer) {
 		int steps = spec->batch_size <= 0 || spec->batch_size >= td->n
 				    ? 1 : (td->n + spec->batch_size - 1) / spec->batch_size;
@@ -143,13 +167,14 @@ static int fit(struct mlp *m, const struct run_config *c, const struct train_spe
 	return rc;
 }
 
-int train_teacher(struct mlp *m, const struct run_config *c, const struct exp_data *d, uint64_t seed,
-		  struct fit_ctl *ctl)
+int train_teacher(struct model *m, const struct run_config *c, const struct exp_data *d,
+		  uint64_t seed, struct fit_ctl *ctl)
 {
 	const struct model_spec *ms = &c->models[c->teacher_model];
 	struct train_data td;
 	bind_inputs(&td, &d->labeled, ms);
-	init_model(m, c, ms, &td, seed);
+	if (init_model(m, c, ms, &td, seed) != 0)
+		return -1;
 	return fit(m, c, &c->teacher_train, &td, c->teacher_reg, seed, ctl);
 }
 
@@ -169,96 +194,196 @@ struct regularizer variant_reg(const struct variant_spec *v, const struct grid_s
 	return g ? g->reg : none;
 }
 
-int train_student(struct mlp *m, const struct run_config *c, const struct exp_data *d,
-		  const struct variant_spec *v, struct regularizer reg, uint64_t seed, const float *probs,
-		  struct fit_ctl *ctl)
+/* Rows [0,n) of a then rows [0,m) of b, each w elements of size sz. */
+static void *cat_rows(const void *a, int n, const void *b, int m, size_t w, size_t sz)
+{
+	char *out = xmalloc(sz * w * (size_t)(n + m));
+	memcpy(out, a, sz * w * (size_t)n);
+	memcpy(out + sz * w * (size_t)n, b, sz * w * (size_t)m);
+	return out;
+}
+
+int train_student(struct model *m, const struct run_config *c, const struct exp_data *d,
+		  const struct variant_spec *v, struct regularizer reg, uint64_t seed,
+		  const struct pseudo *ps, struct fit_ctl *ctl)
 {
 	const struct model_spec *ms = &c->models[v->model];
-	const struct dataset *u = &d->unlabeled;
+	const struct dataset *u = &d->unlabeled, *l = &d->labeled;
 	int K = c->classes, n = u->n;
 	struct train_data td;
 	bind_inputs(&td, u, ms);
-	int *hard = NULL;
-	float *soft = NULL;
-	/* noisy student: D_u followed by D_l, on modality a */
-	float *xa = NULL;
+	/* what this function allocates; freed at the end */
+	int *hard = NULL, *maps = NULL;
+	float *soft = NULL, *xa = NULL;
 	uint32_t *ids = NULL;
 
 	if (v->kind == VAR_MM_STUDENT_SUP) {
-		if (!u->labels)
-			return mke_error("variant 'mm_student_sup' needs true labels in the unlabeled manifest '%s'",
-					 c->unlabeled);
-		td.labels = u->labels;
+		int ok = c->task == TASK_SEGMENT     ? u->pixel_labels != NULL
+			 : c->task == TASK_MULTILABEL ? u->multi != NULL
+						      : u->labels != NULL;
+		if (!ok)
+			return mke_error("variant 'mm_student_sup' needs true labels in the "
+					 "unlabeled manifest '%s'", c->unlabeled);
+		/* bind_inputs bound the true targets */
 	} else {
-		int extra = v->kind == VAR_NOISY_STUDENT ? d->labeled.n : 0;
-		int total = n + extra;
-		hard = xmalloc(sizeof(int) * (size_t)total);
-		pseudo_targets(probs, n, K, hard);
-		if (c->soft_pseudo) {
-			soft = xmalloc(sizeof(float) * (size_t)total * (size_t)K);
-			memcpy(soft, probs, sizeof(float) * (size_t)n * (size_t)K);
+		/* pseudo-labels on D_u; the noisy student adds D_l (modality a) with
+		 * its true targets */
+		int extra = v->kind == VAR_NOISY_STUDENT ? l->n : 0;
+		if (c->task == TASK_SEGMENT) {
+			int HW = td.map_hw = l->label_h * l->label_w;
+			maps = extra ? cat_rows(ps->maps, n, l->pixel_labels, extra, (size_t)HW,
+						sizeof(int))
+				     : cat_rows(ps->maps, n, NULL, 0, (size_t)HW, sizeof(int));
+			td.maps = maps;
+			td.labels = NULL;
+		} else if (c->task == TASK_MULTILABEL) {
+			soft = extra ? cat_rows(ps->probs, n, l->multi, extra, (size_t)K, sizeof(float))
+				     : cat_rows(ps->probs, n, NULL, 0, (size_t)K, sizeof(float));
+			td.soft = soft;
+			td.labels = NULL;
+		} else {
+			hard = xmalloc(sizeof(int) * (size_t)(n + extra));
+			pseudo_targets(ps->probs, n, K, hard);
+			for (int i = 0; i < extra; i++)
+				hard[n + i] = l->labels[i];
+			if (c->soft_pseudo) {
+				soft = xcalloc((size_t)(n + extra) * (size_t)K, sizeof(float));
+				memcpy(soft, ps->probs, sizeof(float) * (size_t)n * (size_t)K);
+				for (int i = 0; i < extra; i++)
+					if (l->labels[i] >= 0)
+						soft[(size_t)(n + i) * K + l->labels[i]] = 1.0f;
+			}
+			td.labels = hard;
+			td.soft = soft;
 		}
 		if (extra) {
-			const struct dataset *l = &d->labeled;
-			int w = u->dim[0];
-			xa = xmalloc(sizeof(float) * (size_t)total * (size_t)w);
-			ids = xmalloc(sizeof(uint32_t) * (size_t)total);
-			memcpy(xa, u->x[0], sizeof(float) * (size_t)n * (size_t)w);
-			memcpy(xa + (size_t)n * w, l->x[0], sizeof(float) * (size_t)extra * (size_t)w);
-			memcpy(ids, u->ids, sizeof(uint32_t) * (size_t)n);
-			memcpy(ids + n, l->ids, sizeof(uint32_t) * (size_t)extra);
-			for (int i = 0; i < extra; i++) {
-				hard[n + i] = l->labels[i];
-				if (soft) {
-					float *row = soft + (size_t)(n + i) * K;
-					memset(row, 0, sizeof(float) * (size_t)K);
-					if (l->labels[i] >= 0)
-						row[l->labels[i]] = 1.0f;
-				}
-			}
-			td.n = total;
+			size_t w = (size_t)u->dim[0];
+			xa = cat_rows(u->x[0], n, l->x[0], extra, w, sizeof(float));
+			ids = cat_rows(u->ids, n, l->ids, extra, 1, sizeof(uint32_t));
+			td.n = n + extra;
 			td.x[0] = xa;
 			td.ids = ids;
 		}
-		td.labels = hard;
-		td.soft = soft;
 	}
-	init_model(m, c, ms, &td, seed);
-	int rc = fit(m, c, &v->train, &td, reg, seed, ctl);
+	int rc = init_model(m, c, ms, &td, seed);
+	if (rc == 0)
+		rc = fit(m, c, &v->train, &td, reg, seed, ctl);
 	free(hard);
 	free(soft);
+	free(maps);
 	free(xa);
 	free(ids);
 	return rc;
 }
 
-double eval_model(struct mlp *m, const struct dataset *test, const struct model_spec *ms, int classes)
+double eval_model(struct model *m, const struct dataset *test, const struct model_spec *ms)
 {
 	struct train_data td;
 	bind_inputs(&td, test, ms);
-	float *probs = xmalloc(sizeof(float) * (size_t)test->n * (size_t)classes);
-	predict_probs(m, &td, probs);
-	double acc = accuracy_of(probs, test->labels, test->n, classes);
-	free(probs);
-	return acc;
+	return evaluate(m, &td, NULL);
 }
 
-double rectification(struct mlp *m, const struct exp_data *d, const struct model_spec *ms,
-		     const int *pseudo, int classes)
+int pseudo_make(struct pseudo *ps, struct model *teacher, const struct run_config *c,
+		const struct exp_data *d)
+{
+	memset(ps, 0, sizeof *ps);
+	const struct dataset *u = &d->unlabeled;
+	struct train_data ud;
+	bind_inputs(&ud, u, &c->models[c->teacher_model]);
+	ps->n = u->n;
+	ps->quality = -1.0;
+	if (c->task == TASK_SEGMENT) {
+		ps->map_hw = teacher->map_hw;
+		ps->maps = xmalloc(sizeof(int) * (size_t)u->n * (size_t)ps->map_hw);
+		predict_maps(teacher, &ud, ps->maps);
+	} else {
+		ps->probs = xmalloc(sizeof(float) * (size_t)u->n * (size_t)c->classes);
+		predict_probs(teacher, &ud, ps->probs);
+	}
+	pseudo_quality(ps, c, d);
+	return 0;
+}
+
+void pseudo_quality(struct pseudo *ps, const struct run_config *c, const struct exp_data *d)
+{
+	const struct dataset *u = &d->unlabeled;
+	int K = c->classes;
+	ps->quality = -1.0;
+	if (!d->has_unlabeled_labels)
+		return;
+	if (c->task == TASK_SEGMENT) {
+		double *cm = xcalloc((size_t)K * K, sizeof(double));
+		size_t np = (size_t)u->n * (size_t)ps->map_hw;
+		for (size_t i = 0; i < np; i++) {
+			int t = u->pixel_labels[i], p = ps->maps[i];
+			if (t >= 0 && t < K && p >= 0 && p < K)
+				cm[(size_t)t * K + p] += 1.0;
+		}
+		ps->quality = confusion_miou(cm, K, NULL);
+		free(cm);
+	} else if (c->task == TASK_MULTILABEL) {
+		if (u->multi)
+			ps->quality = mean_average_precision(ps->probs, u->multi, u->n, K, NULL);
+	} else {
+		ps->quality = accuracy_of(ps->probs, u->labels, u->n, K);
+	}
+}
+
+void pseudo_release(struct pseudo *ps)
+{
+	free(ps->probs);
+	free(ps->maps);
+	memset(ps, 0, sizeof *ps);
+}
+
+/* Of the targets the teacher got wrong on D_u, the fraction the student gets
+ * right: samples (classify), pixels (segment), sample x class decisions at
+ * 0.5 (multilabel). */
+double rectification(struct model *m, const struct exp_data *d, const struct model_spec *ms,
+		     const struct pseudo *ps, const struct run_config *c)
 {
 	const struct dataset *u = &d->unlabeled;
 	if (!d->has_unlabeled_labels)
 		return -1.0;
+	int K = c->classes;
 	struct train_data td;
 	bind_inputs(&td, u, ms);
-	float *probs = xmalloc(sizeof(float) * (size_t)u->n * (size_t)classes);
+	long wrong = 0, fixed = 0;
+	if (c->task == TASK_SEGMENT) {
+		size_t np = (size_t)u->n * (size_t)ps->map_hw;
+		int *maps = xmalloc(sizeof(int) * np);
+		predict_maps(m, &td, maps);
+		for (size_t i = 0; i < np; i++) {
+			int t = u->pixel_labels[i];
+			if (t < 0 || t >= K || ps->maps[i] == t)
+				continue;
+			wrong++;
+			fixed += maps[i] == t;
+		}
+		free(maps);
+		return wrong ? (double)fixed / wrong : -1.0;
+	}
+	float *probs = xmalloc(sizeof(float) * (size_t)u->n * (size_t)K);
 	predict_probs(m, &td, probs);
-	int wrong = 0, fixed = 0;
 	for (int i = 0; i < u->n; i++) {
-		if (pseudo[i] == u->labels[i])
+		if (c->task == TASK_MULTILABEL) {
+			if (!u->multi)
+				break;
+			for (int k = 0; k < K; k++) {
+				size_t at = (size_t)i * K + k;
+				int t = u->multi[at] > 0.5f;
+				if ((ps->probs[at] > 0.5f) == t)
+					continue;
+				wrong++;
+				fixed += (probs[at] > 0.5f) == t;
+			}
+			continue;
+		}
+		int pseudo = argmax_row(ps->probs + (size_t)i * K, K);
+		if (pseudo == u->labels[i])
 			continue;
 		wrong++;
-		fixed += argmax_row(probs + (size_t)i * classes, classes) == u->labels[i];
+		fixed += argmax_row(probs + (size_t)i * K, K) == u->labels[i];
 	}
 	free(probs);
 	return wrong ? (double)fixed / wrong : -1.0;
@@ -299,7 +424,7 @@ int experiment_run(const struct run_config *c, struct exp_result *r, int progres
 		return mke_error("config '%s': an experiment needs data.unlabeled and data.test", c->path);
 	}
 	double t0 = now_seconds();
-	int K = c->classes, G = c->ngrid, V = c->nvariants, S = c->nseeds;
+	int G = c->ngrid, V = c->nvariants, S = c->nseeds;
 	r->ngrid = G;
 	r->nvariants = V;
 	r->nseeds = S;
@@ -309,29 +434,27 @@ int experiment_run(const struct run_config *c, struct exp_result *r, int progres
 	const struct model_spec *tms = &c->models[c->teacher_model];
 
 	/* the teacher of record, and its pseudo-labels */
-	struct mlp teacher;
+	struct model teacher;
+	struct pseudo ps = {0};
+	const char *metric = task_metric_name(c->task);
 	int rc = train_teacher(&teacher, c, &d, c->teacher_seed, NULL);
 	if (rc != 0)
 		goto out_teacher;
-	r->teacher_acc = eval_model(&teacher, &d.test, tms, K);
-	float *probs = xmalloc(sizeof(float) * (size_t)d.unlabeled.n * (size_t)K);
-	int *pseudo = xmalloc(sizeof(int) * (size_t)d.unlabeled.n);
-	struct train_data ud;
-	bind_inputs(&ud, &d.unlabeled, tms);
-	predict_probs(&teacher, &ud, probs);
-	pseudo_targets(probs, d.unlabeled.n, K, pseudo);
-	r->pseudo_acc = d.has_unlabeled_labels ? accuracy_of(probs, d.unlabeled.labels, d.unlabeled.n, K) : -1.0;
+	r->teacher_acc = eval_model(&teacher, &d.test, tms);
+	pseudo_make(&ps, &teacher, c, &d);
+	r->pseudo_acc = ps.quality;
 	if (progress)
-		mke_info("teacher (seed %llu): test accuracy %.2f%%, pseudo-label accuracy %.2f%%",
-			 (unsigned long long)c->teacher_seed, 100 * r->teacher_acc, 100 * r->pseudo_acc);
+		mke_info("teacher (seed %llu): test %s %.2f%%, pseudo-label %s %.2f%%",
+			 (unsigned long long)c->teacher_seed, metric, 100 * r->teacher_acc, metric,
+			 100 * r->pseudo_acc);
 
 	/* the teacher's spread over seeds, for the record */
 	for (int s = 0; s < S && rc == 0; s++) {
-		struct mlp t;
+		struct model t;
 		rc = train_teacher(&t, c, &d, c->seeds[s], NULL);
 		if (rc == 0)
-			r->teacher_seed_acc[s] = eval_model(&t, &d.test, tms, K);
-		mlp_release(&t);
+			r->teacher_seed_acc[s] = eval_model(&t, &d.test, tms);
+		model_release(&t);
 	}
 
 	for (int g = 0; g < G && rc == 0; g++) {
@@ -340,14 +463,14 @@ int experiment_run(const struct run_config *c, struct exp_result *r, int progres
 			const struct model_spec *ms = &c->models[vs->model];
 			struct regularizer reg = variant_reg(vs, &c->grid[g]);
 			for (int s = 0; s < S && rc == 0; s++) {
-				struct mlp m;
-				rc = train_student(&m, c, &d, vs, reg, c->seeds[s], probs, NULL);
+				struct model m;
+				rc = train_student(&m, c, &d, vs, reg, c->seeds[s], &ps, NULL);
 				size_t at = ((size_t)g * V + v) * S + s;
 				if (rc == 0) {
-					r->acc[at] = eval_model(&m, &d.test, ms, K);
-					r->rect[at] = rectification(&m, &d, ms, pseudo, K);
+					r->acc[at] = eval_model(&m, &d.test, ms);
+					r->rect[at] = rectification(&m, &d, ms, &ps, c);
 				}
-				mlp_release(&m);
+				model_release(&m);
 			}
 			if (progress && rc == 0) {
 				double mu, sd;
@@ -357,10 +480,9 @@ int experiment_run(const struct run_config *c, struct exp_result *r, int progres
 			}
 		}
 	}
-	free(probs);
-	free(pseudo);
+	pseudo_release(&ps);
 out_teacher:
-	mlp_release(&teacher);
+	model_release(&teacher);
 	r->seconds = now_seconds() - t0;
 	exp_data_release(&d);
 	return rc < 0 ? -1 : 0;

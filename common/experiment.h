@@ -46,9 +46,26 @@ struct fit_ctl {
 };
 
 /* Train the teacher with a given seed; m is initialised by this call (the
- * caller releases it). ctl may be NULL. */
-int train_teacher(struct mlp *m, const struct run_config *c, const struct exp_data *d, uint64_t seed,
-		  struct fit_ctl *ctl);
+ * caller releases it, also on failure). ctl may be NULL. */
+int train_teacher(struct model *m, const struct run_config *c, const struct exp_data *d,
+		  uint64_t seed, struct fit_ctl *ctl);
+
+/* The teacher's pseudo-labels on D_u: probabilities (n, classes) for
+ * classify (argmax = hard label) and multilabel (sigmoid, the soft targets),
+ * label maps (n, map_hw) for segment; quality = the task's metric of the
+ * pseudo-labels against D_u's true labels, -1 without them. */
+struct pseudo {
+	int n;
+	float *probs;
+	int *maps;
+	int map_hw;
+	double quality;
+};
+int pseudo_make(struct pseudo *ps, struct model *teacher, const struct run_config *c,
+		const struct exp_data *d);
+/* (Re)compute ps->quality from its probs/maps. */
+void pseudo_quality(struct pseudo *ps, const struct run_config *c, const struct exp_data *d);
+void pseudo_release(struct pseudo *ps);
 
 /* Targets for students from the teacher's probabilities on the unlabeled
  * set: hard argmax in `hard` (n ints) and, for soft pseudo-labels, the
@@ -59,26 +76,26 @@ void pseudo_targets(const float *probs, int n, int classes, int *hard);
 struct regularizer variant_reg(const struct variant_spec *v, const struct grid_setting *g);
 
 /*
- * Train one student variant. probs (unlabeled.n, classes) are the teacher's
- * pseudo-label probabilities. On return *m is the trained model (initialised
- * by this call; the caller releases it).
+ * Train one student variant on the teacher's pseudo-labels ps. On return *m
+ * is the trained model (initialised by this call; the caller releases it,
+ * also on failure).
  */
-int train_student(struct mlp *m, const struct run_config *c, const struct exp_data *d,
-		  const struct variant_spec *v, struct regularizer reg, uint64_t seed, const float *probs,
-		  struct fit_ctl *ctl);
+int train_student(struct model *m, const struct run_config *c, const struct exp_data *d,
+		  const struct variant_spec *v, struct regularizer reg, uint64_t seed,
+		  const struct pseudo *ps, struct fit_ctl *ctl);
 
-/* Test accuracy of a model for its inputs; probs_out (test.n, classes) may be NULL. */
-double eval_model(struct mlp *m, const struct dataset *test, const struct model_spec *ms, int classes);
+/* The task's test metric (accuracy, mAP or mIoU; train.h evaluate()). */
+double eval_model(struct model *m, const struct dataset *test, const struct model_spec *ms);
 
-/* Rectification: of the unlabeled samples whose pseudo-label is wrong, the
- * fraction the student classifies correctly. -1 when none is wrong or the
- * unlabeled set has no labels. */
-double rectification(struct mlp *m, const struct exp_data *d, const struct model_spec *ms,
-		     const int *pseudo, int classes);
+/* Rectification: of the targets whose pseudo-label is wrong (samples,
+ * pixels, or sample x class decisions), the fraction the student gets
+ * right. -1 when none is wrong or the unlabeled set has no labels. */
+double rectification(struct model *m, const struct exp_data *d, const struct model_spec *ms,
+		     const struct pseudo *ps, const struct run_config *c);
 
 struct exp_result {
 	int ngrid, nvariants, nseeds;
-	double teacher_acc;        /* the teacher (teacher.seed) on the test set */
+	double teacher_acc;        /* the teacher (teacher.seed) on the test set (the task's metric) */
 	double *teacher_seed_acc;  /* (nseeds) a teacher per student seed */
 	double pseudo_acc;         /* -1 when the unlabeled set has no labels */
 	double *acc;               /* (ngrid, nvariants, nseeds) test accuracy */

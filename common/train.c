@@ -8,24 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnn.h"
 #include "rng.h"
 #include "util.h"
-
-void model_arch(struct mlp_arch *arch, const struct model_spec *ms, const int *dims, int classes)
-{
-	memset(arch, 0, sizeof *arch);
-	arch->nbranch = ms->ninputs;
-	for (int k = 0; k < ms->ninputs; k++)
-		arch->in_dim[k] = dims[k];
-	arch->fusion = ms->fusion;
-	for (int k = 0; k < ms->ninputs && ms->fusion == FUSION_LATE; k++) {
-		arch->branch_depth[k] = ms->branch_depth[k];
-		memcpy(arch->branch_hidden[k], ms->branch_hidden[k], sizeof arch->branch_hidden[k]);
-	}
-	arch->depth = ms->depth;
-	memcpy(arch->hidden, ms->hidden, sizeof arch->hidden);
-	arch->classes = classes;
-}
 
 int argmax_row(const float *p, int classes)
 {
@@ -48,18 +33,97 @@ double accuracy_of(const float *probs, const int *labels, int n, int classes)
 	return total ? (double)right / total : 0.0;
 }
 
-void predict_probs(struct mlp *m, const struct train_data *d, float *probs)
+void train_data_shapes(const struct train_data *d, struct model_shapes *s)
 {
-	const int chunk = 4096;
-	int K = m->arch.classes;
+	memset(s, 0, sizeof *s);
+	s->ninputs = d->ninputs;
+	for (int k = 0; k < d->ninputs; k++) {
+		if (d->shape[k][0] > 0) {
+			memcpy(s->shape[k], d->shape[k], sizeof s->shape[k]);
+		} else {
+			s->shape[k][0] = s->shape[k][1] = s->shape[k][2] = 1;
+			s->shape[k][3] = d->dim[k];
+		}
+	}
+}
+
+/* Evaluation chunk: large for the MLP, bounded activation memory for nets. */
+static int eval_chunk(const struct model *m)
+{
+	return m->type == MODEL_MLP ? 4096 : 32;
+}
+
+static void forward_chunk(struct model *m, const struct train_data *d, int lo, int B)
+{
+	const float *in[MLP_MAX_BRANCH];
+	for (int k = 0; k < d->ninputs; k++)
+		in[k] = d->x[k] + (size_t)lo * d->dim[k];
+	model_forward(m, in, B, NULL);
+}
+
+void predict_probs(struct model *m, const struct train_data *d, float *probs)
+{
+	const int chunk = eval_chunk(m);
+	int K = m->classes;
 	for (int lo = 0; lo < d->n; lo += chunk) {
 		int B = d->n - lo < chunk ? d->n - lo : chunk;
-		const float *in[MLP_MAX_BRANCH];
-		for (int k = 0; k < d->ninputs; k++)
-			in[k] = d->x[k] + (size_t)lo * d->dim[k];
-		mlp_forward(m, in, B, NULL);
-		softmax_rows(probs + (size_t)lo * K, m->logits, B, K);
+		forward_chunk(m, d, lo, B);
+		model_probs(m, probs + (size_t)lo * K, B);
 	}
+}
+
+void predict_maps(struct model *m, const struct train_data *d, int *maps)
+{
+	const int chunk = eval_chunk(m);
+	int K = m->classes, HW = m->map_hw;
+	for (int lo = 0; lo < d->n; lo += chunk) {
+		int B = d->n - lo < chunk ? d->n - lo : chunk;
+		forward_chunk(m, d, lo, B);
+		const float *lg = model_logits(m);
+		for (int b = 0; b < B; b++) {
+			const float *x = lg + (size_t)b * K * HW;
+			int *out = maps + (size_t)(lo + b) * HW;
+			for (int p = 0; p < HW; p++) {
+				int best = 0;
+				for (int k = 1; k < K; k++)
+					if (x[(size_t)k * HW + p] > x[(size_t)best * HW + p])
+						best = k;
+				out[p] = best;
+			}
+		}
+	}
+}
+
+const char *task_metric_name(enum task_kind t)
+{
+	return t == TASK_SEGMENT ? "mIoU" : t == TASK_MULTILABEL ? "mAP" : "accuracy";
+}
+
+double evaluate(struct model *m, const struct train_data *d, double *conf)
+{
+	int K = m->classes;
+	if (m->task == TASK_SEGMENT) {
+		const int chunk = eval_chunk(m);
+		double *cm = conf ? conf : xmalloc(sizeof(double) * (size_t)K * K);
+		memset(cm, 0, sizeof(double) * (size_t)K * K);
+		for (int lo = 0; lo < d->n; lo += chunk) {
+			int B = d->n - lo < chunk ? d->n - lo : chunk;
+			forward_chunk(m, d, lo, B);
+			confusion_update(cm, model_logits(m), d->maps + (size_t)lo * d->map_hw, B, K,
+					 d->map_hw);
+		}
+		double miou = confusion_miou(cm, K, NULL);
+		if (!conf)
+			free(cm);
+		return miou;
+	}
+	float *probs = xmalloc(sizeof(float) * (size_t)d->n * (size_t)K);
+	predict_probs(m, d, probs);
+	double r = m->task == TASK_MULTILABEL
+			   ? mean_average_precision(probs, d->soft, d->n, K, NULL)
+			   : accuracy_of(probs, d->labels, d->n, K);
+	free(probs);
+	return r;
 }
 
 /* Per-epoch order of the samples for mini-batch training: a permutation keyed
@@ -78,7 +142,8 @@ static void epoch_order(int *order, int n, uint64_t seed, int epoch)
 	}
 }
 
-int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const struct train_opts *t)
+int train_model(struct model *m, struct optim *o, const struct train_data *d,
+		const struct train_opts *t)
 {
 	const struct train_spec *spec = t->spec;
 	int n = d->n, K = t->classes;
@@ -96,12 +161,15 @@ int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const 
 	uint32_t *idb = NULL;
 	int *lb = NULL;
 	float *sb = NULL;
+	int *mb = NULL;
+	int HW = d->map_hw;
 	if (!full) {
 		for (int k = 0; k < d->ninputs; k++)
 			xb[k] = xmalloc(sizeof(float) * (size_t)maxb * (size_t)d->dim[k]);
 		idb = xmalloc(sizeof(uint32_t) * (size_t)maxb);
 		lb = xmalloc(sizeof(int) * (size_t)maxb);
 		sb = d->soft ? xmalloc(sizeof(float) * (size_t)maxb * (size_t)K) : NULL;
+		mb = d->maps ? xmalloc(sizeof(int) * (size_t)maxb * (size_t)HW) : NULL;
 	}
 
 	int rc = 0;
@@ -118,12 +186,14 @@ int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const 
 			const uint32_t *ids;
 			const int *labels;
 			const float *soft;
+			const int *maps;
 			if (full) {
 				for (int k = 0; k < d->ninputs; k++)
 					in[k] = d->x[k] + (size_t)lo * d->dim[k];
 				ids = d->ids + lo;
 				labels = d->labels ? d->labels + lo : NULL;
 				soft = d->soft ? d->soft + (size_t)lo * K : NULL;
+				maps = d->maps ? d->maps + (size_t)lo * HW : NULL;
 			} else {
 				for (int i = 0; i < b; i++) {
 					int r = order[lo + i];
@@ -137,12 +207,16 @@ int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const 
 					if (sb)
 						memcpy(sb + (size_t)i * K, d->soft + (size_t)r * K,
 						       sizeof(float) * (size_t)K);
+					if (mb)
+						memcpy(mb + (size_t)i * HW, d->maps + (size_t)r * HW,
+						       sizeof(int) * (size_t)HW);
 				}
 				for (int k = 0; k < d->ninputs; k++)
 					in[k] = xb[k];
 				ids = idb;
 				labels = lb;
 				soft = sb;
+				maps = mb;
 			}
 			struct fwd_ctx ctx = {
 				.reg = t->reg,
@@ -153,16 +227,28 @@ int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const 
 				.reduce = t->dp ? t->dp->reduce : NULL,
 				.reduce_arg = t->dp ? t->dp->arg : NULL,
 			};
-			mlp_zero_grad(m);
-			mlp_forward(m, in, b, &ctx);
-			double l = mlp_loss_backward(m, soft ? NULL : labels, soft, t->loss,
-						     1.0f / (float)B, &ctx);
+			struct batch_targets tg = {.labels = labels, .soft = soft, .maps = maps};
+			model_zero_grad(m);
+			model_forward(m, in, b, &ctx);
+			/* the loss is a mean over the global batch: samples, sample x
+			 * class terms (multilabel) or labeled pixels (segment) */
+			double denom = (double)B;
+			if (m->task == TASK_MULTILABEL) {
+				denom = (double)B * K;
+			} else if (m->task == TASK_SEGMENT) {
+				denom = (double)model_loss_count(m, &tg, b);
+				if (t->dp && world > 1)
+					t->dp->reduce(&denom, 1, t->dp->arg);
+			}
+			float scale = denom > 0 ? (float)(1.0 / denom) : 0.0f;
+			double l = model_loss_backward(m, &tg, t->loss, scale, &ctx);
 			if (t->dp && world > 1) {
 				t->dp->allreduce(m->grads, m->nparams, t->dp->arg);
 				t->dp->reduce(&l, 1, t->dp->arg);
 			}
 			optim_step(o, m->params, m->grads);
-			loss_sum += l;
+			/* epoch loss: a per-sample mean (segment: per labeled pixel, x B) */
+			loss_sum += m->task == TASK_CLASSIFY || denom <= 0 ? l : l * B / denom;
 		}
 		if (!isfinite(loss_sum)) {
 			rc = mke_error("training diverged at epoch %d (loss is not finite); lower the learning rate", epoch + 1);
@@ -181,5 +267,6 @@ int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const 
 	free(idb);
 	free(lb);
 	free(sb);
+	free(mb);
 	return rc;
 }

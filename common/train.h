@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "model.h"
 #include "nn.h"
 
 /* Inputs and targets of one training or evaluation set, in model-input
@@ -26,9 +27,13 @@ struct train_data {
 	int ninputs;
 	const float *x[MLP_MAX_BRANCH];
 	int dim[MLP_MAX_BRANCH];
+	int shape[MLP_MAX_BRANCH][4]; /* per-sample (F,C,H,W) of x[k] */
 	const uint32_t *ids;   /* (n) sample ids keying the random draws */
 	const int *labels;     /* (n) hard targets, or NULL */
-	const float *soft;     /* (n, classes) soft targets, or NULL */
+	const float *soft;     /* (n, classes) soft targets (classify) or multi-hot /
+				  probability targets (multilabel), or NULL */
+	const int *maps;       /* segment: (n, map_hw) per-pixel targets, -1 = ignore */
+	int map_hw;
 };
 
 struct dp_hooks {
@@ -55,17 +60,30 @@ struct train_opts {
 	void *arg;
 };
 
-/* Build the MLP architecture a model spec describes for the given input
- * widths (in model-input order) and class count. */
-void model_arch(struct mlp_arch *arch, const struct model_spec *ms, const int *dims, int classes);
 
 /* Train m (already initialised) with o for spec->epochs epochs, starting after
- * start_epoch. Returns 0, 1 when on_epoch asked to stop, -1 on error. */
-int train_mlp(struct mlp *m, struct optim *o, const struct train_data *d, const struct train_opts *t);
+ * start_epoch. Returns 0, 1 when on_epoch asked to stop, -1 on error. For
+ * task segment the loss is the mean over the global batch's labeled pixels
+ * (one extra reduce per step for the count). */
+int train_model(struct model *m, struct optim *o, const struct train_data *d,
+		const struct train_opts *t);
+
+/* The shapes of d's inputs, for model_init. */
+void train_data_shapes(const struct train_data *d, struct model_shapes *s);
 
 /* Evaluation-mode forward over d in chunks; probs (n, classes) receives the
- * softmax output. */
-void predict_probs(struct mlp *m, const struct train_data *d, float *probs);
+ * softmax output (sigmoid for multilabel). Not for segment (see predict_maps). */
+void predict_probs(struct model *m, const struct train_data *d, float *probs);
+/* Segment: the argmax class of every pixel, maps (n, map_hw). */
+void predict_maps(struct model *m, const struct train_data *d, int *maps);
+
+/* The task's metric of m on d (which carries the true targets): accuracy
+ * (classify: labels), mAP (multilabel: soft holds the multi-hot targets),
+ * mIoU over the classes (segment: maps). conf, when not NULL, gets the
+ * segment confusion matrix (classes x classes). */
+double evaluate(struct model *m, const struct train_data *d, double *conf);
+/* Name of the metric evaluate() computes: "accuracy", "mAP" or "mIoU". */
+const char *task_metric_name(enum task_kind t);
 /* Fraction of rows whose argmax equals labels[i], over rows with labels >= 0. */
 double accuracy_of(const float *probs, const int *labels, int n, int classes);
 int argmax_row(const float *p, int classes);

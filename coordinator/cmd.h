@@ -29,6 +29,7 @@ int cmd_run(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_shard(int argc, char **argv);
+int cmd_split(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_export(int argc, char **argv);

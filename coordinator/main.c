@@ -105,6 +105,15 @@ const struct cmd mke_commands[] = {
 	 "--wait waits up to SECONDS (default 60) for that record. A run that already\n"
 	 "ended is left alone (exit 0). Exit 1 when Redis cannot be reached: the\n"
 	 "coordinator is then probably dead (see 'mke resume').\n"},
+	{"split", cmd_split, "cut a manifest into the labeled, unlabeled and test sets of a run",
+	 "usage: mke split MANIFEST [--labeled F] [--test F] [--seed S]\n"
+	 "\n"
+	 "Writes M-labeled.csv, M-unlabeled.csv and M-test.csv next to MANIFEST (M.csv),\n"
+	 "so their relative paths keep resolving. Test rows: split 'test', 'val' or 'eval';\n"
+	 "without any, a fraction F (--test, default 0.2) of all rows. Labeled: a fraction\n"
+	 "F (--labeled, default 0.1) of each class of the remaining rows, at least one per\n"
+	 "class; the rest is unlabeled (its labels are kept for diagnostics only). Rows\n"
+	 "are picked by a hash of (seed, id): the same seed gives the same split.\n"},
 	{"shard", cmd_shard, "validate a manifest and cut it into shards for a run's queue",
 	 "usage: mke shard MANIFEST --run RUN [--shard-size K] [--config CONFIG] [--db FILE]\n"
 	 "                 [--redis URL]\n"

@@ -117,7 +117,20 @@ static void fit_ctl_for(struct worker *w, struct fit_ctl *ctl, const char *varia
 
 /* ---- teacher --------------------------------------------------------------- */
 
-static int phase_teacher(struct worker *w, struct mlp *teacher)
+/* The metric keys of a task's evaluation: test_accuracy keeps its name for
+ * every task (mke status, exports and the report read it: the task's metric,
+ * accuracy, mAP or mIoU), and test_<metric> names it. */
+static void emit_test_metric(struct worker *w, const char *label, int epochs, double value)
+{
+	queue_emit_metric(&w->q, 0, label, epochs, "test_accuracy", value);
+	if (w->c.task != TASK_CLASSIFY) {
+		char *key = xasprintf("test_%s", task_metric_name(w->c.task));
+		queue_emit_metric(&w->q, 0, label, epochs, key, value);
+		free(key);
+	}
+}
+
+static int phase_teacher(struct worker *w, struct model *teacher)
 {
 	char *path = xasprintf("%s/teacher.safetensors", w->run_dir);
 	struct fit_ctl ctl;
@@ -126,8 +139,8 @@ static int phase_teacher(struct worker *w, struct mlp *teacher)
 	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 	if (rc == 0 && w->rank == 0) {
 		const struct model_spec *ms = &w->c.models[w->c.teacher_model];
-		double acc = eval_model(teacher, &w->d.test, ms, w->c.classes);
-		queue_emit_metric(&w->q, 0, "teacher", w->c.teacher_train.epochs, "test_accuracy", acc);
+		double acc = eval_model(teacher, &w->d.test, ms);
+		emit_test_metric(w, "teacher", w->c.teacher_train.epochs, acc);
 		if (ctl.resumed_epoch > 0)
 			mke_info("rank 0: teacher resumed from epoch %d", ctl.resumed_epoch);
 		queue_emit_progress(&w->q, 0, "teacher", 1, 1);
@@ -248,7 +261,7 @@ static char *shard_path(const char *run_dir, int64_t id)
 }
 
 /* Pseudo-label one shard: the teacher on modality a of rows [first, first+count). */
-static int label_shard(struct worker *w, struct mlp *teacher, const struct queue_lease *l,
+static int label_shard(struct worker *w, struct model *teacher, const struct queue_lease *l,
 		       struct queue_ack *ack, char sha[65], char **path_out)
 {
 	const struct dataset *u = &w->d.unlabeled;
@@ -263,14 +276,25 @@ static int label_shard(struct worker *w, struct mlp *teacher, const struct queue
 		td.x[k] += (size_t)l->first * td.dim[k];
 	td.ids += l->first;
 	td.n = n;
-	float *probs = xmalloc(sizeof(float) * (size_t)n * (size_t)K);
-	predict_probs(teacher, &td, probs);
+	/* classify / multilabel: the teacher's probabilities; segment: its label
+	 * maps, class ids stored as floats (docs/formats.md) */
+	int width = w->c.task == TASK_SEGMENT ? teacher->map_hw : K;
+	float *probs = xmalloc(sizeof(float) * (size_t)n * (size_t)width);
+	if (w->c.task == TASK_SEGMENT) {
+		int *maps = xmalloc(sizeof(int) * (size_t)n * (size_t)width);
+		predict_maps(teacher, &td, maps);
+		for (size_t i = 0; i < (size_t)n * (size_t)width; i++)
+			probs[i] = (float)maps[i];
+		free(maps);
+	} else {
+		predict_probs(teacher, &td, probs);
+	}
 	/* fault-injection tests slow the label phase down to hit it mid-way */
 	const char *delay = getenv("MKE_TEST_LABEL_DELAY_MS");
 	if (delay && atoi(delay) > 0)
 		usleep((useconds_t)atoi(delay) * 1000);
 	char *path = shard_path(w->run_dir, l->id);
-	int rc = labels_write(path, u->names + l->first, probs, n, K, sha);
+	int rc = labels_write(path, u->names + l->first, probs, n, width, sha);
 	free(probs);
 	if (rc != 0) {
 		free(path);
@@ -284,7 +308,7 @@ static int label_shard(struct worker *w, struct mlp *teacher, const struct queue
 	return 0;
 }
 
-static int phase_label(struct worker *w, struct mlp *teacher)
+static int phase_label(struct worker *w, struct model *teacher)
 {
 	char *dir = xasprintf("%s/labels", w->run_dir);
 	int rc = mkdir_p(dir, 0750);
@@ -342,10 +366,11 @@ static int phase_label(struct worker *w, struct mlp *teacher)
 /* Assemble the teacher's probabilities for every unlabeled row from the shard
  * files. Rows of shards that never produced a file (dead shards) are dropped
  * from the student's data: *keep gets 1 for rows that have labels. */
-static int load_pseudo_labels(struct worker *w, float *probs, unsigned char *keep, int *nkept)
+static int load_pseudo_labels(struct worker *w, float *probs, int K, unsigned char *keep,
+			      int *nkept)
 {
 	const struct dataset *u = &w->d.unlabeled;
-	int K = w->c.classes, size = w->c.pipeline.shard_size;
+	int size = w->c.pipeline.shard_size;
 	int nshards = (u->n + size - 1) / size;
 	memset(keep, 0, (size_t)u->n);
 	*nkept = 0;
@@ -379,8 +404,10 @@ static int load_pseudo_labels(struct worker *w, float *probs, unsigned char *kee
 	return 0;
 }
 
-/* Keep only the rows with pseudo-labels (a no-op when every row has one). */
-static void subset_unlabeled(struct exp_data *d, float *probs, const unsigned char *keep, int K)
+/* Keep only the rows with pseudo-labels (a no-op when every row has one);
+ * probs rows are K wide. */
+static void subset_unlabeled(struct exp_data *d, float *probs, const unsigned char *keep, int K,
+			     int classes)
 {
 	struct dataset *u = &d->unlabeled;
 	int j = 0;
@@ -395,6 +422,13 @@ static void subset_unlabeled(struct exp_data *d, float *probs, const unsigned ch
 		memmove(probs + (size_t)j * K, probs + (size_t)i * K, sizeof(float) * (size_t)K);
 		if (u->labels)
 			u->labels[j] = u->labels[i];
+		if (u->multi)
+			memmove(u->multi + (size_t)j * classes, u->multi + (size_t)i * classes,
+				sizeof(float) * (size_t)classes);
+		if (u->pixel_labels) {
+			size_t hw = (size_t)u->label_h * (size_t)u->label_w;
+			memmove(u->pixel_labels + j * hw, u->pixel_labels + i * hw, sizeof(int) * hw);
+		}
 		u->ids[j] = u->ids[i];
 		u->names[j] = u->names[i];
 		j++;
@@ -406,10 +440,13 @@ static int phase_student(struct worker *w)
 {
 	struct dataset *u = &w->d.unlabeled;
 	int K = w->c.classes;
-	float *probs = xmalloc(sizeof(float) * (size_t)u->n * (size_t)K + 1);
+	int seg = w->c.task == TASK_SEGMENT;
+	int width = seg ? u->label_h * u->label_w : K;
+	float *probs = xmalloc(sizeof(float) * (size_t)u->n * (size_t)width + 1);
 	unsigned char *keep = xmalloc((size_t)u->n + 1);
 	int nkept = 0;
-	int rc = load_pseudo_labels(w, probs, keep, &nkept);
+	struct pseudo ps = {0};
+	int rc = load_pseudo_labels(w, probs, width, keep, &nkept);
 	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 	if (rc != 0)
 		goto out;
@@ -417,21 +454,39 @@ static int phase_student(struct worker *w)
 		if (w->rank == 0)
 			queue_emit_log(&w->q, 0, "warning",
 				       "some shards are dead: students train on the rows that have pseudo-labels");
-		subset_unlabeled(&w->d, probs, keep, K);
+		subset_unlabeled(&w->d, probs, keep, width, K);
 	}
 	if (u->n == 0) {
 		rc = mke_error("no unlabeled row has a pseudo-label; see 'mke status' for dead shards");
 		goto out;
 	}
-	int *pseudo = xmalloc(sizeof(int) * (size_t)u->n);
-	pseudo_targets(probs, u->n, K, pseudo);
-	w->d.has_unlabeled_labels = u->labels != NULL;
-	for (int i = 0; w->d.has_unlabeled_labels && i < u->n; i++)
-		if (u->labels[i] < 0)
-			w->d.has_unlabeled_labels = 0;
-	if (w->rank == 0 && w->d.has_unlabeled_labels)
-		queue_emit_metric(&w->q, 0, "teacher", 0, "pseudo_label_accuracy",
-				  accuracy_of(probs, u->labels, u->n, K));
+	ps.n = u->n;
+	if (seg) {
+		ps.map_hw = width;
+		ps.maps = xmalloc(sizeof(int) * (size_t)u->n * (size_t)width);
+		for (size_t i = 0; i < (size_t)u->n * (size_t)width; i++)
+			ps.maps[i] = (int)probs[i];
+	} else {
+		ps.probs = probs;
+		probs = NULL;
+	}
+	if (seg) {
+		w->d.has_unlabeled_labels = u->pixel_labels != NULL;
+	} else {
+		w->d.has_unlabeled_labels = u->labels != NULL;
+		for (int i = 0; w->d.has_unlabeled_labels && i < u->n; i++)
+			if (u->labels[i] < 0)
+				w->d.has_unlabeled_labels = 0;
+	}
+	pseudo_quality(&ps, &w->c, &w->d);
+	if (w->rank == 0 && ps.quality >= 0) {
+		queue_emit_metric(&w->q, 0, "teacher", 0, "pseudo_label_accuracy", ps.quality);
+		if (w->c.task != TASK_CLASSIFY) {
+			char *key = xasprintf("pseudo_label_%s", task_metric_name(w->c.task));
+			queue_emit_metric(&w->q, 0, "teacher", 0, key, ps.quality);
+			free(key);
+		}
+	}
 	char *dir = xasprintf("%s/students", w->run_dir);
 	mkdir_p(dir, 0750);
 	int total = w->c.nvariants * w->c.nseeds, k = 0;
@@ -446,8 +501,8 @@ static int phase_student(struct worker *w)
 			char *label = xasprintf("%s/%llu", vname, (unsigned long long)seed);
 			struct fit_ctl ctl;
 			fit_ctl_for(w, &ctl, label, path, vs->train.epochs);
-			struct mlp m;
-			rc = train_student(&m, &w->c, &w->d, vs, reg, seed, probs, &ctl);
+			struct model m;
+			rc = train_student(&m, &w->c, &w->d, vs, reg, seed, &ps, &ctl);
 			MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 			if (w->rank == 0 && ctl.resumed_epoch > 0 && ctl.resumed_epoch < vs->train.epochs) {
 				char *msg = xasprintf("%s resumed from its checkpoint at epoch %d", label,
@@ -456,21 +511,21 @@ static int phase_student(struct worker *w)
 				free(msg);
 			}
 			if (rc == 0 && w->rank == 0) {
-				double acc = eval_model(&m, &w->d.test, ms, K);
-				queue_emit_metric(&w->q, 0, label, vs->train.epochs, "test_accuracy", acc);
-				double r = rectification(&m, &w->d, ms, pseudo, K);
+				double acc = eval_model(&m, &w->d.test, ms);
+				emit_test_metric(w, label, vs->train.epochs, acc);
+				double r = rectification(&m, &w->d, ms, &ps, &w->c);
 				if (r >= 0)
 					queue_emit_metric(&w->q, 0, label, vs->train.epochs, "rectification", r);
 				queue_emit_progress(&w->q, 0, "student", k + 1, total);
 			}
-			mlp_release(&m);
+			model_release(&m);
 			free(path);
 			free(label);
 		}
 	}
 	free(dir);
-	free(pseudo);
 out:
+	pseudo_release(&ps);
 	free(probs);
 	free(keep);
 	return rc;
@@ -554,11 +609,11 @@ static int run_worker(struct worker *w)
 	if (exp_data_load(&w->d, &w->c) != 0)
 		return -1;
 
-	struct mlp teacher;
+	struct model teacher;
 	int rc = phase_teacher(w, &teacher);
 	if (rc == 0 && !w->cancelled)
 		rc = phase_label(w, &teacher);
-	mlp_release(&teacher);
+	model_release(&teacher);
 	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 	if (rc == 0 && !agree_cancelled(w))
 		rc = phase_student(w);
