@@ -1,0 +1,969 @@
+/*
+ * cnn.c - the convolutional layers, losses and metrics of cnn.h.
+ *
+ * Owns no state: every function works on buffers the caller passes in (the
+ * layouts and the accumulate-into-gradients rule are cnn.h's). docs/layers.md
+ * describes the kernels and how they are tested.
+ *
+ * conv2d is im2col + cblas_sgemm. The im2col buffer is bounded: a large
+ * output (a spectrogram at full resolution) is cut into tiles of whole output
+ * rows, each one sgemm writing straight into the output with ldc = OH*OW; a
+ * small output (a late ResNet stage, 8x16) puts the columns of several
+ * samples side by side so one sgemm sees a wide matrix, and the result is
+ * scattered back to NCHW. A 1x1, stride-1, pad-0 convolution needs no
+ * im2col: the input is the column matrix. conv_plan() picks the tiling from
+ * the shape and B alone, so conv2d_scratch, forward and backward agree.
+ */
+#include "cnn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+#include "util.h"
+
+/* ---- conv2d ------------------------------------------------------------ */
+
+int conv2d_shape_init(struct conv2d_shape *s, int C, int H, int W, int OC, int KH, int KW,
+		      int stride, int pad, int dil)
+{
+	memset(s, 0, sizeof(*s));
+	if (C <= 0 || H <= 0 || W <= 0 || OC <= 0 || KH <= 0 || KW <= 0 || stride <= 0 ||
+	    pad < 0 || dil <= 0)
+		return mke_error("conv2d: bad shape C=%d H=%d W=%d OC=%d kernel %dx%d stride %d "
+				 "pad %d dilation %d",
+				 C, H, W, OC, KH, KW, stride, pad, dil);
+	int nh = H + 2 * pad - dil * (KH - 1) - 1, nw = W + 2 * pad - dil * (KW - 1) - 1;
+	if (nh < 0 || nw < 0)
+		return mke_error("conv2d: input %dx%d is smaller than the %dx%d kernel "
+				 "(dilation %d, pad %d): the output would be empty",
+				 H, W, KH, KW, dil, pad);
+	s->C = C, s->H = H, s->W = W;
+	s->OC = OC, s->KH = KH, s->KW = KW;
+	s->stride = stride, s->pad = pad, s->dil = dil;
+	s->OH = nh / stride + 1;
+	s->OW = nw / stride + 1;
+	return 0;
+}
+
+/* How a batch is cut into sgemm calls. */
+struct conv_plan {
+	int direct;   /* 1x1, stride 1, pad 0: no im2col */
+	int group;    /* samples per sgemm (> 1 only when a sample is one tile) */
+	int rows;     /* output rows per tile when group == 1 */
+	size_t ncol;  /* columns of the largest tile */
+	size_t CK;    /* rows of the column matrix, C*KH*KW */
+};
+
+/* Target columns per sgemm: wide enough that OpenBLAS runs at full speed,
+ * small enough that the column tile stays around 4 MB (in L3). */
+static void conv_plan(struct conv_plan *p, const struct conv2d_shape *s, int B)
+{
+	size_t OHW = (size_t)s->OH * s->OW;
+	p->CK = (size_t)s->C * s->KH * s->KW;
+	p->direct = s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0;
+	size_t target = ((size_t)1 << 20) / p->CK;
+	if (target < 512)
+		target = 512;
+	if (target > 8192)
+		target = 8192;
+	if (p->direct) {
+		p->group = 1, p->rows = s->OH, p->ncol = OHW;
+	} else if (OHW >= target || B <= 1) {
+		p->group = 1;
+		p->rows = (int)(target / (size_t)s->OW);
+		if (p->rows < 1)
+			p->rows = 1;
+		if (p->rows > s->OH)
+			p->rows = s->OH;
+		p->ncol = (size_t)p->rows * s->OW;
+	} else {
+		size_t g = target / OHW;
+		p->group = g > (size_t)B ? B : (int)g;
+		p->rows = s->OH;
+		p->ncol = (size_t)p->group * OHW;
+	}
+}
+
+size_t conv2d_scratch(const struct conv2d_shape *s, int B)
+{
+	struct conv_plan p;
+	conv_plan(&p, s, B);
+	if (p.direct)
+		return 0;
+	/* the column tile, and where the group's (OC, group*OHW) result lands */
+	return p.CK * p.ncol + (p.group > 1 ? (size_t)s->OC * p.ncol : 0);
+}
+
+/* Output columns [lo,hi) whose input column ow*stride + off lies in [0,W). */
+static void valid_cols(int off, int stride, int W, int OW, int *lo, int *hi)
+{
+	int l = off < 0 ? (-off + stride - 1) / stride : 0;
+	int h = W - off > 0 ? (W - off + stride - 1) / stride : 0;
+	*lo = l < OW ? l : OW;
+	*hi = h < OW ? h : OW;
+	if (*hi < *lo)
+		*hi = *lo;
+}
+
+/* img (C,H,W) -> col rows (C*KH*KW) of output rows [oh0,oh1), row stride ld */
+static void im2col(float *col, size_t ld, const float *img, const struct conv2d_shape *s,
+		   int oh0, int oh1)
+{
+	int OW = s->OW, st = s->stride;
+	for (int c = 0; c < s->C; c++)
+		for (int kh = 0; kh < s->KH; kh++)
+			for (int kw = 0; kw < s->KW; kw++) {
+				float *dst = col + (((size_t)c * s->KH + kh) * s->KW + kw) * ld;
+				int off = kw * s->dil - s->pad, lo, hi;
+				valid_cols(off, st, s->W, OW, &lo, &hi);
+				for (int oh = oh0; oh < oh1; oh++) {
+					float *d = dst + (size_t)(oh - oh0) * OW;
+					int ih = oh * st - s->pad + kh * s->dil;
+					if (ih < 0 || ih >= s->H) {
+						memset(d, 0, (size_t)OW * sizeof(float));
+						continue;
+					}
+					const float *src = img + ((size_t)c * s->H + ih) * s->W + off;
+					memset(d, 0, (size_t)lo * sizeof(float));
+					if (st == 1)
+						memcpy(d + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+					else
+						for (int ow = lo; ow < hi; ow++)
+							d[ow] = src[ow * st];
+					memset(d + hi, 0, (size_t)(OW - hi) * sizeof(float));
+				}
+			}
+}
+
+/* dimg (C,H,W) += the col rows of output rows [oh0,oh1) folded back */
+static void col2im(float *dimg, const float *col, size_t ld, const struct conv2d_shape *s,
+		   int oh0, int oh1)
+{
+	int OW = s->OW, st = s->stride;
+	for (int c = 0; c < s->C; c++)
+		for (int kh = 0; kh < s->KH; kh++)
+			for (int kw = 0; kw < s->KW; kw++) {
+				const float *srow =
+					col + (((size_t)c * s->KH + kh) * s->KW + kw) * ld;
+				int off = kw * s->dil - s->pad, lo, hi;
+				valid_cols(off, st, s->W, OW, &lo, &hi);
+				for (int oh = oh0; oh < oh1; oh++) {
+					int ih = oh * st - s->pad + kh * s->dil;
+					if (ih < 0 || ih >= s->H)
+						continue;
+					const float *sp = srow + (size_t)(oh - oh0) * OW;
+					float *d = dimg + ((size_t)c * s->H + ih) * s->W + off;
+					if (st == 1)
+						for (int ow = lo; ow < hi; ow++)
+							d[ow] += sp[ow];
+					else
+						for (int ow = lo; ow < hi; ow++)
+							d[ow * st] += sp[ow];
+				}
+			}
+}
+
+void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+		    const struct conv2d_shape *s, int B, float *scratch)
+{
+	// inp is (B,C,H,W), weight is (OC,C,KH,KW), bias is (OC); out is (B,OC,OH,OW)
+	struct conv_plan p;
+	conv_plan(&p, s, B);
+	int OC = s->OC, CK = (int)p.CK;
+	size_t OHW = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W;
+	size_t out_sz = (size_t)OC * OHW;
+	if (p.group > 1) {
+		float *col = scratch, *res = scratch + p.CK * p.ncol;
+		for (int b0 = 0; b0 < B; b0 += p.group) {
+			int gn = B - b0 < p.group ? B - b0 : p.group;
+			size_t ld = (size_t)gn * OHW;
+			for (int j = 0; j < gn; j++)
+				im2col(col + j * OHW, ld, inp + (size_t)(b0 + j) * in_sz, s, 0, s->OH);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)ld, CK, 1.0f,
+				    weight, CK, col, (int)ld, 0.0f, res, (int)ld);
+			for (int j = 0; j < gn; j++)
+				for (int oc = 0; oc < OC; oc++) {
+					float bv = bias ? bias[oc] : 0.0f;
+					const float *r = res + (size_t)oc * ld + j * OHW;
+					float *o = out + (size_t)(b0 + j) * out_sz + oc * OHW;
+					for (size_t i = 0; i < OHW; i++)
+						o[i] = r[i] + bv;
+				}
+		}
+		return;
+	}
+	for (int b = 0; b < B; b++) {
+		const float *x = inp + (size_t)b * in_sz;
+		float *o = out + (size_t)b * out_sz;
+		float beta = 0.0f;
+		if (bias) {
+			for (int oc = 0; oc < OC; oc++)
+				for (size_t i = 0; i < OHW; i++)
+					o[oc * OHW + i] = bias[oc];
+			beta = 1.0f;
+		}
+		if (p.direct) {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)OHW, CK, 1.0f,
+				    weight, CK, x, (int)OHW, beta, o, (int)OHW);
+			continue;
+		}
+		for (int oh0 = 0; oh0 < s->OH; oh0 += p.rows) {
+			int oh1 = oh0 + p.rows < s->OH ? oh0 + p.rows : s->OH;
+			int n = (oh1 - oh0) * s->OW;
+			im2col(scratch, (size_t)n, x, s, oh0, oh1);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, n, CK, 1.0f, weight,
+				    CK, scratch, n, beta, o + (size_t)oh0 * s->OW, (int)OHW);
+		}
+	}
+}
+
+void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+			  const struct conv2d_shape *s, int B)
+{
+	// inp is (B,C,H,W), weight is (OC,C,KH,KW), bias is (OC); out is (B,OC,OH,OW)
+	for (int b = 0; b < B; b++)
+		for (int oc = 0; oc < s->OC; oc++)
+			for (int oh = 0; oh < s->OH; oh++)
+				for (int ow = 0; ow < s->OW; ow++) {
+					float acc = bias ? bias[oc] : 0.0f;
+					for (int c = 0; c < s->C; c++)
+						for (int kh = 0; kh < s->KH; kh++) {
+							int ih = oh * s->stride - s->pad + kh * s->dil;
+							if (ih < 0 || ih >= s->H)
+								continue;
+							for (int kw = 0; kw < s->KW; kw++) {
+								int iw = ow * s->stride - s->pad +
+									 kw * s->dil;
+								if (iw < 0 || iw >= s->W)
+									continue;
+								acc += inp[(((size_t)b * s->C + c) * s->H +
+									    ih) * s->W + iw] *
+								       weight[(((size_t)oc * s->C + c) *
+										       s->KH + kh) *
+										      s->KW + kw];
+							}
+						}
+					out[(((size_t)b * s->OC + oc) * s->OH + oh) * s->OW + ow] = acc;
+				}
+}
+
+void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+		     const float *inp, const float *weight, const struct conv2d_shape *s, int B,
+		     float *scratch)
+{
+	// dout is (B,OC,OH,OW); dinp (B,C,H,W), dweight (OC,C,KH,KW), dbias (OC) accumulate
+	struct conv_plan p;
+	conv_plan(&p, s, B);
+	int OC = s->OC, CK = (int)p.CK;
+	size_t OHW = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W;
+	size_t out_sz = (size_t)OC * OHW;
+	if (dbias)
+		for (int b = 0; b < B; b++)
+			for (int oc = 0; oc < OC; oc++) {
+				const float *g = dout + (size_t)b * out_sz + oc * OHW;
+				float acc = 0.0f;
+				for (size_t i = 0; i < OHW; i++)
+					acc += g[i];
+				dbias[oc] += acc;
+			}
+	if (p.group > 1) {
+		float *col = scratch, *g = scratch + p.CK * p.ncol;
+		for (int b0 = 0; b0 < B; b0 += p.group) {
+			int gn = B - b0 < p.group ? B - b0 : p.group;
+			size_t ld = (size_t)gn * OHW;
+			for (int j = 0; j < gn; j++) {
+				im2col(col + j * OHW, ld, inp + (size_t)(b0 + j) * in_sz, s, 0, s->OH);
+				for (int oc = 0; oc < OC; oc++)
+					memcpy(g + (size_t)oc * ld + j * OHW,
+					       dout + (size_t)(b0 + j) * out_sz + oc * OHW,
+					       OHW * sizeof(float));
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CK, (int)ld, 1.0f, g,
+				    (int)ld, col, (int)ld, 1.0f, dweight, CK);
+			if (!dinp)
+				continue;
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, (int)ld, OC, 1.0f,
+				    weight, CK, g, (int)ld, 0.0f, col, (int)ld);
+			for (int j = 0; j < gn; j++)
+				col2im(dinp + (size_t)(b0 + j) * in_sz, col + j * OHW, ld, s, 0, s->OH);
+		}
+		return;
+	}
+	for (int b = 0; b < B; b++) {
+		const float *x = inp + (size_t)b * in_sz, *g = dout + (size_t)b * out_sz;
+		if (p.direct) {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CK, (int)OHW, 1.0f, g,
+				    (int)OHW, x, (int)OHW, 1.0f, dweight, CK);
+			if (dinp)
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, (int)OHW, OC,
+					    1.0f, weight, CK, g, (int)OHW, 1.0f,
+					    dinp + (size_t)b * in_sz, (int)OHW);
+			continue;
+		}
+		for (int oh0 = 0; oh0 < s->OH; oh0 += p.rows) {
+			int oh1 = oh0 + p.rows < s->OH ? oh0 + p.rows : s->OH;
+			int n = (oh1 - oh0) * s->OW;
+			const float *gt = g + (size_t)oh0 * s->OW;
+			im2col(scratch, (size_t)n, x, s, oh0, oh1);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CK, n, 1.0f, gt,
+				    (int)OHW, scratch, n, 1.0f, dweight, CK);
+			if (!dinp)
+				continue;
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, n, OC, 1.0f, weight,
+				    CK, gt, (int)OHW, 0.0f, scratch, n);
+			col2im(dinp + (size_t)b * in_sz, scratch, (size_t)n, s, oh0, oh1);
+		}
+	}
+}
+
+/* ---- batch norm -------------------------------------------------------- */
+
+void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
+		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
+		       float eps, double *batch_sum)
+{
+	// inp, out are (B,C,HW); gamma, beta (C); save_mean, save_rstd (ngroups,C)
+	if (micro <= 0 || micro > B)
+		micro = B;
+	if (batch_sum)
+		memset(batch_sum, 0, 2 * (size_t)C * sizeof(double));
+	for (int g = 0, b0 = 0; b0 < B; g++, b0 += micro) {
+		int b1 = b0 + micro < B ? b0 + micro : B;
+		double n = (double)(b1 - b0) * HW;
+		for (int c = 0; c < C; c++) {
+			double sum = 0.0, ss = 0.0;
+			for (int b = b0; b < b1; b++) {
+				const float *x = inp + ((size_t)b * C + c) * HW;
+				for (int i = 0; i < HW; i++)
+					sum += x[i];
+			}
+			double mean = sum / n;
+			for (int b = b0; b < b1; b++) {
+				const float *x = inp + ((size_t)b * C + c) * HW;
+				for (int i = 0; i < HW; i++) {
+					double d = x[i] - mean;
+					ss += d * d;
+				}
+			}
+			double var = ss / n, rstd = 1.0 / sqrt(var + eps);
+			save_mean[(size_t)g * C + c] = (float)mean;
+			save_rstd[(size_t)g * C + c] = (float)rstd;
+			if (batch_sum) {
+				batch_sum[c] += mean;
+				batch_sum[C + c] += n > 1.0 ? ss / (n - 1.0) : var;
+			}
+			float scale = (float)(gamma[c] * rstd);
+			float shift = (float)(beta[c] - mean * gamma[c] * rstd);
+			for (int b = b0; b < b1; b++) {
+				const float *x = inp + ((size_t)b * C + c) * HW;
+				float *o = out + ((size_t)b * C + c) * HW;
+				for (int i = 0; i < HW; i++)
+					o[i] = x[i] * scale + shift;
+			}
+		}
+	}
+}
+
+void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
+			    const float *running_mean, const float *running_var, int B, int C, int HW,
+			    float eps)
+{
+	// inp, out are (B,C,HW); gamma, beta, running_mean, running_var (C)
+	for (int c = 0; c < C; c++) {
+		double rstd = 1.0 / sqrt((double)running_var[c] + eps);
+		float scale = (float)(gamma[c] * rstd);
+		float shift = (float)(beta[c] - running_mean[c] * gamma[c] * rstd);
+		for (int b = 0; b < B; b++) {
+			const float *x = inp + ((size_t)b * C + c) * HW;
+			float *o = out + ((size_t)b * C + c) * HW;
+			for (int i = 0; i < HW; i++)
+				o[i] = x[i] * scale + shift;
+		}
+	}
+}
+
+void batchnorm_update_running(float *running_mean, float *running_var, const double *batch_sum,
+			      int groups, int C, float momentum)
+{
+	// batch_sum is (2,C): summed group means, then summed unbiased variances
+	if (groups <= 0)
+		return;
+	for (int c = 0; c < C; c++) {
+		running_mean[c] = (float)((1.0 - momentum) * running_mean[c] +
+					  momentum * (batch_sum[c] / groups));
+		running_var[c] = (float)((1.0 - momentum) * running_var[c] +
+					 momentum * (batch_sum[C + c] / groups));
+	}
+}
+
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+			const float *inp, const float *save_mean, const float *save_rstd,
+			const float *gamma, int B, int C, int HW, int micro)
+{
+	// dout, inp, dinp are (B,C,HW); save_mean, save_rstd (ngroups,C)
+	if (micro <= 0 || micro > B)
+		micro = B;
+	for (int g = 0, b0 = 0; b0 < B; g++, b0 += micro) {
+		int b1 = b0 + micro < B ? b0 + micro : B;
+		double n = (double)(b1 - b0) * HW;
+		for (int c = 0; c < C; c++) {
+			float mean = save_mean[(size_t)g * C + c], rstd = save_rstd[(size_t)g * C + c];
+			double sdy = 0.0, sdyx = 0.0;
+			for (int b = b0; b < b1; b++) {
+				const float *x = inp + ((size_t)b * C + c) * HW;
+				const float *dy = dout + ((size_t)b * C + c) * HW;
+				for (int i = 0; i < HW; i++) {
+					sdy += dy[i];
+					sdyx += dy[i] * ((x[i] - mean) * rstd);
+				}
+			}
+			dgamma[c] += (float)sdyx;
+			dbeta[c] += (float)sdy;
+			if (!dinp)
+				continue;
+			/* dx = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)) */
+			float k = gamma[c] * rstd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
+			for (int b = b0; b < b1; b++) {
+				const float *x = inp + ((size_t)b * C + c) * HW;
+				const float *dy = dout + ((size_t)b * C + c) * HW;
+				float *dx = dinp + ((size_t)b * C + c) * HW;
+				for (int i = 0; i < HW; i++) {
+					float xh = (x[i] - mean) * rstd;
+					dx[i] += k * (dy[i] - mdy - xh * mdyx);
+				}
+			}
+		}
+	}
+}
+
+/* ---- pooling, resizing, joining ---------------------------------------- */
+
+void maxpool2d_forward(float *out, int *argmax, const float *inp, int B, int C, int H, int W,
+		       int k, int stride, int pad)
+{
+	// inp is (B,C,H,W); out, argmax are (B,C,OH,OW)
+	int OH = (H + 2 * pad - k) / stride + 1, OW = (W + 2 * pad - k) / stride + 1;
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		const float *x = inp + bc * H * W;
+		float *o = out + bc * OH * OW;
+		int *a = argmax + bc * OH * OW;
+		for (int oh = 0; oh < OH; oh++) {
+			int h0 = oh * stride - pad, h1 = h0 + k < H ? h0 + k : H;
+			if (h0 < 0)
+				h0 = 0;
+			for (int ow = 0; ow < OW; ow++) {
+				int w0 = ow * stride - pad, w1 = w0 + k < W ? w0 + k : W;
+				if (w0 < 0)
+					w0 = 0;
+				/* PyTorch: the first maximum; a NaN wins */
+				int best = h0 * W + w0;
+				float m = -INFINITY;
+				for (int h = h0; h < h1; h++)
+					for (int w = w0; w < w1; w++) {
+						float v = x[h * W + w];
+						if (v > m || isnan(v)) {
+							m = v;
+							best = h * W + w;
+						}
+					}
+				o[oh * OW + ow] = m;
+				a[oh * OW + ow] = best;
+			}
+		}
+	}
+}
+
+void maxpool2d_backward(float *dinp, const float *dout, const int *argmax, int B, int C, int H,
+			int W, int OH, int OW)
+{
+	// dout, argmax are (B,C,OH,OW); dinp (B,C,H,W) accumulates
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		float *dx = dinp + bc * H * W;
+		const float *dy = dout + bc * OH * OW;
+		const int *a = argmax + bc * OH * OW;
+		for (int i = 0; i < OH * OW; i++)
+			dx[a[i]] += dy[i];
+	}
+}
+
+void avgpool2d_forward(float *out, const float *inp, int B, int C, int H, int W, int k, int stride)
+{
+	// inp is (B,C,H,W); out is (B,C,OH,OW)
+	int OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
+	float inv = 1.0f / (float)(k * k);
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		const float *x = inp + bc * H * W;
+		float *o = out + bc * OH * OW;
+		for (int oh = 0; oh < OH; oh++)
+			for (int ow = 0; ow < OW; ow++) {
+				float acc = 0.0f;
+				for (int h = 0; h < k; h++)
+					for (int w = 0; w < k; w++)
+						acc += x[(oh * stride + h) * W + ow * stride + w];
+				o[oh * OW + ow] = acc * inv;
+			}
+	}
+}
+
+void avgpool2d_backward(float *dinp, const float *dout, int B, int C, int H, int W, int k,
+			int stride)
+{
+	// dout is (B,C,OH,OW); dinp (B,C,H,W) accumulates
+	int OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
+	float inv = 1.0f / (float)(k * k);
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		float *dx = dinp + bc * H * W;
+		const float *dy = dout + bc * OH * OW;
+		for (int oh = 0; oh < OH; oh++)
+			for (int ow = 0; ow < OW; ow++) {
+				float g = dy[oh * OW + ow] * inv;
+				for (int h = 0; h < k; h++)
+					for (int w = 0; w < k; w++)
+						dx[(oh * stride + h) * W + ow * stride + w] += g;
+			}
+	}
+}
+
+void global_avgpool_forward(float *out, const float *inp, int B, int C, int HW)
+{
+	// inp is (B,C,HW); out is (B,C)
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		const float *x = inp + bc * HW;
+		double acc = 0.0;
+		for (int i = 0; i < HW; i++)
+			acc += x[i];
+		out[bc] = (float)(acc / HW);
+	}
+}
+
+void global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW)
+{
+	// dout is (B,C); dinp (B,C,HW) accumulates
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		float g = dout[bc] / (float)HW;
+		float *dx = dinp + bc * HW;
+		for (int i = 0; i < HW; i++)
+			dx[i] += g;
+	}
+}
+
+void frame_mean_forward(float *out, const float *inp, int B, int F, int D)
+{
+	// inp is (B,F,D); out is (B,D)
+	for (int b = 0; b < B; b++) {
+		float *o = out + (size_t)b * D;
+		memset(o, 0, (size_t)D * sizeof(float));
+		for (int f = 0; f < F; f++) {
+			const float *x = inp + ((size_t)b * F + f) * D;
+			for (int d = 0; d < D; d++)
+				o[d] += x[d];
+		}
+		for (int d = 0; d < D; d++)
+			o[d] /= (float)F;
+	}
+}
+
+void frame_mean_backward(float *dinp, const float *dout, int B, int F, int D)
+{
+	// dout is (B,D); dinp (B,F,D) accumulates
+	float inv = 1.0f / (float)F;
+	for (int b = 0; b < B; b++)
+		for (int f = 0; f < F; f++) {
+			float *dx = dinp + ((size_t)b * F + f) * D;
+			const float *dy = dout + (size_t)b * D;
+			for (int d = 0; d < D; d++)
+				dx[d] += dy[d] * inv;
+		}
+}
+
+/* PyTorch's source index for align_corners=False (area_pixel_compute_
+ * source_index, clamped at 0): taps i0, i1 = min(i0+1, in-1), weight l1 on i1. */
+static void bilinear_tap(int dst, int in, float scale, int *i0, int *i1, float *l1)
+{
+	float src = scale * ((float)dst + 0.5f) - 0.5f;
+	if (src < 0.0f)
+		src = 0.0f;
+	int i = (int)src;
+	if (i > in - 1)
+		i = in - 1;
+	*i0 = i;
+	*i1 = i < in - 1 ? i + 1 : i;
+	*l1 = src - (float)i;
+}
+
+void upsample_bilinear_forward(float *out, const float *inp, int B, int C, int H, int W, int OH,
+			       int OW)
+{
+	// inp is (B,C,H,W); out is (B,C,OH,OW)
+	float sh = (float)H / (float)OH, sw = (float)W / (float)OW;
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		const float *x = inp + bc * H * W;
+		float *o = out + bc * OH * OW;
+		for (int oh = 0; oh < OH; oh++) {
+			int h0, h1;
+			float lh;
+			bilinear_tap(oh, H, sh, &h0, &h1, &lh);
+			const float *r0 = x + (size_t)h0 * W, *r1 = x + (size_t)h1 * W;
+			for (int ow = 0; ow < OW; ow++) {
+				int w0, w1;
+				float lw;
+				bilinear_tap(ow, W, sw, &w0, &w1, &lw);
+				o[oh * OW + ow] = (1.0f - lh) * ((1.0f - lw) * r0[w0] + lw * r0[w1]) +
+						  lh * ((1.0f - lw) * r1[w0] + lw * r1[w1]);
+			}
+		}
+	}
+}
+
+void upsample_bilinear_backward(float *dinp, const float *dout, int B, int C, int H, int W, int OH,
+				int OW)
+{
+	// dout is (B,C,OH,OW); dinp (B,C,H,W) accumulates
+	float sh = (float)H / (float)OH, sw = (float)W / (float)OW;
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		float *dx = dinp + bc * H * W;
+		const float *dy = dout + bc * OH * OW;
+		for (int oh = 0; oh < OH; oh++) {
+			int h0, h1;
+			float lh;
+			bilinear_tap(oh, H, sh, &h0, &h1, &lh);
+			float *r0 = dx + (size_t)h0 * W, *r1 = dx + (size_t)h1 * W;
+			for (int ow = 0; ow < OW; ow++) {
+				int w0, w1;
+				float lw, g = dy[oh * OW + ow];
+				bilinear_tap(ow, W, sw, &w0, &w1, &lw);
+				r0[w0] += (1.0f - lh) * (1.0f - lw) * g;
+				r0[w1] += (1.0f - lh) * lw * g;
+				r1[w0] += lh * (1.0f - lw) * g;
+				r1[w1] += lh * lw * g;
+			}
+		}
+	}
+}
+
+void concat_forward(float *out, const float *a, const float *b, int B, int Ca, int Cb, int HW)
+{
+	// a is (B,Ca,HW), b is (B,Cb,HW); out is (B,Ca+Cb,HW)
+	size_t na = (size_t)Ca * HW, nb = (size_t)Cb * HW;
+	for (int i = 0; i < B; i++) {
+		memcpy(out + i * (na + nb), a + i * na, na * sizeof(float));
+		memcpy(out + i * (na + nb) + na, b + i * nb, nb * sizeof(float));
+	}
+}
+
+void concat_backward(float *da, float *db, const float *dout, int B, int Ca, int Cb, int HW)
+{
+	// dout is (B,Ca+Cb,HW); da (B,Ca,HW), db (B,Cb,HW) accumulate
+	size_t na = (size_t)Ca * HW, nb = (size_t)Cb * HW;
+	for (int i = 0; i < B; i++) {
+		if (da)
+			add_inplace(da + i * na, dout + i * (na + nb), na);
+		if (db)
+			add_inplace(db + i * nb, dout + i * (na + nb) + na, nb);
+	}
+}
+
+void add_forward(float *out, const float *a, const float *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] + b[i];
+}
+
+void add_inplace(float *y, const float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] += x[i];
+}
+
+/* ---- data augmentation -------------------------------------------------- */
+
+/* Stream (seed, RNG_AUGMENT, step, id): uniforms 0..3 are augment_params'
+ * flip, scale, fy, fx (always drawn, so options do not move the others);
+ * word 4 on is time_crop's. */
+#define AUG_DRAWS 4
+
+void augment_params(struct augment *a, int B, int hflip, float smin, float smax, uint64_t seed,
+		    uint32_t step, const uint32_t *ids)
+{
+	int fixed = smin == smax && (smin == 0.0f || smin == 1.0f);
+	for (int b = 0; b < B; b++) {
+		struct rng r;
+		rng_init(&r, seed, RNG_AUGMENT, step, ids ? ids[b] : (uint32_t)b);
+		float uf = rng_uniform(&r), us = rng_uniform(&r);
+		a[b].fy = rng_uniform(&r);
+		a[b].fx = rng_uniform(&r);
+		a[b].flip = hflip && uf < 0.5f;
+		a[b].scale = fixed ? 1.0f : smin + (smax - smin) * us;
+	}
+}
+
+/* One axis of the geometric transform: output index o of n maps to index q
+ * of the scaled axis (sn = round(n*scale)); -1 where it falls in padding. */
+struct aug_axis {
+	int n, sn, shift;
+	float inv; /* n / sn: the resize scale back to the input */
+};
+
+static void aug_axis_init(struct aug_axis *ax, int n, float scale, float f)
+{
+	long sn = lrintf((float)n * scale);
+	ax->n = n;
+	ax->sn = sn < 1 ? 1 : (int)sn;
+	if (ax->sn >= n)
+		ax->shift = (int)(f * (float)(ax->sn - n)); /* crop origin */
+	else
+		ax->shift = -((n - ax->sn) / 2); /* centred, padded */
+	ax->inv = (float)n / (float)ax->sn;
+}
+
+static int aug_axis_map(const struct aug_axis *ax, int o)
+{
+	int q = o + ax->shift;
+	return q >= 0 && q < ax->sn ? q : -1;
+}
+
+void augment_image(float *out, const float *inp, const struct augment *a, int B, int C, int H,
+		   int W)
+{
+	// inp, out are (B,C,H,W)
+	for (int b = 0; b < B; b++) {
+		struct aug_axis ay, ax;
+		aug_axis_init(&ay, H, a[b].scale, a[b].fy);
+		aug_axis_init(&ax, W, a[b].scale, a[b].fx);
+		for (int c = 0; c < C; c++) {
+			const float *x = inp + ((size_t)b * C + c) * H * W;
+			float *o = out + ((size_t)b * C + c) * H * W;
+			for (int y = 0; y < H; y++) {
+				int qy = aug_axis_map(&ay, y), h0 = 0, h1 = 0;
+				float lh = 0.0f;
+				if (qy >= 0)
+					bilinear_tap(qy, H, ay.inv, &h0, &h1, &lh);
+				for (int xo = 0; xo < W; xo++) {
+					int src = a[b].flip ? W - 1 - xo : xo;
+					int qx = aug_axis_map(&ax, src), w0, w1;
+					float lw;
+					if (qy < 0 || qx < 0) {
+						o[y * W + xo] = 0.0f;
+						continue;
+					}
+					bilinear_tap(qx, W, ax.inv, &w0, &w1, &lw);
+					const float *r0 = x + (size_t)h0 * W, *r1 = x + (size_t)h1 * W;
+					o[y * W + xo] =
+						(1.0f - lh) * ((1.0f - lw) * r0[w0] + lw * r0[w1]) +
+						lh * ((1.0f - lw) * r1[w0] + lw * r1[w1]);
+				}
+			}
+		}
+	}
+}
+
+/* PyTorch's nearest: floor(q * in/out), at most in-1 */
+static int nearest_src(int q, int n, float inv)
+{
+	int i = (int)floorf((float)q * inv);
+	return i < n - 1 ? i : n - 1;
+}
+
+void augment_labels(int *out, const int *inp, const struct augment *a, int B, int H, int W,
+		    int ignore)
+{
+	// inp, out are (B,H,W)
+	for (int b = 0; b < B; b++) {
+		struct aug_axis ay, ax;
+		aug_axis_init(&ay, H, a[b].scale, a[b].fy);
+		aug_axis_init(&ax, W, a[b].scale, a[b].fx);
+		const int *x = inp + (size_t)b * H * W;
+		int *o = out + (size_t)b * H * W;
+		for (int y = 0; y < H; y++) {
+			int qy = aug_axis_map(&ay, y);
+			for (int xo = 0; xo < W; xo++) {
+				int qx = aug_axis_map(&ax, a[b].flip ? W - 1 - xo : xo);
+				o[y * W + xo] = qy < 0 || qx < 0
+							? ignore
+							: x[nearest_src(qy, H, ay.inv) * W +
+							    nearest_src(qx, W, ax.inv)];
+			}
+		}
+	}
+}
+
+void time_crop(float *out, const float *inp, int B, int F, int T, int Tc, int train, uint64_t seed,
+	       uint32_t step, const uint32_t *ids)
+{
+	// inp is (B,F,T); out is (B,F,Tc)
+	for (int b = 0; b < B; b++) {
+		int t0 = (T - Tc) / 2;
+		if (train && T > Tc) {
+			struct rng r;
+			rng_init(&r, seed, RNG_AUGMENT, step, ids ? ids[b] : (uint32_t)b);
+			for (int i = 0; i < AUG_DRAWS; i++)
+				rng_u32(&r);
+			t0 = (int)rng_below(&r, (uint32_t)(T - Tc + 1));
+		}
+		for (int f = 0; f < F; f++)
+			memcpy(out + ((size_t)b * F + f) * Tc, inp + ((size_t)b * F + f) * T + t0,
+			       (size_t)Tc * sizeof(float));
+	}
+}
+
+/* ---- losses ------------------------------------------------------------ */
+
+double pixel_xent(float *dlogits, const float *logits, const int *labels, int B, int K, int HW,
+		  int ignore, float grad_scale, long *count)
+{
+	// logits, dlogits are (B,K,HW); labels (B,HW)
+	double loss = 0.0;
+	long n = 0;
+	for (int b = 0; b < B; b++) {
+		const float *z = logits + (size_t)b * K * HW;
+		float *dz = dlogits ? dlogits + (size_t)b * K * HW : NULL;
+		for (int p = 0; p < HW; p++) {
+			int y = labels[(size_t)b * HW + p];
+			if (y == ignore || y < 0 || y >= K)
+				continue;
+			float m = z[p];
+			for (int k = 1; k < K; k++)
+				if (z[(size_t)k * HW + p] > m)
+					m = z[(size_t)k * HW + p];
+			double se = 0.0;
+			for (int k = 0; k < K; k++)
+				se += exp((double)z[(size_t)k * HW + p] - m);
+			double lse = m + log(se);
+			loss += lse - z[(size_t)y * HW + p];
+			n++;
+			if (!dz)
+				continue;
+			for (int k = 0; k < K; k++) {
+				double pk = exp((double)z[(size_t)k * HW + p] - lse);
+				dz[(size_t)k * HW + p] += (float)((pk - (k == y)) * grad_scale);
+			}
+		}
+	}
+	if (count)
+		*count = n;
+	return loss;
+}
+
+double bce_logits(float *dlogits, const float *logits, const float *targets, int B, int K,
+		  float grad_scale)
+{
+	// logits, targets, dlogits are (B,K)
+	double loss = 0.0;
+	for (size_t i = 0; i < (size_t)B * K; i++) {
+		double x = logits[i], t = targets[i];
+		loss += (x > 0.0 ? x : 0.0) - x * t + log1p(exp(-fabs(x)));
+		if (dlogits) {
+			double sg = x >= 0.0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+			dlogits[i] += (float)((sg - t) * grad_scale);
+		}
+	}
+	return loss;
+}
+
+/* ---- metrics ----------------------------------------------------------- */
+
+void confusion_update(double *conf, const float *logits, const int *labels, int B, int K, int HW)
+{
+	// logits (B,K,HW), labels (B,HW); conf (K,K) accumulates
+	for (int b = 0; b < B; b++) {
+		const float *z = logits + (size_t)b * K * HW;
+		for (int p = 0; p < HW; p++) {
+			int y = labels[(size_t)b * HW + p];
+			if (y < 0 || y >= K)
+				continue;
+			int best = 0;
+			for (int k = 1; k < K; k++)
+				if (z[(size_t)k * HW + p] > z[(size_t)best * HW + p])
+					best = k;
+			conf[(size_t)y * K + best] += 1.0;
+		}
+	}
+}
+
+double confusion_miou(const double *conf, int K, double *per_class)
+{
+	double sum = 0.0;
+	int n = 0;
+	for (int k = 0; k < K; k++) {
+		double tp = conf[(size_t)k * K + k], row = 0.0, col = 0.0;
+		for (int j = 0; j < K; j++) {
+			row += conf[(size_t)k * K + j];
+			col += conf[(size_t)j * K + k];
+		}
+		double uni = row + col - tp;
+		double iou = uni > 0.0 ? tp / uni : -1.0;
+		if (per_class)
+			per_class[k] = iou;
+		if (uni > 0.0) {
+			sum += iou;
+			n++;
+		}
+	}
+	return n ? sum / n : 0.0;
+}
+
+double confusion_pixel_acc(const double *conf, int K)
+{
+	double tr = 0.0, all = 0.0;
+	for (int k = 0; k < K; k++)
+		for (int j = 0; j < K; j++) {
+			all += conf[(size_t)k * K + j];
+			if (j == k)
+				tr += conf[(size_t)k * K + j];
+		}
+	return all > 0.0 ? tr / all : 0.0;
+}
+
+struct ap_item {
+	float score;
+	int pos;
+};
+
+static int ap_cmp(const void *pa, const void *pb)
+{
+	const struct ap_item *a = pa, *b = pb;
+	return (a->score < b->score) - (a->score > b->score); /* descending */
+}
+
+double mean_average_precision(const float *scores, const float *targets, int n, int K,
+			      double *per_class)
+{
+	// scores, targets are (n,K)
+	struct ap_item *it = xmalloc(((size_t)n > 0 ? (size_t)n : 1) * sizeof(*it));
+	double sum = 0.0;
+	int used = 0;
+	for (int k = 0; k < K; k++) {
+		long npos = 0;
+		for (int i = 0; i < n; i++) {
+			it[i].score = scores[(size_t)i * K + k];
+			it[i].pos = targets[(size_t)i * K + k] > 0.5f;
+			npos += it[i].pos;
+		}
+		if (npos == 0) {
+			if (per_class)
+				per_class[k] = -1.0;
+			continue;
+		}
+		qsort(it, (size_t)n, sizeof(*it), ap_cmp);
+		/* one point per distinct score (ties grouped): AP = sum dR * P */
+		double ap = 0.0, prev_r = 0.0;
+		long tp = 0;
+		for (int i = 0; i < n; i++) {
+			tp += it[i].pos;
+			if (i + 1 < n && it[i + 1].score == it[i].score)
+				continue;
+			double r = (double)tp / npos, prec = (double)tp / (i + 1);
+			ap += (r - prev_r) * prec;
+			prev_r = r;
+		}
+		if (per_class)
+			per_class[k] = ap;
+		sum += ap;
+		used++;
+	}
+	free(it);
+	return used ? sum / used : 0.0;
+}

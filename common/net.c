@@ -1,0 +1,1251 @@
+/*
+ * net.c - convolutional models (net.h) as a fixed list of layers over the
+ * kernels of cnn.h and nn.h.
+ *
+ * Design. net_init turns an architecture into two tables: tensors (one per
+ * activation, with its floats per sample) and layers (an op, the tensors it
+ * reads and writes, its shapes, and offsets of its parameters in n->params
+ * and of its running statistics in n->buffers), in topological order. Forward
+ * walks the layers in order, backward in reverse; there is no other control
+ * flow, so every model is the same two loops.
+ *
+ * Memory. params, grads and buffers are one allocation each (their tensors,
+ * for names and init, are in a third table). Activations, their gradients,
+ * the regularizers' draws, pooling argmaxes, batch-norm saved statistics and
+ * the convolution scratch are carved from ONE allocation (n_priv.acts), sized
+ * for the largest batch seen and for the regularizers a pass needs (as
+ * struct mlp does); a later pass with the same or a smaller batch re-points
+ * the same buffers. Tensors that need no storage of their own share it: a
+ * ReLU works in place on its batch-norm output, and a noise or dropout layer
+ * that is off in this pass (evaluation, or a zero regularizer) passes its
+ * input through. The gradient buffers are contiguous, so zeroing them before
+ * a backward pass is one memset.
+ *
+ * Data parallelism. Batch-wide sums go through ctx->reduce, called the same
+ * number of times on every rank: once for the input noise means (one value
+ * per input), once for the hidden noise means (one per branch), once for all
+ * batch-norm running statistics (after the others) in forward, and once for
+ * the hidden noise dots in backward. A run of consecutive noise layers in the
+ * list shares one reduce; net_init places them so. Batch norm normalises over
+ * fixed micro-batches of samples (cnn.h), so a rank's slice that is a whole
+ * number of micro-batches gives the same result on any number of ranks.
+ */
+#include "net.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnn.h"
+#include "nn.h"
+#include "rng.h"
+#include "util.h"
+
+/* what a pass needs; a layout carves only these buffers */
+enum {
+	NEED_GRAD = 1,     /* training: gradients, batch-norm saved statistics */
+	NEED_NOISE_IN = 2,
+	NEED_NOISE_H = 4,
+	NEED_DROPOUT = 8,
+	NEED_AUG = 16,     /* flip / scale-crop of image inputs */
+};
+
+enum op {
+	OP_CONV,       /* conv2d, optional bias */
+	OP_BN,         /* batch norm (micro-batch statistics in training) */
+	OP_RELU,       /* in place: out shares in's storage */
+	OP_MAXPOOL,    /* 2x2, stride 2 */
+	OP_GAP,        /* (n,C,HW) -> (n,C) */
+	OP_FRAME_MEAN, /* (B,F,D) -> (B,D) */
+	OP_UPSAMPLE,   /* bilinear (C,H,W) -> (C,OH,OW) */
+	OP_CONCAT,     /* channels: (Ca,HW) + (Cb,HW) */
+	OP_ADD,
+	OP_LINEAR,
+	OP_DROPOUT,
+	OP_NOISE,      /* input or hidden noise (purpose says which) */
+};
+
+struct tensor {
+	size_t sz;      /* floats per sample */
+	int share;      /* tensor whose storage this one uses unless own_flags apply; -1 none */
+	int own_flags;  /* with share >= 0: storage of its own when the pass has any of these */
+	int nograd;     /* computed from the inputs alone: no gradient */
+	int input;      /* model input k + 1 (storage set by the forward), else 0 */
+	float *x, *g;
+};
+
+struct layer {
+	enum op op;
+	int in, in2, out;        /* tensor indices (in2: concat / add) */
+	int nimg;                /* images per sample: F for the video branch, else 1 */
+	int C, H, W, OC, OH, OW; /* shapes per image as the op needs them */
+	struct conv2d_shape cs;
+	long w, b;               /* param offsets, -1 none */
+	long rm;                 /* BN: running_mean offset in buffers (running_var follows) */
+	int bsum;                /* BN: offset of its 2*C sums in the reduce array */
+	uint32_t purpose;        /* noise: RNG_INPUT_NOISE / RNG_HIDDEN_NOISE */
+	uint64_t off;            /* noise, dropout: stream offset */
+	float scale;             /* noise: the gain of the last training forward */
+	/* per-pass buffers, pointed by the layout */
+	float *save_mean, *save_rstd; /* BN (ngroups, C) */
+	int *argmax;                  /* maxpool */
+	float *draw;                  /* dropout mask / noise eps */
+};
+
+struct ptensor {
+	char name[80];
+	size_t off, count;
+	int ndim, shape[4];
+	int is_param;
+	int init;   /* INIT_* */
+	int fan_in;
+};
+
+enum { INIT_ZERO, INIT_ONE, INIT_UNIFORM };
+
+struct net_priv {
+	struct tensor *t;
+	int nt, cap_t;
+	struct layer *l;
+	int nl, cap_l;
+	struct ptensor *pt;
+	int npt, cap_pt;
+	int nbn;
+	char (*bn_names)[64];
+	int in_t[NET_MAX_INPUTS];   /* the model's input tensors (after crop / augment) */
+	size_t in_sz[NET_MAX_INPUTS]; /* floats per sample the model sees (cropped) */
+	int image[NET_MAX_INPUTS];  /* input k is an image (flip / scale-crop apply) */
+	int cw[NET_MAX_INPUTS];     /* width the model sees */
+	int logits_t;
+	int nbsum;                  /* doubles of BN sums; the reduce array has one more */
+	double *bsum;
+	/* activations */
+	float *acts;
+	size_t nacts;
+	int max_batch, cap_flags;
+	float *scratch;             /* conv scratch */
+	float *crop[NET_MAX_INPUTS], *aug[NET_MAX_INPUTS];
+	float *gbase;               /* the contiguous gradient region */
+	size_t gcount;
+	struct augment *augs;       /* (max_batch) the last training forward's transforms */
+	int augmented;
+	int flags;
+	double gbatch;
+	const struct fwd_ctx *ctx;
+};
+
+/* ---- building ---------------------------------------------------------- */
+
+static int t_new(struct net_priv *P, size_t sz, int share, int own_flags)
+{
+	if (P->nt == P->cap_t) {
+		P->cap_t = P->cap_t ? 2 * P->cap_t : 32;
+		P->t = xrealloc(P->t, (size_t)P->cap_t * sizeof(*P->t));
+	}
+	struct tensor *t = &P->t[P->nt];
+	memset(t, 0, sizeof(*t));
+	t->sz = sz;
+	t->share = share;
+	t->own_flags = own_flags;
+	t->nograd = share >= 0 ? P->t[share].nograd : 0;
+	return P->nt++;
+}
+
+static struct layer *l_new(struct net_priv *P, enum op op, int in, int out)
+{
+	if (P->nl == P->cap_l) {
+		P->cap_l = P->cap_l ? 2 * P->cap_l : 32;
+		P->l = xrealloc(P->l, (size_t)P->cap_l * sizeof(*P->l));
+	}
+	struct layer *L = &P->l[P->nl++];
+	memset(L, 0, sizeof(*L));
+	L->op = op;
+	L->in = in;
+	L->in2 = -1;
+	L->out = out;
+	L->nimg = 1;
+	L->w = L->b = L->rm = -1;
+	P->t[out].nograd = P->t[in].nograd; /* layers with parameters reset it */
+	return L;
+}
+
+/* Record a parameter (is_param) or buffer tensor; returns its offset. */
+static long pt_new(struct net *n, int is_param, int init, int fan_in, int ndim, const int *shape,
+		   const char *fmt, ...) MKE_PRINTF(7, 8);
+
+static long pt_new(struct net *n, int is_param, int init, int fan_in, int ndim, const int *shape,
+		   const char *fmt, ...)
+{
+	struct net_priv *P = n->priv;
+	if (P->npt == P->cap_pt) {
+		P->cap_pt = P->cap_pt ? 2 * P->cap_pt : 32;
+		P->pt = xrealloc(P->pt, (size_t)P->cap_pt * sizeof(*P->pt));
+	}
+	struct ptensor *p = &P->pt[P->npt++];
+	memset(p, 0, sizeof(*p));
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->name, sizeof(p->name), fmt, ap);
+	va_end(ap);
+	p->count = 1;
+	p->ndim = ndim;
+	for (int i = 0; i < ndim; i++) {
+		p->shape[i] = shape[i];
+		p->count *= (size_t)shape[i];
+	}
+	p->is_param = is_param;
+	p->init = init;
+	p->fan_in = fan_in;
+	size_t *total = is_param ? &n->nparams : &n->nbuffers;
+	p->off = *total;
+	*total += p->count;
+	return (long)p->off;
+}
+
+/* A feature map being built: tensor t holds nimg images of C x H x W per sample. */
+struct fmap {
+	int t, nimg, C, H, W;
+};
+
+static size_t fm_size(const struct fmap *f)
+{
+	return (size_t)f->nimg * f->C * f->H * f->W;
+}
+
+static struct fmap conv(struct net *n, struct fmap x, int OC, int k, int stride, int pad,
+			int bias, const char *name)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	struct conv2d_shape cs;
+	if (conv2d_shape_init(&cs, x.C, x.H, x.W, OC, k, k, stride, pad, 1)) {
+		y.t = -1;
+		return y;
+	}
+	y.C = OC;
+	y.H = cs.OH;
+	y.W = cs.OW;
+	y.t = t_new(P, fm_size(&y), -1, 0);
+	struct layer *L = l_new(P, OP_CONV, x.t, y.t);
+	P->t[y.t].nograd = 0;
+	L->nimg = x.nimg;
+	L->cs = cs;
+	int shape[4] = { OC, x.C, k, k };
+	int fan = x.C * k * k;
+	L->w = pt_new(n, 1, INIT_UNIFORM, fan, 4, shape, "%s.weight", name);
+	if (bias)
+		L->b = pt_new(n, 1, INIT_UNIFORM, fan, 1, shape, "%s.bias", name);
+	return y;
+}
+
+static struct fmap bn(struct net *n, struct fmap x, const char *name)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	y.t = t_new(P, fm_size(&x), -1, 0);
+	struct layer *L = l_new(P, OP_BN, x.t, y.t);
+	P->t[y.t].nograd = 0;
+	L->nimg = x.nimg;
+	L->C = x.C;
+	L->H = x.H;
+	L->W = x.W;
+	int shape[1] = { x.C };
+	L->w = pt_new(n, 1, INIT_ONE, 0, 1, shape, "%s.weight", name);
+	L->b = pt_new(n, 1, INIT_ZERO, 0, 1, shape, "%s.bias", name);
+	L->bsum = P->nbsum;
+	P->nbsum += 2 * x.C;
+	P->bn_names = xrealloc(P->bn_names, (size_t)(P->nbn + 1) * sizeof(*P->bn_names));
+	snprintf(P->bn_names[P->nbn++], sizeof(P->bn_names[0]), "%s", name);
+	/* buffers are laid out after the parameters: offsets fixed up in net_init */
+	L->rm = (long)P->nbn - 1;
+	return y;
+}
+
+static struct fmap relu(struct net *n, struct fmap x)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	y.t = t_new(P, fm_size(&x), x.t, 0);
+	l_new(P, OP_RELU, x.t, y.t);
+	return y;
+}
+
+static struct fmap conv_bn_relu(struct net *n, struct fmap x, int OC, int stride,
+				const char *prefix)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "%s.conv", prefix);
+	x = conv(n, x, OC, 3, stride, 1, 0, name);
+	if (x.t < 0)
+		return x;
+	snprintf(name, sizeof(name), "%s.bn", prefix);
+	return relu(n, bn(n, x, name));
+}
+
+static struct fmap maxpool(struct net *n, struct fmap x)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	y.H = x.H / 2;
+	y.W = x.W / 2;
+	y.t = t_new(P, fm_size(&y), -1, 0);
+	struct layer *L = l_new(P, OP_MAXPOOL, x.t, y.t);
+	L->nimg = x.nimg;
+	L->C = x.C;
+	L->H = x.H;
+	L->W = x.W;
+	L->OH = y.H;
+	L->OW = y.W;
+	return y;
+}
+
+/* global average pool per image: (nimg, C, H, W) -> (nimg, C, 1, 1) */
+static struct fmap gap(struct net *n, struct fmap x)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	y.H = y.W = 1;
+	y.t = t_new(P, fm_size(&y), -1, 0);
+	struct layer *L = l_new(P, OP_GAP, x.t, y.t);
+	L->nimg = x.nimg;
+	L->C = x.C;
+	L->H = x.H;
+	L->W = x.W;
+	return y;
+}
+
+static struct fmap frame_mean(struct net *n, struct fmap x)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	y.nimg = 1;
+	y.t = t_new(P, fm_size(&y), -1, 0);
+	struct layer *L = l_new(P, OP_FRAME_MEAN, x.t, y.t);
+	L->nimg = x.nimg;
+	L->C = x.C * x.H * x.W;
+	return y;
+}
+
+static struct fmap upsample(struct net *n, struct fmap x, int OH, int OW)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	y.H = OH;
+	y.W = OW;
+	y.t = t_new(P, fm_size(&y), -1, 0);
+	struct layer *L = l_new(P, OP_UPSAMPLE, x.t, y.t);
+	L->C = x.C;
+	L->H = x.H;
+	L->W = x.W;
+	L->OH = OH;
+	L->OW = OW;
+	return y;
+}
+
+/* channel concatenation of a and b (same nimg = 1, H, W) */
+static struct fmap concat(struct net *n, struct fmap a, struct fmap b)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = a;
+	y.C = a.C + b.C;
+	y.t = t_new(P, fm_size(&y), -1, 0);
+	struct layer *L = l_new(P, OP_CONCAT, a.t, y.t);
+	L->in2 = b.t;
+	L->C = a.C;
+	L->OC = b.C;
+	L->H = a.H;
+	L->W = a.W;
+	P->t[y.t].nograd = P->t[a.t].nograd && P->t[b.t].nograd;
+	return y;
+}
+
+static struct fmap add(struct net *n, struct fmap a, struct fmap b)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = a;
+	y.t = t_new(P, fm_size(&y), -1, 0);
+	struct layer *L = l_new(P, OP_ADD, a.t, y.t);
+	L->in2 = b.t;
+	P->t[y.t].nograd = P->t[a.t].nograd && P->t[b.t].nograd;
+	return y;
+}
+
+static struct fmap linear(struct net *n, struct fmap x, int OC, const char *name)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = { .nimg = 1, .C = OC, .H = 1, .W = 1 };
+	int C = (int)fm_size(&x);
+	y.t = t_new(P, (size_t)OC, -1, 0);
+	struct layer *L = l_new(P, OP_LINEAR, x.t, y.t);
+	P->t[y.t].nograd = 0;
+	L->C = C;
+	L->OC = OC;
+	int shape[2] = { OC, C };
+	L->w = pt_new(n, 1, INIT_UNIFORM, C, 2, shape, "%s.weight", name);
+	L->b = pt_new(n, 1, INIT_UNIFORM, C, 1, shape, "%s.bias", name);
+	return y;
+}
+
+static struct fmap dropout(struct net *n, struct fmap x, uint64_t off)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	y.t = t_new(P, fm_size(&x), x.t, NEED_DROPOUT);
+	struct layer *L = l_new(P, OP_DROPOUT, x.t, y.t);
+	L->off = off;
+	return y;
+}
+
+static struct fmap noise(struct net *n, struct fmap x, uint32_t purpose, uint64_t off)
+{
+	struct net_priv *P = n->priv;
+	struct fmap y = x;
+	int need = purpose == RNG_INPUT_NOISE ? NEED_NOISE_IN : NEED_NOISE_H;
+	y.t = t_new(P, fm_size(&x), x.t, need);
+	struct layer *L = l_new(P, OP_NOISE, x.t, y.t);
+	L->purpose = purpose;
+	L->off = off;
+	return y;
+}
+
+/* ---- the models -------------------------------------------------------- */
+
+static int arch_check(const struct net_arch *a)
+{
+	if (a->task != NET_CLASSIFY && a->task != NET_SEGMENT)
+		return mke_error("net: unknown task %d", (int)a->task);
+	if (a->ninputs < 1 || a->ninputs > NET_MAX_INPUTS)
+		return mke_error("net: %d inputs (1 or %d)", a->ninputs, NET_MAX_INPUTS);
+	if (a->classes < 1)
+		return mke_error("net: %d classes", a->classes);
+	if (a->head_hidden < 0)
+		return mke_error("net: head_hidden %d is negative", a->head_hidden);
+	for (int k = 0; k < a->ninputs; k++) {
+		const struct net_input *in = &a->in[k];
+		if (in->F < 1 || in->C < 1 || in->H < 1 || in->W < 1)
+			return mke_error("net: input %d has shape %dx%dx%dx%d", k, in->F, in->C,
+					 in->H, in->W);
+		if (a->crop_w[k] < 0 || a->crop_w[k] > in->W)
+			return mke_error("net: input %d crop_w %d is outside [0, %d]", k,
+					 a->crop_w[k], in->W);
+		if (a->crop_w[k] > 0 && in->F != 1)
+			return mke_error("net: input %d has %d frames and a crop_w", k, in->F);
+		if (a->task == NET_CLASSIFY) {
+			const struct net_branch *br = &a->branch[k];
+			if (br->type != NET_CONV3 && br->type != NET_RESNET && br->type != NET_VIDEO)
+				return mke_error("net: branch %d has unknown type %d", k,
+						 (int)br->type);
+			if (br->nstage < 1 || br->nstage > NET_MAX_STAGE)
+				return mke_error("net: branch %d has %d stages (1..%d)", k,
+						 br->nstage, NET_MAX_STAGE);
+			for (int s = 0; s < br->nstage; s++)
+				if (br->channels[s] < 1)
+					return mke_error("net: branch %d stage %d has %d channels",
+							 k, s, br->channels[s]);
+			if (br->type == NET_RESNET && br->blocks < 1)
+				return mke_error("net: resnet branch %d has %d blocks per stage", k,
+						 br->blocks);
+			if (br->type != NET_VIDEO && in->F != 1)
+				return mke_error("net: input %d has %d frames but branch %d is not "
+						 "'video'", k, in->F, k);
+		} else if (in->F != 1) {
+			return mke_error("net: segmentation input %d has %d frames", k, in->F);
+		}
+	}
+	if (a->task == NET_SEGMENT) {
+		if (a->seg_nstage < 1 || a->seg_nstage > NET_MAX_STAGE)
+			return mke_error("net: %d segmentation stages (1..%d)", a->seg_nstage,
+					 NET_MAX_STAGE);
+		for (int s = 0; s < a->seg_nstage; s++)
+			if (a->seg_channels[s] < 1)
+				return mke_error("net: segmentation stage %d has %d channels", s,
+						 a->seg_channels[s]);
+		int w0 = a->crop_w[0] ? a->crop_w[0] : a->in[0].W;
+		for (int k = 1; k < a->ninputs; k++) {
+			int w = a->crop_w[k] ? a->crop_w[k] : a->in[k].W;
+			if (a->in[k].H != a->in[0].H || w != w0)
+				return mke_error("net: segmentation input %d is %dx%d, input 0 is "
+						 "%dx%d", k, a->in[k].H, w, a->in[0].H, w0);
+		}
+	}
+	return 0;
+}
+
+/* a pooled size must stay >= 1 */
+static int pool_ok(struct fmap x, const char *what, int k)
+{
+	if (x.H < 2 || x.W < 2)
+		return mke_error("net: %s %d is %dx%d before a 2x2 max pool; use a larger input "
+				 "or fewer stages", what, k, x.H, x.W);
+	return 0;
+}
+
+/* The branch's first block (up to its first ReLU, where the hidden noise
+ * goes), and the rest of it. */
+static int branch_first(struct net *n, int k, struct fmap x, struct fmap *out)
+{
+	const struct net_branch *br = &n->arch.branch[k];
+	char prefix[64];
+	if (br->type == NET_RESNET)
+		snprintf(prefix, sizeof(prefix), "branch%d.stem", k);
+	else
+		snprintf(prefix, sizeof(prefix), "branch%d.stage0", k);
+	*out = conv_bn_relu(n, x, br->channels[0], 1, prefix);
+	return out->t < 0 ? -1 : 0;
+}
+
+static struct fmap basic_block(struct net *n, struct fmap x, int OC, int stride,
+			       const char *prefix)
+{
+	char name[80];
+	struct fmap y;
+	snprintf(name, sizeof(name), "%s.conv1", prefix);
+	y = conv(n, x, OC, 3, stride, 1, 0, name);
+	if (y.t < 0)
+		return y;
+	snprintf(name, sizeof(name), "%s.bn1", prefix);
+	y = relu(n, bn(n, y, name));
+	snprintf(name, sizeof(name), "%s.conv2", prefix);
+	y = conv(n, y, OC, 3, 1, 1, 0, name);
+	snprintf(name, sizeof(name), "%s.bn2", prefix);
+	y = bn(n, y, name);
+	struct fmap sc = x;
+	if (stride != 1 || OC != x.C) {
+		snprintf(name, sizeof(name), "%s.downsample.0", prefix);
+		sc = conv(n, x, OC, 1, stride, 0, 0, name);
+		if (sc.t < 0)
+			return sc;
+		snprintf(name, sizeof(name), "%s.downsample.1", prefix);
+		sc = bn(n, sc, name);
+	}
+	return relu(n, add(n, y, sc));
+}
+
+static int branch_rest(struct net *n, int k, struct fmap x, struct fmap *out)
+{
+	const struct net_branch *br = &n->arch.branch[k];
+	char prefix[64];
+	if (br->type == NET_RESNET) {
+		for (int s = 0; s < br->nstage; s++) {
+			for (int j = 0; j < br->blocks; j++) {
+				snprintf(prefix, sizeof(prefix), "branch%d.stage%d.%d", k, s, j);
+				x = basic_block(n, x, br->channels[s], s > 0 && j == 0 ? 2 : 1,
+						prefix);
+				if (x.t < 0)
+					return -1;
+			}
+		}
+		*out = gap(n, x);
+		return 0;
+	}
+	for (int s = 0; s < br->nstage; s++) {
+		if (s > 0) {
+			snprintf(prefix, sizeof(prefix), "branch%d.stage%d", k, s);
+			x = conv_bn_relu(n, x, br->channels[s], 1, prefix);
+			if (x.t < 0)
+				return -1;
+		}
+		if (pool_ok(x, "branch", k))
+			return -1;
+		x = maxpool(n, x);
+	}
+	x = gap(n, x);
+	if (br->type == NET_VIDEO)
+		x = frame_mean(n, x);
+	*out = x;
+	return 0;
+}
+
+static int build_classify(struct net *n, struct fmap *in, struct fmap *logits)
+{
+	const struct net_arch *a = &n->arch;
+	struct fmap h[NET_MAX_INPUTS];
+	for (int k = 0; k < a->ninputs; k++)
+		if (branch_first(n, k, in[k], &h[k]))
+			return -1;
+	uint64_t off = 0;
+	for (int k = 0; k < a->ninputs; k++) {
+		h[k] = noise(n, h[k], RNG_HIDDEN_NOISE, off);
+		off += fm_size(&h[k]);
+	}
+	for (int k = 0; k < a->ninputs; k++)
+		if (branch_rest(n, k, h[k], &h[k]))
+			return -1;
+	struct fmap f = h[0];
+	for (int k = 1; k < a->ninputs; k++)
+		f = concat(n, f, h[k]);
+	/* head: Sequential(Dropout, Linear, ReLU, Dropout, Linear) or (Dropout, Linear) */
+	size_t D = fm_size(&f);
+	f = dropout(n, f, 0);
+	if (a->head_hidden > 0) {
+		f = relu(n, linear(n, f, a->head_hidden, "head.1"));
+		f = dropout(n, f, D);
+		f = linear(n, f, a->classes, "head.4");
+	} else {
+		f = linear(n, f, a->classes, "head.1");
+	}
+	*logits = f;
+	return 0;
+}
+
+static int build_segment(struct net *n, struct fmap *in, struct fmap *logits)
+{
+	const struct net_arch *a = &n->arch;
+	int S = a->seg_nstage;
+	struct fmap e[NET_MAX_INPUTS], skip[NET_MAX_STAGE];
+	char prefix[64];
+	for (int s = 0; s < S; s++) {
+		for (int k = 0; k < a->ninputs; k++) {
+			struct fmap x = s == 0 ? in[k] : k == 0 ? skip[s - 1] : e[k];
+			if (s > 0) {
+				if (pool_ok(x, "encoder stage", s))
+					return -1;
+				x = maxpool(n, x);
+			}
+			snprintf(prefix, sizeof(prefix), "enc%d.stage%d", k, s);
+			e[k] = conv_bn_relu(n, x, a->seg_channels[s], 1, prefix);
+			if (e[k].t < 0)
+				return -1;
+		}
+		if (s == 0) {
+			uint64_t off = 0;
+			for (int k = 0; k < a->ninputs; k++) {
+				e[k] = noise(n, e[k], RNG_HIDDEN_NOISE, off);
+				off += fm_size(&e[k]);
+			}
+		}
+		skip[s] = e[0];
+		for (int k = 1; k < a->ninputs; k++)
+			skip[s] = add(n, skip[s], e[k]);
+	}
+	struct fmap x = dropout(n, skip[S - 1], 0);
+	for (int s = S - 2; s >= 0; s--) {
+		x = upsample(n, x, skip[s].H, skip[s].W);
+		x = concat(n, x, skip[s]);
+		snprintf(prefix, sizeof(prefix), "dec.stage%d", s);
+		x = conv_bn_relu(n, x, a->seg_channels[s], 1, prefix);
+		if (x.t < 0)
+			return -1;
+	}
+	*logits = conv(n, x, a->classes, 1, 1, 0, 1, "classifier");
+	return logits->t < 0 ? -1 : 0;
+}
+
+size_t net_logits_per_sample(const struct net_arch *a)
+{
+	if (a->task == NET_SEGMENT) {
+		int W = a->crop_w[0] ? a->crop_w[0] : a->in[0].W;
+		return (size_t)a->classes * a->in[0].H * W;
+	}
+	return (size_t)a->classes;
+}
+
+int net_init(struct net *n, const struct net_arch *arch)
+{
+	memset(n, 0, sizeof(*n));
+	if (arch_check(arch))
+		return -1;
+	n->arch = *arch;
+	struct net_arch *a = &n->arch;
+	if (a->bn_micro <= 0)
+		a->bn_micro = 8;
+	if (a->bn_momentum <= 0.0f)
+		a->bn_momentum = 0.1f;
+	if (a->bn_eps <= 0.0f)
+		a->bn_eps = 1e-5f;
+	struct net_priv *P = xcalloc(1, sizeof(*P));
+	n->priv = P;
+
+	/* the inputs (after crop / augment) and the input noise on them */
+	struct fmap in[NET_MAX_INPUTS];
+	uint64_t off = 0;
+	for (int k = 0; k < a->ninputs; k++) {
+		const struct net_input *ik = &a->in[k];
+		P->cw[k] = a->crop_w[k] ? a->crop_w[k] : ik->W;
+		P->image[k] = a->crop_w[k] == 0 && ik->H > 1 && ik->W > 1;
+		struct fmap x = { .nimg = ik->F, .C = ik->C, .H = ik->H, .W = P->cw[k] };
+		x.t = t_new(P, fm_size(&x), -1, 0);
+		P->t[x.t].nograd = 1;
+		P->t[x.t].input = k + 1;
+		P->in_t[k] = x.t;
+		P->in_sz[k] = fm_size(&x);
+		in[k] = x;
+	}
+	for (int k = 0; k < a->ninputs; k++) {
+		in[k] = noise(n, in[k], RNG_INPUT_NOISE, off);
+		off += P->in_sz[k];
+	}
+	struct fmap logits;
+	int rc = a->task == NET_CLASSIFY ? build_classify(n, in, &logits)
+					 : build_segment(n, in, &logits);
+	if (rc) {
+		net_release(n);
+		return -1;
+	}
+	P->logits_t = logits.t;
+
+	/* buffers: running_mean, running_var per BN layer, after all parameters
+	 * in the tensor table */
+	for (int i = 0; i < P->nl; i++) {
+		struct layer *L = &P->l[i];
+		if (L->op != OP_BN)
+			continue;
+		int shape[1] = { L->C };
+		const char *bname = P->bn_names[L->rm];
+		L->rm = pt_new(n, 0, INIT_ZERO, 0, 1, shape, "%s.running_mean", bname);
+		pt_new(n, 0, INIT_ONE, 0, 1, shape, "%s.running_var", bname);
+	}
+	P->bsum = xcalloc((size_t)P->nbsum + 1, sizeof(double));
+	n->params = xcalloc(n->nparams ? n->nparams : 1, sizeof(float));
+	n->grads = xcalloc(n->nparams ? n->nparams : 1, sizeof(float));
+	n->buffers = xcalloc(n->nbuffers ? n->nbuffers : 1, sizeof(float));
+	for (int i = 0; i < P->npt; i++) {
+		const struct ptensor *p = &P->pt[i];
+		float *base = p->is_param ? n->params : n->buffers;
+		if (p->init == INIT_ONE)
+			for (size_t j = 0; j < p->count; j++)
+				base[p->off + j] = 1.0f;
+	}
+	return 0;
+}
+
+void net_init_params(struct net *n, uint64_t seed)
+{
+	struct net_priv *P = n->priv;
+	for (int i = 0; i < P->npt; i++) {
+		const struct ptensor *p = &P->pt[i];
+		float *x = (p->is_param ? n->params : n->buffers) + p->off;
+		if (p->init == INIT_UNIFORM) {
+			float bound = 1.0f / sqrtf((float)p->fan_in);
+			struct rng r;
+			rng_init(&r, seed, RNG_INIT, (uint32_t)i, 0);
+			for (size_t j = 0; j < p->count; j++)
+				x[j] = (2.0f * rng_uniform(&r) - 1.0f) * bound;
+		} else {
+			float v = p->init == INIT_ONE ? 1.0f : 0.0f;
+			for (size_t j = 0; j < p->count; j++)
+				x[j] = v;
+		}
+	}
+	n->bn_batches = 0;
+}
+
+void net_release(struct net *n)
+{
+	struct net_priv *P = n->priv;
+	if (P) {
+		free(P->t);
+		free(P->l);
+		free(P->pt);
+		free(P->bn_names);
+		free(P->bsum);
+		free(P->acts);
+		free(P->augs);
+		free(P);
+	}
+	free(n->params);
+	free(n->grads);
+	free(n->buffers);
+	memset(n, 0, sizeof(*n));
+}
+
+void net_zero_grad(struct net *n)
+{
+	memset(n->grads, 0, n->nparams * sizeof(float));
+}
+
+/* ---- activations ------------------------------------------------------- */
+
+/* Hand out n floats at *off from base (or just count when base is NULL);
+ * every buffer starts on a 32-byte boundary. */
+static float *carve(float *base, size_t *off, size_t n)
+{
+	float *p = base ? base + *off : NULL;
+	*off += (n + 7) & ~(size_t)7;
+	return p;
+}
+
+static int owns(const struct tensor *t, int flags)
+{
+	return !t->input && (t->share < 0 || (t->own_flags & flags));
+}
+
+/* Point every buffer of a pass with B samples and flags into base; returns
+ * the floats needed (base NULL: only counts). */
+static size_t net_layout(struct net *n, float *base, int B, int flags)
+{
+	struct net_priv *P = n->priv;
+	const struct net_arch *a = &n->arch;
+	size_t off = 0;
+	int groups = (B + a->bn_micro - 1) / a->bn_micro;
+	for (int i = 0; i < P->nt; i++) {
+		struct tensor *t = &P->t[i];
+		if (owns(t, flags))
+			t->x = carve(base, &off, (size_t)B * t->sz);
+		else if (!t->input)
+			t->x = P->t[t->share].x;
+	}
+	/* gradients: one contiguous region */
+	P->gbase = base ? base + off : NULL;
+	size_t g0 = off;
+	for (int i = 0; i < P->nt; i++) {
+		struct tensor *t = &P->t[i];
+		if (!(flags & NEED_GRAD) || t->nograd)
+			t->g = NULL;
+		else if (owns(t, flags))
+			t->g = carve(base, &off, (size_t)B * t->sz);
+		else
+			t->g = P->t[t->share].g;
+	}
+	P->gcount = off - g0;
+	size_t scratch = 0;
+	for (int i = 0; i < P->nl; i++) {
+		struct layer *L = &P->l[i];
+		L->save_mean = L->save_rstd = L->draw = NULL;
+		L->argmax = NULL;
+		size_t sz = P->t[L->in].sz;
+		switch (L->op) {
+		case OP_CONV: {
+			size_t s = conv2d_scratch(&L->cs, B * L->nimg);
+			if (s > scratch)
+				scratch = s;
+			break;
+		}
+		case OP_BN:
+			if (flags & NEED_GRAD) {
+				L->save_mean = carve(base, &off, (size_t)groups * L->C);
+				L->save_rstd = carve(base, &off, (size_t)groups * L->C);
+			}
+			break;
+		case OP_MAXPOOL:
+			L->argmax = (int *)carve(base, &off, (size_t)B * P->t[L->out].sz);
+			break;
+		case OP_DROPOUT:
+			if (flags & NEED_DROPOUT)
+				L->draw = carve(base, &off, (size_t)B * sz);
+			break;
+		case OP_NOISE:
+			if (owns(&P->t[L->out], flags))
+				L->draw = carve(base, &off, (size_t)B * sz);
+			break;
+		default:
+			break;
+		}
+	}
+	P->scratch = carve(base, &off, scratch);
+	for (int k = 0; k < a->ninputs; k++) {
+		P->crop[k] = P->aug[k] = NULL;
+		if (P->cw[k] < a->in[k].W)
+			P->crop[k] = carve(base, &off, (size_t)B * P->in_sz[k]);
+		if ((flags & NEED_AUG) && P->image[k])
+			P->aug[k] = carve(base, &off, (size_t)B * P->in_sz[k]);
+	}
+	return off;
+}
+
+static float *acts_alloc(size_t n)
+{
+	size_t bytes = (n * sizeof(float) + 31) & ~(size_t)31;
+	float *p = aligned_alloc(32, bytes ? bytes : 32);
+	if (!p) {
+		fprintf(stderr, "fatal: out of memory (%zu bytes)\n", bytes);
+		abort();
+	}
+	return p;
+}
+
+/* Make acts hold B samples with the buffers flags needs, and point this
+ * pass's buffers into it (a smaller B or fewer flags always fits). */
+static void net_reserve(struct net *n, int B, int flags)
+{
+	struct net_priv *P = n->priv;
+	if (!P->acts || B > P->max_batch || (flags & ~P->cap_flags)) {
+		int cap = B > P->max_batch ? B : P->max_batch;
+		int cflags = P->cap_flags | flags;
+		size_t need = net_layout(n, NULL, cap, cflags);
+		free(P->acts);
+		P->acts = acts_alloc(need);
+		P->nacts = need;
+		free(P->augs);
+		P->augs = xcalloc((size_t)cap, sizeof(*P->augs));
+		P->max_batch = cap;
+		P->cap_flags = cflags;
+	}
+	net_layout(n, P->acts, B, flags);
+}
+
+static void ctx_reduce(const struct fwd_ctx *ctx, double *vals, int n)
+{
+	if (ctx && ctx->reduce)
+		ctx->reduce(vals, n, ctx->reduce_arg);
+}
+
+/* ---- forward ----------------------------------------------------------- */
+
+static int layer_active(const struct net *n, const struct layer *L)
+{
+	const struct net_priv *P = n->priv;
+	return owns(&P->t[L->out], P->flags) || L->op == OP_RELU;
+}
+
+/* The noise layers [i, j): one reduce of their sums |x|, then the noise. */
+static void noise_run_forward(struct net *n, int i, int j, int B, const struct fwd_ctx *ctx)
+{
+	struct net_priv *P = n->priv;
+	double s[2 * NET_MAX_INPUTS];
+	int m = 0;
+	for (int l = i; l < j; l++) {
+		const struct layer *L = &P->l[l];
+		s[m++] = nn_sum_abs(P->t[L->in].x, (size_t)B * P->t[L->in].sz);
+	}
+	ctx_reduce(ctx, s, m);
+	m = 0;
+	for (int l = i; l < j; l++) {
+		struct layer *L = &P->l[l];
+		size_t sz = P->t[L->in].sz;
+		float mean = (float)(s[m++] / (P->gbatch * (double)sz));
+		L->scale = L->purpose == RNG_INPUT_NOISE ? ctx->reg.input_noise
+							 : ctx->reg.hidden_noise;
+		noise_forward_at(P->t[L->out].x, L->draw, P->t[L->in].x, B, (int)sz, L->scale, mean,
+				 ctx->seed, L->purpose, ctx->step, L->off, ctx->ids);
+	}
+}
+
+static void layer_forward(struct net *n, struct layer *L, int B, const struct fwd_ctx *ctx)
+{
+	struct net_priv *P = n->priv;
+	const struct net_arch *a = &n->arch;
+	float *out = P->t[L->out].x;
+	const float *in = P->t[L->in].x;
+	const float *w = L->w >= 0 ? n->params + L->w : NULL;
+	const float *b = L->b >= 0 ? n->params + L->b : NULL;
+	int nb = B * L->nimg;
+	switch (L->op) {
+	case OP_CONV:
+		conv2d_forward(out, in, w, b, &L->cs, nb, P->scratch);
+		break;
+	case OP_BN:
+		if (ctx)
+			batchnorm_forward(out, L->save_mean, L->save_rstd, in, w, b, nb, L->C,
+					  L->H * L->W, a->bn_micro * L->nimg, a->bn_eps,
+					  P->bsum + L->bsum);
+		else
+			batchnorm_forward_eval(out, in, w, b, n->buffers + L->rm,
+					       n->buffers + L->rm + L->C, nb, L->C, L->H * L->W,
+					       a->bn_eps);
+		break;
+	case OP_RELU:
+		relu_forward(out, in, (size_t)B * P->t[L->in].sz);
+		break;
+	case OP_MAXPOOL:
+		maxpool2d_forward(out, L->argmax, in, nb, L->C, L->H, L->W, 2, 2, 0);
+		break;
+	case OP_GAP:
+		global_avgpool_forward(out, in, nb, L->C, L->H * L->W);
+		break;
+	case OP_FRAME_MEAN:
+		frame_mean_forward(out, in, B, L->nimg, L->C);
+		break;
+	case OP_UPSAMPLE:
+		upsample_bilinear_forward(out, in, B, L->C, L->H, L->W, L->OH, L->OW);
+		break;
+	case OP_CONCAT:
+		concat_forward(out, in, P->t[L->in2].x, B, L->C, L->OC, L->H * L->W);
+		break;
+	case OP_ADD:
+		add_forward(out, in, P->t[L->in2].x, (size_t)B * P->t[L->out].sz);
+		break;
+	case OP_LINEAR:
+		linear_forward(out, in, w, b, B, L->C, L->OC);
+		break;
+	case OP_DROPOUT:
+		dropout_forward_at(out, L->draw, in, B, (int)P->t[L->in].sz, ctx->reg.dropout,
+				   ctx->seed, ctx->step, L->off, ctx->ids);
+		break;
+	case OP_NOISE:
+		break; /* noise_run_forward */
+	}
+}
+
+/* Crop spectrograms, flip / scale-crop images: the model's input tensors. */
+static void prepare_inputs(struct net *n, const float *const *inputs, int B,
+			   const struct fwd_ctx *ctx)
+{
+	struct net_priv *P = n->priv;
+	const struct net_arch *a = &n->arch;
+	P->augmented = 0;
+	if (P->flags & NEED_AUG) {
+		augment_params(P->augs, B, ctx->reg.hflip, ctx->reg.scale_min, ctx->reg.scale_max,
+			       ctx->seed, ctx->step, ctx->ids);
+		P->augmented = 1;
+	}
+	for (int k = 0; k < a->ninputs; k++) {
+		const struct net_input *ik = &a->in[k];
+		const float *x = inputs[k];
+		if (P->crop[k]) {
+			time_crop(P->crop[k], x, B, ik->F * ik->C * ik->H, ik->W, P->cw[k],
+				  ctx && ctx->reg.random_crop, ctx ? ctx->seed : 0,
+				  ctx ? ctx->step : 0, ctx ? ctx->ids : NULL);
+			x = P->crop[k];
+		}
+		if (P->aug[k]) {
+			augment_image(P->aug[k], x, P->augs, B, ik->F * ik->C, ik->H, P->cw[k]);
+			x = P->aug[k];
+		}
+		/* the input tensors are read, never written */
+		P->t[P->in_t[k]].x = (float *)(uintptr_t)x;
+		for (int i = 0; i < P->nt; i++)
+			if (!owns(&P->t[i], P->flags) && P->t[i].share == P->in_t[k])
+				P->t[i].x = P->t[P->in_t[k]].x;
+	}
+}
+
+void net_forward(struct net *n, const float *const *inputs, int B, const struct fwd_ctx *ctx)
+{
+	// inputs[k] is (B, F*C*H*W of in[k]); logits is (B, classes) or (B, classes, H, W)
+	struct net_priv *P = n->priv;
+	const struct net_arch *a = &n->arch;
+	int flags = 0;
+	if (ctx) {
+		flags |= NEED_GRAD;
+		if (ctx->reg.input_noise != 0.0f)
+			flags |= NEED_NOISE_IN;
+		if (ctx->reg.hidden_noise != 0.0f)
+			flags |= NEED_NOISE_H;
+		if (ctx->reg.dropout > 0.0f)
+			flags |= NEED_DROPOUT;
+		int scale = !(ctx->reg.scale_min == ctx->reg.scale_max &&
+			      (ctx->reg.scale_min == 0.0f || ctx->reg.scale_min == 1.0f));
+		int any_image = 0;
+		for (int k = 0; k < a->ninputs; k++)
+			any_image |= P->image[k];
+		if (any_image && (ctx->reg.hflip || scale))
+			flags |= NEED_AUG;
+	}
+	P->flags = flags;
+	net_reserve(n, B, flags);
+	n->B = B;
+	n->train = ctx != NULL;
+	P->ctx = ctx;
+	P->gbatch = ctx && ctx->global_batch > 0 ? ctx->global_batch : B;
+	prepare_inputs(n, inputs, B, ctx);
+
+	for (int i = 0; i < P->nl;) {
+		struct layer *L = &P->l[i];
+		if (!layer_active(n, L)) {
+			i++;
+			continue;
+		}
+		if (L->op == OP_NOISE) {
+			int j = i;
+			while (j < P->nl && P->l[j].op == OP_NOISE && layer_active(n, &P->l[j]))
+				j++;
+			noise_run_forward(n, i, j, B, ctx);
+			i = j;
+			continue;
+		}
+		layer_forward(n, L, B, ctx);
+		i++;
+	}
+	n->logits = P->t[P->logits_t].x;
+
+	if (ctx && P->nbn) {
+		/* one reduce for every running statistic, and the group count */
+		P->bsum[P->nbsum] = (double)((B + a->bn_micro - 1) / a->bn_micro);
+		ctx_reduce(ctx, P->bsum, P->nbsum + 1);
+		int groups = (int)llround(P->bsum[P->nbsum]);
+		for (int i = 0; i < P->nl; i++) {
+			const struct layer *L = &P->l[i];
+			if (L->op == OP_BN)
+				batchnorm_update_running(n->buffers + L->rm, n->buffers + L->rm + L->C,
+							 P->bsum + L->bsum, groups, L->C,
+							 a->bn_momentum);
+		}
+		n->bn_batches++;
+	}
+}
+
+/* ---- backward ---------------------------------------------------------- */
+
+/* The noise layers [i, j) backward (hidden noise; input noise has no input
+ * gradient to give): one reduce of their sums dout*eps. */
+static void noise_run_backward(struct net *n, int i, int j, int B, const struct fwd_ctx *ctx)
+{
+	struct net_priv *P = n->priv;
+	double dot[2 * NET_MAX_INPUTS];
+	int m = 0;
+	for (int l = i; l < j; l++) {
+		const struct layer *L = &P->l[l];
+		dot[m++] = noise_dot(P->t[L->out].g, L->draw, (size_t)B * P->t[L->in].sz);
+	}
+	ctx_reduce(ctx, dot, m);
+	m = 0;
+	for (int l = i; l < j; l++) {
+		const struct layer *L = &P->l[l];
+		size_t sz = P->t[L->in].sz;
+		noise_backward(P->t[L->in].g, P->t[L->out].g, P->t[L->in].x, B, (int)sz,
+			       L->scale, dot[m++], P->gbatch * (double)sz);
+	}
+}
+
+static void layer_backward(struct net *n, struct layer *L, int B)
+{
+	struct net_priv *P = n->priv;
+	const struct net_arch *a = &n->arch;
+	const struct tensor *ti = &P->t[L->in], *to = &P->t[L->out];
+	float *din = ti->g;
+	const float *dout = to->g;
+	const float *w = L->w >= 0 ? n->params + L->w : NULL;
+	float *dw = L->w >= 0 ? n->grads + L->w : NULL;
+	float *db = L->b >= 0 ? n->grads + L->b : NULL;
+	int nb = B * L->nimg;
+	switch (L->op) {
+	case OP_CONV:
+		conv2d_backward(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch);
+		break;
+	case OP_BN:
+		batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w, nb, L->C,
+				   L->H * L->W, a->bn_micro * L->nimg);
+		break;
+	case OP_RELU: {
+		/* in place: the gradient buffer is shared with the input's */
+		size_t cnt = (size_t)B * to->sz;
+		float *g = to->g;
+		const float *y = to->x;
+		for (size_t i = 0; i < cnt; i++)
+			g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+		break;
+	}
+	case OP_MAXPOOL:
+		if (din)
+			maxpool2d_backward(din, dout, L->argmax, nb, L->C, L->H, L->W, L->OH, L->OW);
+		break;
+	case OP_GAP:
+		if (din)
+			global_avgpool_backward(din, dout, nb, L->C, L->H * L->W);
+		break;
+	case OP_FRAME_MEAN:
+		if (din)
+			frame_mean_backward(din, dout, B, L->nimg, L->C);
+		break;
+	case OP_UPSAMPLE:
+		if (din)
+			upsample_bilinear_backward(din, dout, B, L->C, L->H, L->W, L->OH, L->OW);
+		break;
+	case OP_CONCAT:
+		concat_backward(din, P->t[L->in2].g, dout, B, L->C, L->OC, L->H * L->W);
+		break;
+	case OP_ADD: {
+		size_t cnt = (size_t)B * to->sz;
+		if (din)
+			add_inplace(din, dout, cnt);
+		if (P->t[L->in2].g)
+			add_inplace(P->t[L->in2].g, dout, cnt);
+		break;
+	}
+	case OP_LINEAR:
+		linear_backward(din, dw, db, dout, ti->x, w, B, L->C, L->OC);
+		break;
+	case OP_DROPOUT:
+		if (din)
+			dropout_backward(din, dout, L->draw, (size_t)B * ti->sz);
+		break;
+	case OP_NOISE:
+		break; /* noise_run_backward */
+	}
+}
+
+void net_backward(struct net *n, const float *dlogits, const struct fwd_ctx *ctx)
+{
+	// dlogits has the shape of n->logits; accumulates into n->grads
+	struct net_priv *P = n->priv;
+	int B = n->B;
+	if (!(P->flags & NEED_GRAD)) {
+		mke_warn("net_backward after an evaluation forward: nothing to do");
+		return;
+	}
+	memset(P->gbase, 0, P->gcount * sizeof(float));
+	const struct tensor *lt = &P->t[P->logits_t];
+	memcpy(lt->g, dlogits, (size_t)B * lt->sz * sizeof(float));
+	for (int i = P->nl - 1; i >= 0;) {
+		struct layer *L = &P->l[i];
+		if (!layer_active(n, L) || !P->t[L->out].g) {
+			i--;
+			continue;
+		}
+		if (L->op == OP_NOISE) {
+			int j = i;
+			while (j >= 0 && P->l[j].op == OP_NOISE && layer_active(n, &P->l[j]) &&
+			       P->t[P->l[j].out].g)
+				j--;
+			noise_run_backward(n, j + 1, i + 1, B, ctx);
+			i = j;
+			continue;
+		}
+		layer_backward(n, L, B);
+		i--;
+	}
+}
+
+void net_augment_labels(const struct net *n, int *out, const int *labels, int ignore)
+{
+	const struct net_priv *P = n->priv;
+	int H = n->arch.in[0].H, W = P->cw[0];
+	if (P->augmented && P->image[0])
+		augment_labels(out, labels, P->augs, n->B, H, W, ignore);
+	else
+		memcpy(out, labels, (size_t)n->B * H * W * sizeof(int));
+}
+
+/* ---- tensors ----------------------------------------------------------- */
+
+int net_ntensors(const struct net *n)
+{
+	const struct net_priv *P = n->priv;
+	return P ? P->npt : 0;
+}
+
+const char *net_tensor(const struct net *n, int i, float **data, int *ndim, int shape[4],
+		       int *is_param)
+{
+	const struct net_priv *P = n->priv;
+	if (!P || i < 0 || i >= P->npt)
+		return NULL;
+	const struct ptensor *p = &P->pt[i];
+	if (data)
+		*data = (p->is_param ? n->params : n->buffers) + p->off;
+	if (ndim)
+		*ndim = p->ndim;
+	if (shape)
+		for (int d = 0; d < 4; d++)
+			shape[d] = d < p->ndim ? p->shape[d] : 1;
+	if (is_param)
+		*is_param = p->is_param;
+	return p->name;
+}
+
+int net_find_tensor(const struct net *n, const char *name)
+{
+	const struct net_priv *P = n->priv;
+	for (int i = 0; P && i < P->npt; i++)
+		if (strcmp(P->pt[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int net_nbn(const struct net *n)
+{
+	const struct net_priv *P = n->priv;
+	return P ? P->nbn : 0;
+}
+
+const char *net_bn_name(const struct net *n, int j)
+{
+	const struct net_priv *P = n->priv;
+	if (!P || j < 0 || j >= P->nbn)
+		return NULL;
+	return P->bn_names[j];
+}
