@@ -220,7 +220,7 @@ static void test_bad_configs(void)
 		"\"mm\": {\"inputs\": [\"a\", \"b\"], \"hiden\": [4]}}",
 		TEACHER, "");
 	expect_error(t, "key 'models.mm.hiden' is not known (known: inputs, fusion, hidden, "
-			"branches)");
+			"branches, type, channels, bn_micro)");
 	free(t);
 	t = cfg(DATA_AB,
 		"\"models\": {\"um\": {\"inputs\": [\"a\"], \"hidden\": [4]}, "
