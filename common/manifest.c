@@ -1454,7 +1454,7 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 		if (!bad && col[2] >= 0 && row->cells[col[2]][0]) {
 			const char *s = row->cells[col[2]];
 			const char *fetched = fpath[2] ? fpath[2][r] : NULL;
-			int th = d->label_h, tw = d->label_w;
+			int th = c->target.height, tw = c->target.width;
 			size_t nout = 0;
 			char *path = NULL;
 			if (fpath[2] && ferr[2][r]) {
@@ -1542,9 +1542,9 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 			 "decode), %d loaded", manifest_path, d->nquarantined,
 			 d->nquarantined == 1 ? "" : "s", d->n);
 	if (nout_maps)
-		mke_warn("manifest '%s': %d label map%s in column '%s' hold values outside the "
+		mke_warn("manifest '%s': %d label map%s in column '%s' hold%s values outside the "
 			 "classes; those pixels are ignored", manifest_path, nout_maps,
-			 nout_maps == 1 ? "" : "s", c->target.column);
+			 nout_maps == 1 ? "" : "s", c->target.column, nout_maps == 1 ? "s" : "");
 	if (!d->n) {
 		rc = mke_error("manifest '%s' has no usable rows (%d bad, %d quarantined)",
 			       manifest_path, m.nbad, d->nquarantined);
