@@ -542,11 +542,12 @@ static int parse_decode_options(struct walk *w, const cJSON *j, enum modality_ki
 		const char *key;
 		unsigned kinds;  /* bit per enum modality_kind */
 	} applies[] = {
-		{ "height", 1u << MOD_IMAGE | 1u << MOD_DEPTH },
-		{ "width", 1u << MOD_IMAGE | 1u << MOD_DEPTH },
+		{ "height", 1u << MOD_IMAGE | 1u << MOD_DEPTH | 1u << MOD_FRAMES | 1u << MOD_LABELMAP },
+		{ "width", 1u << MOD_IMAGE | 1u << MOD_DEPTH | 1u << MOD_FRAMES | 1u << MOD_LABELMAP },
 		{ "channels", 1u << MOD_IMAGE },
 		{ "sample_rate", 1u << MOD_AUDIO },
 		{ "seconds", 1u << MOD_AUDIO },
+		{ "frames", 1u << MOD_FRAMES },
 	};
 	for (size_t i = 0; i < sizeof applies / sizeof applies[0]; i++) {
 		if (member(j, applies[i].key) && !(applies[i].kinds & 1u << kind)) {
@@ -557,10 +558,12 @@ static int parse_decode_options(struct walk *w, const cJSON *j, enum modality_ki
 	m->height = m->width = m->channels = 0;
 	m->sample_rate = kind == MOD_AUDIO ? 16000 : 0;
 	m->seconds = 0;
+	m->frames = kind == MOD_FRAMES ? 8 : 0;
 	if (opt_int(w, j, "height", 1, 65535, &m->height) ||
 	    opt_int(w, j, "width", 1, 65535, &m->width) ||
 	    opt_int(w, j, "sample_rate", 1000, 384000, &m->sample_rate) ||
-	    opt_float(w, j, "seconds", NUM_POSITIVE, &m->seconds))
+	    opt_float(w, j, "seconds", NUM_POSITIVE, &m->seconds) ||
+	    opt_int(w, j, "frames", 1, 4096, &m->frames))
 		return -1;
 	if (!m->height != !m->width) {
 		push_key(w, m->height ? "height" : "width");
@@ -591,7 +594,7 @@ static int parse_decode_options(struct walk *w, const cJSON *j, enum modality_ki
 static int parse_modality(struct walk *w, const cJSON *j, struct modality_spec *m)
 {
 	static const char *const keys[] = { "column", "kind", "dim", "height", "width",
-					    "channels", "sample_rate", "seconds", NULL };
+					    "channels", "sample_rate", "seconds", "frames", NULL };
 	if (check_object(w, j, keys))
 		return -1;
 	const char *col;

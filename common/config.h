@@ -42,10 +42,12 @@ struct modality_spec {
 	enum modality_kind kind;
 	int dim;                  /* flattened width; 0 = take it from the data */
 	/* decoding options (common/media.h); 0 = not given */
-	int height, width;        /* image, depth: bilinear resize to height x width */
+	int height, width;        /* image, depth, frames: bilinear resize to height x width;
+				     labelmap: nearest */
 	int channels;             /* image: 1, 3 or 4 (0: the file's, alpha dropped) */
 	int sample_rate;          /* audio: resample to this rate (default 16000) */
 	float seconds;            /* audio: tile or crop to this duration (0: as is) */
+	int frames;               /* frames: frames sampled per cell (default 8) */
 };
 
 struct model_spec {

@@ -30,16 +30,29 @@
 #include "manifest.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include "fetch.h"
 #include "media.h"
 #include "npy.h"
 #include "spectrogram.h"
 #include "util.h"
+
+/* The video decoder (common/av.h) is built in when the tree has it. */
+#if defined(__has_include)
+#if __has_include("av.h")
+#include "av.h"
+#define MKE_HAVE_AV 1
+#endif
+#endif
 
 #define FIELD_MAX (1 << 20) /* longest field accepted, bytes */
 
@@ -499,10 +512,11 @@ int manifest_load(struct manifest *m, const char *path)
 
 /* ---- datasets --------------------------------------------------------------- */
 
-/* A growable float vector for one decoded cell. */
+/* A growable float vector for one decoded cell, with its (F, C, H, W). */
 struct vec {
 	float *v;
 	size_t n, cap;
+	int shape[4];
 };
 
 static void vec_push(struct vec *a, float x)
@@ -513,6 +527,121 @@ static void vec_push(struct vec *a, float x)
 	}
 	a->v[a->n++] = x;
 }
+
+static void set_shape(int shape[4], int f, int c, int h, int w)
+{
+	shape[0] = f;
+	shape[1] = c;
+	shape[2] = h;
+	shape[3] = w;
+}
+
+/* Hand a decoded buffer of n floats over to out. */
+static void vec_take(struct vec *out, float *v, size_t n)
+{
+	free(out->v);
+	out->v = v;
+	out->n = out->cap = n;
+}
+
+/* ---- where path cells may lead ------------------------------------------------ */
+
+/*
+ * A path cell that is relative and has no ".." component stays under the
+ * manifest's directory and is opened as it is (symbolic links inside the
+ * data are the data owner's to place). An absolute path, or one with "..",
+ * is resolved with realpath() (symbolic links and all) and must then lie
+ * under the manifest's directory or the data root, both resolved the same
+ * way; otherwise the row is quarantined. MKE_ALLOW_OUTSIDE_PATHS=1 in the
+ * environment lifts the rule. A path that does not resolve (a missing file)
+ * is left to the decoder, which reports it as missing. URL cells are fetched
+ * into the cache and are not paths in this sense.
+ */
+struct confine {
+	int allow;           /* MKE_ALLOW_OUTSIDE_PATHS=1 */
+	char *dir, *root;    /* realpath() of the manifest's directory and the data root */
+	const char *dir_name, *root_name;   /* as given, for messages */
+};
+
+static void confine_init(struct confine *cf, const char *dir, const char *root)
+{
+	const char *e = getenv("MKE_ALLOW_OUTSIDE_PATHS");
+	cf->allow = e && strcmp(e, "1") == 0;
+	cf->dir_name = dir && dir[0] ? dir : ".";
+	cf->root_name = root && root[0] ? root : cf->dir_name;
+	cf->dir = realpath(cf->dir_name, NULL);
+	cf->root = realpath(cf->root_name, NULL);
+}
+
+static void confine_release(struct confine *cf)
+{
+	free(cf->dir);
+	free(cf->root);
+}
+
+static int has_dotdot(const char *p)
+{
+	for (const char *s = p; *s;) {
+		size_t n = strcspn(s, "/");
+		if (n == 2 && s[0] == '.' && s[1] == '.')
+			return 1;
+		s += n;
+		while (*s == '/')
+			s++;
+	}
+	return 0;
+}
+
+static int path_under(const char *base, const char *p)
+{
+	if (!base)
+		return 0;
+	size_t n = strlen(base);
+	if (n == 1 && base[0] == '/')
+		return 1;
+	return strncmp(base, p, n) == 0 && (p[n] == '/' || p[n] == '\0');
+}
+
+/* 0 when cell, resolved to path, may be opened; -1 with why[] set. */
+static int confine_check(const struct confine *cf, const char *cell, const char *path, char *why,
+			 size_t nwhy)
+{
+	if (cf->allow || (cell[0] != '/' && !has_dotdot(cell)))
+		return 0;
+	char *real = realpath(path, NULL);
+	if (!real)
+		return 0;
+	int ok = path_under(cf->dir, real) || path_under(cf->root, real);
+	free(real);
+	if (ok)
+		return 0;
+	snprintf(why, nwhy, "cannot load '%.200s': the path leads outside the manifest's "
+		 "directory '%.200s' and the data root '%.200s'; make it relative to the "
+		 "manifest, or set MKE_ALLOW_OUTSIDE_PATHS=1 to allow paths outside them",
+		 path, cf->dir_name, cf->root_name);
+	return -1;
+}
+
+/* The file a path cell names: the fetched copy when there is one, else the
+ * cell resolved against dir and confined. NULL with why[] set. */
+static char *cell_path(const char *cell, const char *fetched, const char *dir,
+		       const struct confine *cf, char *why, size_t nwhy)
+{
+	if (fetched)
+		return xstrdup(fetched);
+	if (!cell[0]) {
+		snprintf(why, nwhy, "is empty");
+		return NULL;
+	}
+	char *path = path_join(dir, cell);
+	if (confine_check(cf, cell, path, why, nwhy)) {
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+/* ---- cell decoders -------------------------------------------------------------- */
 
 /* Whitespace-separated finite numbers. Returns 0, or -1 with why[] set. */
 static int decode_inline(const char *cell, struct vec *out, char *why, size_t nwhy)
@@ -546,28 +675,32 @@ static int decode_inline(const char *cell, struct vec *out, char *why, size_t nw
 		snprintf(why, nwhy, "is empty");
 		return -1;
 	}
+	if (out->n > (size_t)INT_MAX) {
+		snprintf(why, nwhy, "has too many values");
+		return -1;
+	}
+	set_shape(out->shape, 1, 1, 1, (int)out->n);
 	return 0;
 }
 
-static int decode_npy(const char *cell, const char *dir, struct vec *out, char *why, size_t nwhy)
+/* An .npy file: shape (1, 1, 1, n) for 0 or 1 dims; 2-4 dims keep their
+ * trailing dims; more fold the leading ones into F. */
+static int decode_npy(const char *path, struct vec *out, char *why, size_t nwhy)
 {
 	out->n = 0;
-	if (!cell[0]) {
-		snprintf(why, nwhy, "is empty");
-		return -1;
-	}
-	char *path = path_join(dir, cell);
 	struct npy_array a;
 	memset(&a, 0, sizeof a);
 	if (npy_load(&a, path)) {
 		snprintf(why, nwhy, "cannot load '%.200s'", path);
-		free(path);
 		return -1;
 	}
 	int rc = 0;
 	if (a.count > (size_t)(1 << 30)) {
 		snprintf(why, nwhy, "'%.200s' has %zu values, too many for one sample", path,
 			 a.count);
+		rc = -1;
+	} else if (!a.count) {
+		snprintf(why, nwhy, "'%.200s' holds no values", path);
 		rc = -1;
 	}
 	for (size_t i = 0; i < a.count && !rc; i++) {
@@ -578,41 +711,107 @@ static int decode_npy(const char *cell, const char *dir, struct vec *out, char *
 		}
 	}
 	if (!rc) {
+		int s[4] = { 1, 1, 1, 1 };
+		int nd = a.ndim;
+		for (int i = 0; i < nd; i++) {
+			int slot = 4 - nd + i;
+			if (slot < 0)
+				s[0] *= (int)a.shape[i];
+			else if (slot == 0)
+				s[0] *= (int)a.shape[i];
+			else
+				s[slot] = (int)a.shape[i];
+		}
+		memcpy(out->shape, s, sizeof s);
 		free(out->v);
 		out->v = a.data;
 		out->n = out->cap = a.count;
 		a.data = NULL;
 	}
 	npy_release(&a);
-	free(path);
 	return rc;
 }
 
-/* Hand a decoded buffer of n floats over to out. */
-static void vec_take(struct vec *out, float *v, size_t n)
+/* Does name end in one of exts (case-insensitive)? */
+static int has_ext(const char *name, const char *const *exts)
 {
-	free(out->v);
-	out->v = v;
-	out->n = out->cap = n;
+	size_t n = strlen(name);
+	for (int i = 0; exts[i]; i++) {
+		size_t e = strlen(exts[i]);
+		if (n > e && strcasecmp(name + n - e, exts[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static const char *const video_exts[] = { ".mp4", ".mkv", ".webm", ".avi", NULL };
+static const char *const av_audio_exts[] = { ".mp4", ".m4a", ".mkv", ".webm", NULL };
+static const char *const frame_exts[] = { ".jpg", ".jpeg", ".png", NULL };
+
+/* Audio samples to the log-spectrogram of spectrogram.h (1 x 257 x T,
+ * z-scored), tiled or cropped to the modality's duration first. Takes x. */
+static int audio_to_spectrogram(const struct modality_spec *ms, const char *path, float *x,
+				size_t n, struct spectrogram *sp, struct vec *out, char *why,
+				size_t nwhy)
+{
+	if (ms->seconds > 0) {
+		size_t len = (size_t)llround((double)ms->seconds * ms->sample_rate);
+		float *y = xmalloc(len * sizeof *y);
+		audio_fit(x, n, y, len);
+		free(x);
+		x = y;
+		n = len;
+	} else {
+		audio_fit(x, n, x, n); /* clip to [-1, 1] */
+	}
+	size_t T = spectrogram_frames(n);
+	if (!T) {
+		snprintf(why, nwhy, "'%.200s' has %zu samples at %d Hz, fewer than one %d-point "
+			 "window (set 'seconds' to tile short clips)", path, n, ms->sample_rate,
+			 SPEC_NPERSEG);
+		free(x);
+		return -1;
+	}
+	if (T > (size_t)INT_MAX) {
+		snprintf(why, nwhy, "'%.200s' is too long", path);
+		free(x);
+		return -1;
+	}
+	float *s = xmalloc((size_t)SPEC_NFREQ * T * sizeof *s);
+	spectrogram_compute(sp, x, n, ms->sample_rate, 1, s);
+	free(x);
+	vec_take(out, s, (size_t)SPEC_NFREQ * T);
+	set_shape(out->shape, 1, 1, SPEC_NFREQ, (int)T);
+	return 0;
+}
+
+/* Nearest-neighbour resize of an h x w map of ids to th x tw: source index
+ * floor(dst * in / out), PyTorch's F.interpolate(mode='nearest'). */
+static int *ids_resize(const int *src, int h, int w, int th, int tw)
+{
+	int *dst = xmalloc((size_t)th * (size_t)tw * sizeof *dst);
+	for (int y = 0; y < th; y++) {
+		int sy = (int)((int64_t)y * h / th);
+		for (int x = 0; x < tw; x++)
+			dst[(size_t)y * tw + x] = src[(size_t)sy * w + (int)((int64_t)x * w / tw)];
+	}
+	return dst;
 }
 
 /*
- * An image, depth or audio cell: a path relative to dir. Images and depth
- * maps are resized when the modality gives height and width and flattened
- * C x H x W; audio is resampled to the modality's rate, tiled or cropped to
- * its duration when it gives one, and turned into the log-spectrogram of
- * spectrogram.h (257 x T, z-scored). The decoders report why a file fails
- * (naming it); why[] gets the line for the manifest's report.
+ * An image, depth, labelmap or audio cell at path (name: the cell as written,
+ * whose extension picks the audio decoder). Images and depth maps are resized
+ * when the modality gives height and width (bilinear) and flattened C x H x W;
+ * label maps likewise with nearest-neighbour, their raw ids as floats;
+ * audio is resampled to the modality's rate, tiled or cropped to its duration
+ * when it gives one, and turned into the log-spectrogram of spectrogram.h
+ * (257 x T, z-scored). The decoders report why a file fails (naming it);
+ * why[] gets the line for the manifest's report.
  */
-static int decode_media(const struct modality_spec *ms, const char *cell, const char *dir,
+static int decode_media(const struct modality_spec *ms, const char *name, const char *path,
 			struct spectrogram *sp, struct vec *out, char *why, size_t nwhy)
 {
 	out->n = 0;
-	if (!cell[0]) {
-		snprintf(why, nwhy, "is empty");
-		return -1;
-	}
-	char *path = path_join(dir, cell);
 	int rc = 0;
 	if (ms->kind == MOD_IMAGE || ms->kind == MOD_DEPTH) {
 		struct media_image im;
@@ -622,61 +821,280 @@ static int decode_media(const struct modality_spec *ms, const char *cell, const 
 			if (ms->height)
 				image_resize(&im, ms->height, ms->width);
 			vec_take(out, im.x, (size_t)im.c * (size_t)im.h * (size_t)im.w);
+			set_shape(out->shape, 1, im.c, im.h, im.w);
+		}
+	} else if (ms->kind == MOD_LABELMAP) {
+		int *ids, h, w;
+		rc = labelmap_load(&ids, &h, &w, path);
+		if (!rc) {
+			if (ms->height && (h != ms->height || w != ms->width)) {
+				int *r = ids_resize(ids, h, w, ms->height, ms->width);
+				free(ids);
+				ids = r;
+				h = ms->height;
+				w = ms->width;
+			}
+			size_t n = (size_t)h * (size_t)w;
+			float *x = xmalloc(n * sizeof *x);
+			for (size_t i = 0; i < n; i++)
+				x[i] = (float)ids[i];
+			free(ids);
+			vec_take(out, x, n);
+			set_shape(out->shape, 1, 1, h, w);
 		}
 	} else {
 		float *x;
 		size_t n;
-		rc = audio_load(path, ms->sample_rate, &x, &n, NULL);
-		if (!rc) {
-			if (ms->seconds > 0) {
-				size_t len = (size_t)llround((double)ms->seconds * ms->sample_rate);
-				float *y = xmalloc(len * sizeof *y);
-				audio_fit(x, n, y, len);
-				free(x);
-				x = y;
-				n = len;
-			} else {
-				audio_fit(x, n, x, n); /* clip to [-1, 1] */
-			}
-			size_t T = spectrogram_frames(n);
-			if (!T) {
-				snprintf(why, nwhy, "'%.200s' has %zu samples at %d Hz, fewer than "
-					 "one %d-point window (set 'seconds' to tile short clips)",
-					 path, n, ms->sample_rate, SPEC_NPERSEG);
-				free(x);
-				free(path);
+		if (has_ext(name, av_audio_exts)) {
+#ifdef MKE_HAVE_AV
+			char avwhy[600] = "";
+			if (av_decode_audio(path, ms->sample_rate, &x, &n, avwhy, sizeof avwhy)) {
+				snprintf(why, nwhy, "cannot decode '%.200s': %.600s", path, avwhy);
 				return -1;
 			}
-			float *s = xmalloc((size_t)SPEC_NFREQ * T * sizeof *s);
-			spectrogram_compute(sp, x, n, ms->sample_rate, 1, s);
-			free(x);
-			vec_take(out, s, (size_t)SPEC_NFREQ * T);
+#else
+			snprintf(why, nwhy, "cannot decode '%.200s': audio in .mp4, .m4a, .mkv or "
+				 ".webm files needs the video decoder (common/av.h), which this build "
+				 "lacks", path);
+			return -1;
+#endif
+		} else if (audio_load(path, ms->sample_rate, &x, &n, NULL)) {
+			rc = -1;
 		}
+		if (!rc)
+			return audio_to_spectrogram(ms, path, x, n, sp, out, why, nwhy);
 	}
 	if (rc)
 		snprintf(why, nwhy, "cannot decode '%.200s'", path);
-	free(path);
 	return rc;
 }
 
-/*
- * Fetch the URL cells of the file-backed modalities as one batch. For such a
- * modality k, path[k][r] and err[k][r] get row r's cached file or why it
- * could not be fetched (both NULL for a cell that is not a URL); path[k]
- * stays NULL when the column has no URL. A column '<column>_sha256', or
- * 'sha256' for modality a, gives the digest a URL's content must have (an
- * empty cell: no check).
- */
-static void fetch_cells(const struct manifest *m, const struct run_config *c, int nmod,
-			const int *col, char **path[2], char **err[2])
+static int cmp_str(const void *a, const void *b)
 {
-	size_t cap = 2 * (size_t)m->nrows + 1;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The files of a frames cell: a folder's .jpg/.jpeg/.png files sorted by
+ * name (dot files skipped), or a ';'-separated list, each confined like a
+ * path cell. Returns the count (> 0), or -1 with why[] set. */
+static int frame_files(const char *cell, const char *fetched, const char *dir,
+		       const struct confine *cf, char ***files, char *why, size_t nwhy)
+{
+	*files = NULL;
+	int n = 0, cap = 0;
+	if (!fetched && strchr(cell, ';')) {
+		const char *s = cell;
+		for (;;) {
+			size_t len = strcspn(s, ";");
+			while (len && isspace((unsigned char)*s)) {
+				s++;
+				len--;
+			}
+			size_t e = len;
+			while (e && isspace((unsigned char)s[e - 1]))
+				e--;
+			char *item = xasprintf("%.*s", (int)e, s);
+			char *p = item[0] ? cell_path(item, NULL, dir, cf, why, nwhy) : NULL;
+			if (!item[0])
+				snprintf(why, nwhy, "has an empty item in its list of frames");
+			free(item);
+			if (!p)
+				goto fail;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				*files = xrealloc(*files, (size_t)cap * sizeof **files);
+			}
+			(*files)[n++] = p;
+			s += len;
+			if (*s != ';')
+				break;
+			s++;
+		}
+		return n;
+	}
+	char *path = cell_path(cell, fetched, dir, cf, why, nwhy);
+	if (!path)
+		return -1;
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		snprintf(why, nwhy, "cannot load '%.200s': %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		*files = xmalloc(sizeof **files);
+		(*files)[0] = path;
+		return 1;
+	}
+	DIR *dp = opendir(path);
+	if (!dp) {
+		snprintf(why, nwhy, "cannot open the frame folder '%.200s': %s", path,
+			 strerror(errno));
+		free(path);
+		return -1;
+	}
+	struct dirent *de;
+	while ((de = readdir(dp))) {
+		if (de->d_name[0] == '.' || !has_ext(de->d_name, frame_exts))
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			*files = xrealloc(*files, (size_t)cap * sizeof **files);
+		}
+		(*files)[n++] = xstrdup(de->d_name);
+	}
+	closedir(dp);
+	if (!n) {
+		snprintf(why, nwhy, "the frame folder '%.200s' holds no .jpg, .jpeg or .png file",
+			 path);
+		free(path);
+		free(*files);
+		*files = NULL;
+		return -1;
+	}
+	qsort(*files, (size_t)n, sizeof **files, cmp_str);
+	for (int i = 0; i < n; i++) {
+		char *p = path_join(path, (*files)[i]);
+		free((*files)[i]);
+		(*files)[i] = p;
+	}
+	free(path);
+	return n;
+fail:
+	for (int i = 0; i < n; i++)
+		free((*files)[i]);
+	free(*files);
+	*files = NULL;
+	return -1;
+}
+
+/* Frame i of F taken from n: the middle of the i-th of F equal segments,
+ * floor((2i + 1) n / 2F) (n < F repeats frames). */
+static int frame_index(int i, int F, int n)
+{
+	return (int)((int64_t)(2 * i + 1) * n / (2 * (int64_t)F));
+}
+
+/*
+ * A frames cell: a folder of frames, a ';'-separated list of frame files, or
+ * a video file (.mp4, .mkv, .webm, .avi: common/av.h). F = the modality's
+ * frames are taken uniformly (frame_index), decoded as RGB in [0, 1] like the
+ * image kind and resized bilinearly to the modality's height x width (absent:
+ * the first sampled frame's size): F x 3 x H x W.
+ */
+static int decode_frames(const struct modality_spec *ms, const char *cell, const char *fetched,
+			 const char *dir, const struct confine *cf, struct vec *out, char *why,
+			 size_t nwhy)
+{
+	out->n = 0;
+	int F = ms->frames > 0 ? ms->frames : 8;
+	if (!cell[0]) {
+		snprintf(why, nwhy, "is empty");
+		return -1;
+	}
+	if (has_ext(cell, video_exts)) {
+		char *path = cell_path(cell, fetched, dir, cf, why, nwhy);
+		if (!path)
+			return -1;
+#ifdef MKE_HAVE_AV
+		if (!ms->height) {
+			snprintf(why, nwhy, "'%.200s' is a video: the modality needs 'height' and "
+				 "'width' to decode it", path);
+			free(path);
+			return -1;
+		}
+		size_t n = (size_t)F * 3 * (size_t)ms->height * (size_t)ms->width;
+		float *x = xmalloc(n * sizeof *x);
+		char avwhy[600] = "";
+		if (av_decode_frames(path, F, ms->height, ms->width, x, avwhy, sizeof avwhy)) {
+			snprintf(why, nwhy, "cannot decode '%.200s': %.600s", path, avwhy);
+			free(x);
+			free(path);
+			return -1;
+		}
+		vec_take(out, x, n);
+		set_shape(out->shape, F, 3, ms->height, ms->width);
+		free(path);
+		return 0;
+#else
+		snprintf(why, nwhy, "cannot decode '%.200s': video files need the video decoder "
+			 "(common/av.h), which this build lacks; give a folder of frames", path);
+		free(path);
+		return -1;
+#endif
+	}
+	char **files;
+	int n = frame_files(cell, fetched, dir, cf, &files, why, nwhy);
+	if (n < 0)
+		return -1;
+	int rc = 0, H = ms->height, W = ms->width, prev = -1;
+	size_t plane = 0;
+	float *x = NULL;
+	for (int i = 0; i < F && !rc; i++) {
+		int j = frame_index(i, F, n);
+		if (j == prev) {
+			memcpy(x + (size_t)i * plane, x + (size_t)(i - 1) * plane,
+			       plane * sizeof *x);
+			continue;
+		}
+		prev = j;
+		struct media_image im;
+		if (image_load(&im, files[j], 3)) {
+			snprintf(why, nwhy, "cannot decode frame '%.200s'", files[j]);
+			rc = -1;
+			break;
+		}
+		if (!x) {
+			if (!H) {
+				H = im.h;
+				W = im.w;
+			}
+			plane = (size_t)3 * (size_t)H * (size_t)W;
+			if (plane > ((size_t)1 << 30) / (size_t)F) {
+				snprintf(why, nwhy, "%d frames of 3 x %d x %d are too many values for "
+					 "one sample", F, H, W);
+				media_image_release(&im);
+				rc = -1;
+				break;
+			}
+			x = xmalloc((size_t)F * plane * sizeof *x);
+		}
+		image_resize(&im, H, W);
+		memcpy(x + (size_t)i * plane, im.x, plane * sizeof *x);
+		media_image_release(&im);
+	}
+	for (int i = 0; i < n; i++)
+		free(files[i]);
+	free(files);
+	if (rc) {
+		free(x);
+		return -1;
+	}
+	vec_take(out, x, (size_t)F * plane);
+	set_shape(out->shape, F, 3, H, W);
+	return 0;
+}
+
+/* ---- URL cells ------------------------------------------------------------------ */
+
+/*
+ * Fetch the URL cells of the file-backed columns as one batch: col[k] for k
+ * < ncol (-1: skip). path[k][r] and err[k][r] get row r's cached file or why
+ * it could not be fetched (both NULL for a cell that is not a URL); path[k]
+ * stays NULL when the column has no URL. A column '<column>_sha256', or
+ * 'sha256' for the first column, gives the digest a URL's content must have
+ * (an empty cell: no check).
+ */
+static void fetch_cells(const struct manifest *m, const struct run_config *c, int ncol,
+			const int *col, char **path[], char **err[])
+{
+	size_t cap = (size_t)ncol * (size_t)m->nrows + 1;
 	const char **urls = xmalloc(cap * sizeof *urls), **shas = xmalloc(cap * sizeof *shas);
 	int *where = xmalloc(cap * sizeof *where), n = 0;
-	for (int k = 0; k < nmod; k++) {
-		if (c->mod[k].kind == MOD_INLINE)
+	for (int k = 0; k < ncol; k++) {
+		if (col[k] < 0)
 			continue;
-		char *name = xasprintf("%s_sha256", c->mod[k].column);
+		char *name = xasprintf("%s_sha256", m->cols[col[k]]);
 		int sc = manifest_col(m, name);
 		free(name);
 		if (sc < 0 && k == 0)
@@ -717,28 +1135,113 @@ static void fetch_cells(const struct manifest *m, const struct run_config *c, in
 	free(where);
 }
 
-/* Class index of a label cell: -1 empty, -2 unknown. */
-static int decode_label(const char *cell, const struct run_config *c)
+/* ---- labels ---------------------------------------------------------------------- */
+
+/* Class index of a label (len bytes at s, spaces trimmed): -1 empty, -2 unknown. */
+static int decode_class(const char *s, size_t n, const struct run_config *c)
 {
-	while (isspace((unsigned char)*cell))
-		cell++;
-	size_t n = strlen(cell);
-	while (n && isspace((unsigned char)cell[n - 1]))
+	while (n && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n && isspace((unsigned char)s[n - 1]))
 		n--;
 	if (!n)
 		return -1;
 	for (int k = 0; k < c->nclass_names; k++)
-		if (strlen(c->class_names[k]) == n && strncmp(c->class_names[k], cell, n) == 0)
+		if (strlen(c->class_names[k]) == n && strncmp(c->class_names[k], s, n) == 0)
 			return k;
 	char buf[32];
 	if (n >= sizeof buf)
 		return -2;
-	memcpy(buf, cell, n);
+	memcpy(buf, s, n);
 	buf[n] = '\0';
 	long v;
 	if (parse_long(buf, &v) == 0 && v >= 0 && v < c->classes)
 		return (int)v;
 	return -2;
+}
+
+static int decode_label(const char *cell, const struct run_config *c)
+{
+	return decode_class(cell, strlen(cell), c);
+}
+
+/* A multi-label cell "a;b;c" (names or indices) into the multi-hot row hot
+ * (classes floats, zeroed here). Returns the first class listed, -1 for an
+ * empty cell, -2 with why[] set for an unknown or empty item. */
+static int decode_multi(const char *cell, const struct run_config *c, float *hot, char *why,
+			size_t nwhy)
+{
+	memset(hot, 0, (size_t)c->classes * sizeof *hot);
+	const char *s = cell;
+	while (isspace((unsigned char)*s))
+		s++;
+	if (!*s)
+		return -1;
+	int first = -1;
+	for (;;) {
+		size_t len = strcspn(s, ";");
+		int k = decode_class(s, len, c);
+		if (k < 0) {
+			if (k == -1)
+				snprintf(why, nwhy, "empty class in the label list '%.100s'", cell);
+			else
+				snprintf(why, nwhy, "unknown label '%.*s' in '%.100s'",
+					 (int)(len > 60 ? 60 : len), s, cell);
+			return -2;
+		}
+		hot[k] = 1;
+		if (first < 0)
+			first = k;
+		s += len;
+		if (*s != ';')
+			break;
+		s++;
+	}
+	return first;
+}
+
+/*
+ * A segmentation target: the label map at path mapped to class ids (value
+ * == ignore_value -> -1, else value - first_class, -1 when outside [0,
+ * classes); *nout counts those) and resized nearest-neighbour to th x tw
+ * (0: the file's size, returned in *th, *tw). *ids is owned by the caller.
+ */
+static int decode_target(const struct run_config *c, const char *path, int **ids, int *th,
+			 int *tw, size_t *nout, char *why, size_t nwhy)
+{
+	int *v, h, w;
+	*ids = NULL;
+	*nout = 0;
+	if (labelmap_load(&v, &h, &w, path)) {
+		snprintf(why, nwhy, "cannot decode '%.200s'", path);
+		return -1;
+	}
+	size_t n = (size_t)h * (size_t)w;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == c->target.ignore_value) {
+			v[i] = -1;
+			continue;
+		}
+		int64_t k = (int64_t)v[i] - c->target.first_class;
+		if (k < 0 || k >= c->classes) {
+			v[i] = -1;
+			(*nout)++;
+		} else {
+			v[i] = (int)k;
+		}
+	}
+	if (!*th) {
+		*th = h;
+		*tw = w;
+	} else if (h != *th || w != *tw) {
+		int *r = ids_resize(v, h, w, *th, *tw);
+		free(v);
+		v = r;
+	}
+	*ids = v;
+	return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -779,12 +1282,39 @@ void dataset_release(struct dataset *d)
 	for (int k = 0; k < 2; k++)
 		free(d->x[k]);
 	free(d->labels);
+	free(d->pixel_labels);
+	free(d->multi);
 	free(d->ids);
 	if (d->names)
 		for (int i = 0; i < d->n; i++)
 			free(d->names[i]);
 	free(d->names);
 	memset(d, 0, sizeof *d);
+}
+
+/* Decode modality k's cell of row r into out. */
+static int decode_cell(const struct run_config *c, int k, const char *cell, const char *fetched,
+		       const char *dir, const struct confine *cf, struct spectrogram *sp,
+		       struct vec *out, char *why, size_t nwhy)
+{
+	const struct modality_spec *ms = &c->mod[k];
+	if (ms->kind == MOD_INLINE)
+		return decode_inline(cell, out, why, nwhy);
+	if (ms->kind == MOD_FRAMES)
+		return decode_frames(ms, cell, fetched, dir, cf, out, why, nwhy);
+	char *path = cell_path(cell, fetched, dir, cf, why, nwhy);
+	if (!path)
+		return -1;
+	int rc = ms->kind == MOD_NPY ? decode_npy(path, out, why, nwhy)
+				     : decode_media(ms, cell, path, sp, out, why, nwhy);
+	free(path);
+	return rc;
+}
+
+static const char *shape_text(const int s[4], char *buf, size_t n)
+{
+	snprintf(buf, n, "%d x %d x %d x %d", s[0], s[1], s[2], s[3]);
+	return buf;
 }
 
 int dataset_load(struct dataset *d, const struct run_config *c, const char *manifest_path,
@@ -797,14 +1327,10 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	if (nmod > c->nmod)
 		return mke_error("config '%s': modality b is needed for '%s' but "
 				 "data.modalities does not declare it", c->path, manifest_path);
-	for (int k = 0; k < nmod; k++) {
-		enum modality_kind kind = c->mod[k].kind;
-		if (kind != MOD_INLINE && kind != MOD_NPY && kind != MOD_IMAGE &&
-		    kind != MOD_DEPTH && kind != MOD_AUDIO)
-			return mke_error("config '%s': data.modalities.%c: kind '%s' is not "
-					 "supported yet", c->path, 'a' + k,
-					 modality_kind_name(kind));
-	}
+	for (int k = 0; k < nmod; k++)
+		if (!modality_kind_name(c->mod[k].kind))
+			return mke_error("config '%s': data.modalities.%c: unknown kind %d",
+					 c->path, 'a' + k, (int)c->mod[k].kind);
 	struct manifest m;
 	if (manifest_load(&m, manifest_path))
 		return -1;
@@ -820,7 +1346,8 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 		}
 		have_sp = 1;
 	}
-	int col[2] = { -1, -1 };
+	/* col[0], col[1]: the modalities; col[2]: the segmentation target */
+	int col[3] = { -1, -1, -1 };
 	for (int k = 0; k < nmod; k++) {
 		col[k] = manifest_col(&m, c->mod[k].column);
 		if (col[k] < 0) {
@@ -832,6 +1359,10 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 			return -1;
 		}
 	}
+	int seg = c->task == TASK_SEGMENT && c->target.column;
+	if (seg)
+		col[2] = manifest_col(&m, c->target.column);
+	int multi = c->task == TASK_MULTILABEL && m.label_col >= 0;
 
 	size_t cap = m.nrows ? (size_t)m.nrows : 1;
 	d->nmod = nmod;
@@ -839,42 +1370,61 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	d->names = xcalloc(cap, sizeof *d->names);
 	if (m.label_col >= 0)
 		d->labels = xmalloc(cap * sizeof *d->labels);
+	if (multi)
+		d->multi = xcalloc(cap * (size_t)c->classes, sizeof *d->multi);
 	for (int k = 0; k < nmod; k++)
 		d->dim[k] = c->mod[k].dim;
+	if (seg) {
+		d->label_h = c->target.height;
+		d->label_w = c->target.width;
+	}
 
-	char **fpath[2] = { NULL, NULL }, **ferr[2] = { NULL, NULL };
-	fetch_cells(&m, c, nmod, col, fpath, ferr);
+	int fcol[3] = { -1, -1, -1 };
+	for (int k = 0; k < 3; k++)
+		if (col[k] >= 0 && (k == 2 || c->mod[k].kind != MOD_INLINE))
+			fcol[k] = col[k];
+	char **fpath[3] = { NULL, NULL, NULL }, **ferr[3] = { NULL, NULL, NULL };
+	fetch_cells(&m, c, 3, fcol, fpath, ferr);
 
+	struct confine cf;
+	confine_init(&cf, m.dir, c->data_root);
 	struct reporter rp = { .path = manifest_path };
 	struct vec cell[2] = { { 0 }, { 0 } };
+	float *hot = multi ? xmalloc((size_t)c->classes * sizeof *hot) : NULL;
+	int *tids = NULL, nout_maps = 0;
 	int rc = 0;
 	for (int r = 0; r < m.nrows; r++) {
 		const struct manifest_row *row = &m.rows[r];
 		char why[1200] = "";
 		int bad = 0, label = -1;
 		if (m.label_col >= 0) {
-			label = decode_label(row->cells[m.label_col], c);
-			if (label == -2) {
-				report(&rp, row->line, "unknown label '%.100s'",
-				       row->cells[m.label_col]);
-				d->nquarantined++;
-				continue;
+			const char *lc = row->cells[m.label_col];
+			if (multi) {
+				label = decode_multi(lc, c, hot, why, sizeof why);
+				if (label == -2) {
+					report(&rp, row->line, "%s", why);
+					d->nquarantined++;
+					continue;
+				}
+			} else {
+				label = decode_label(lc, c);
+				if (label == -2) {
+					report(&rp, row->line, "unknown label '%.100s'", lc);
+					d->nquarantined++;
+					continue;
+				}
 			}
 		}
 		for (int k = 0; k < nmod && !bad; k++) {
 			const char *s = row->cells[col[k]];
-			int fetched = fpath[k] && fpath[k][r];
+			const char *fetched = fpath[k] ? fpath[k][r] : NULL;
+			char sh[2][64];
 			if (fpath[k] && ferr[k][r]) {
 				snprintf(why, sizeof why, "%s", ferr[k][r]);
 				bad = 1;
-			} else if (c->mod[k].kind == MOD_INLINE) {
-				bad = decode_inline(s, &cell[k], why, sizeof why);
-			} else if (c->mod[k].kind == MOD_NPY) {
-				bad = decode_npy(fetched ? fpath[k][r] : s, m.dir, &cell[k], why,
-						 sizeof why);
 			} else {
-				bad = decode_media(&c->mod[k], fetched ? fpath[k][r] : s, m.dir, &sp,
-						   &cell[k], why, sizeof why);
+				bad = decode_cell(c, k, s, fetched, m.dir, &cf, &sp, &cell[k], why,
+						  sizeof why);
 			}
 			if (bad && fetched) {
 				char *safe = fetch_redact(s);
@@ -886,10 +1436,61 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 				snprintf(why, sizeof why, "expected %d values, got %zu", d->dim[k],
 					 cell[k].n);
 				bad = 1;
+			} else if (!bad && d->x[k] &&
+				   memcmp(cell[k].shape, d->shape[k], sizeof d->shape[k]) != 0) {
+				snprintf(why, sizeof why, "has shape %s, the first row's is %s",
+					 shape_text(cell[k].shape, sh[0], sizeof sh[0]),
+					 shape_text(d->shape[k], sh[1], sizeof sh[1]));
+				bad = 1;
 			}
 			if (bad)
 				report(&rp, row->line, "column '%s'%s %s", c->mod[k].column,
+				       strncmp(why, "is ", 3) == 0 || strncmp(why, "has ", 4) == 0
+					       ? "" : ":", why);
+		}
+		/* the segmentation target: tids = the row's map, NULL = all ignored */
+		free(tids);
+		tids = NULL;
+		if (!bad && col[2] >= 0 && row->cells[col[2]][0]) {
+			const char *s = row->cells[col[2]];
+			const char *fetched = fpath[2] ? fpath[2][r] : NULL;
+			int th = c->target.height, tw = c->target.width;
+			size_t nout = 0;
+			char *path = NULL;
+			if (fpath[2] && ferr[2][r]) {
+				snprintf(why, sizeof why, "%s", ferr[2][r]);
+				bad = 1;
+			} else if (!(path = cell_path(s, fetched, m.dir, &cf, why, sizeof why))) {
+				bad = 1;
+			} else if (decode_target(c, path, &tids, &th, &tw, &nout, why, sizeof why)) {
+				bad = 1;
+			} else if (d->label_h && (th != d->label_h || tw != d->label_w)) {
+				snprintf(why, sizeof why, "label map '%.200s' is %d x %d, the first "
+					 "was %d x %d (set data.target.height and width to resize "
+					 "them all)", path, th, tw, d->label_h, d->label_w);
+				bad = 1;
+			} else if (nout) {
+				report(&rp, row->line, "column '%s': %zu pixel%s of '%.200s' hold "
+				       "values outside [%d, %d) that are not the ignore value %d; "
+				       "they are ignored (-1)", c->target.column, nout,
+				       nout == 1 ? "" : "s", path, c->target.first_class,
+				       c->target.first_class + c->classes, c->target.ignore_value);
+				nout_maps++;
+			}
+			if (bad && fetched) {
+				char *safe = fetch_redact(s);
+				size_t len = strlen(why);
+				snprintf(why + len, sizeof why - len, " (fetched from '%.300s')", safe);
+				free(safe);
+			}
+			if (bad)
+				report(&rp, row->line, "column '%s'%s %s", c->target.column,
 				       strncmp(why, "is ", 3) == 0 ? "" : ":", why);
+			else if (!d->label_h) {
+				d->label_h = th;
+				d->label_w = tw;
+			}
+			free(path);
 		}
 		if (bad) {
 			d->nquarantined++;
@@ -898,6 +1499,7 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 		for (int k = 0; k < nmod; k++) {
 			if (!d->x[k]) {
 				d->dim[k] = (int)cell[k].n;
+				memcpy(d->shape[k], cell[k].shape, sizeof d->shape[k]);
 				if (cap > SIZE_MAX / sizeof(float) / (size_t)d->dim[k]) {
 					rc = mke_error("dataset '%s' is too large", manifest_path);
 					goto out;
@@ -907,8 +1509,29 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 			memcpy(d->x[k] + (size_t)d->n * (size_t)d->dim[k], cell[k].v,
 			       (size_t)d->dim[k] * sizeof(float));
 		}
+		if (col[2] >= 0 && d->label_h) {
+			size_t hw = (size_t)d->label_h * (size_t)d->label_w;
+			if (!d->pixel_labels) {
+				if (cap > SIZE_MAX / sizeof(int) / hw) {
+					rc = mke_error("dataset '%s' is too large", manifest_path);
+					goto out;
+				}
+				d->pixel_labels = xmalloc(cap * hw * sizeof(int));
+				for (size_t i = 0; i < (size_t)d->n * hw; i++)
+					d->pixel_labels[i] = -1;
+			}
+			int *dst = d->pixel_labels + (size_t)d->n * hw;
+			if (tids)
+				memcpy(dst, tids, hw * sizeof *dst);
+			else
+				for (size_t i = 0; i < hw; i++)
+					dst[i] = -1;
+		}
 		if (d->labels)
 			d->labels[d->n] = label;
+		if (multi)
+			memcpy(d->multi + (size_t)d->n * (size_t)c->classes, hot,
+			       (size_t)c->classes * sizeof *hot);
 		d->names[d->n] = xstrdup(row->cells[m.id_col]);
 		d->ids[d->n] = sample_id_hash(d->names[d->n]);
 		d->n++;
@@ -918,15 +1541,27 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 		mke_warn("manifest '%s': %d row%s quarantined (cells or labels that do not "
 			 "decode), %d loaded", manifest_path, d->nquarantined,
 			 d->nquarantined == 1 ? "" : "s", d->n);
+	if (nout_maps)
+		mke_warn("manifest '%s': %d label map%s in column '%s' hold%s values outside the "
+			 "classes; those pixels are ignored", manifest_path, nout_maps,
+			 nout_maps == 1 ? "" : "s", c->target.column, nout_maps == 1 ? "s" : "");
 	if (!d->n) {
 		rc = mke_error("manifest '%s' has no usable rows (%d bad, %d quarantined)",
 			       manifest_path, m.nbad, d->nquarantined);
 		goto out;
 	}
+	if (col[2] >= 0 && !d->pixel_labels)
+		mke_warn("manifest '%s': column '%s' has no label map (every cell is empty), so "
+			 "its size is unknown; the rows have no pixel labels", manifest_path,
+			 c->target.column);
 	check_collisions(d, manifest_path);
 out:
-	for (int k = 0; k < 2; k++) {
+	free(tids);
+	free(hot);
+	confine_release(&cf);
+	for (int k = 0; k < 2; k++)
 		free(cell[k].v);
+	for (int k = 0; k < 3; k++) {
 		for (int r = 0; fpath[k] && r < m.nrows; r++) {
 			free(fpath[k][r]);
 			free(ferr[k][r]);

@@ -470,7 +470,8 @@ static void test_npy_and_kinds(void)
 	dataset_release(&d);
 	config_release(&c);
 
-	/* kinds not decoded yet fail the load up front */
+	/* frames cells that name no frames: every row quarantined, no usable row
+	   (test_dataset_shapes.c decodes real frames) */
 	CHECK(config_in(&c, "{\"name\": \"n\", \"data\": {\"labeled\": \"l.csv\", \"classes\": 2, "
 			    "\"modalities\": {\"a\": {\"column\": \"x\", \"kind\": \"frames\"}}}, "
 			    "\"models\": {\"m\": {\"inputs\": [\"a\"], \"hidden\": []}}, "
@@ -479,7 +480,8 @@ static void test_npy_and_kinds(void)
 	rc = dataset_load(&d, &c, p, 1);
 	err = capture_end();
 	CHECK(rc == -1);
-	CHECK(strstr(err, "data.modalities.a: kind 'frames' is not supported yet") != NULL);
+	CHECK(strstr(err, "column 'x': cannot load") != NULL);
+	CHECK(strstr(err, "has no usable rows") != NULL);
 	free(err);
 	capture_begin();
 	rc = dataset_load(&d, &c, p, 2);
