@@ -144,7 +144,6 @@ struct net_priv {
 	int augmented;
 	int flags;
 	double gbatch;
-	const struct fwd_ctx *ctx;
 };
 
 /* ---- building ---------------------------------------------------------- */
@@ -1246,9 +1245,10 @@ void net_forward(struct net *n, const float *const *inputs, int B, const struct 
 	net_reserve(n, B, flags);
 	n->B = B;
 	n->train = ctx != NULL;
-	P->ctx = ctx;
 	P->gbatch = ctx && ctx->global_batch > 0 ? ctx->global_batch : B;
 	prepare_inputs(n, inputs, B, ctx);
+	if (B == 0)
+		memset(P->bsum, 0, (size_t)P->nbsum * sizeof(double));
 
 	for (int i = 0; i < P->nl;) {
 		struct layer *L = &P->l[i];
@@ -1256,9 +1256,10 @@ void net_forward(struct net *n, const float *const *inputs, int B, const struct 
 			i++;
 			continue;
 		}
+		/* a rank without samples still takes part in every reduce */
 		if (L->op == OP_NOISE)
 			noise_run_forward(n, i, P->hi[i] + 1, B, ctx);
-		else
+		else if (B > 0)
 			layer_forward(n, L, B, ctx);
 		i = P->hi[i] + 1;
 	}
@@ -1400,7 +1401,7 @@ void net_backward(struct net *n, const float *dlogits, const struct fwd_ctx *ctx
 		if (P->t[L->out].g) {
 			if (L->op == OP_NOISE)
 				noise_run_backward(n, P->lo[i], i + 1, B, ctx);
-			else
+			else if (B > 0)
 				layer_backward(n, L, B);
 		}
 		i = P->lo[i] - 1;

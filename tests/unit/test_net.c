@@ -511,11 +511,13 @@ static void *dp_main(void *arg)
 	return NULL;
 }
 
-/* B = 16 in one process against two ranks of 8 (micro-batches of 8): the same
- * logits, the same summed gradients, the same running statistics. */
-static void dp_run(struct net_arch a, struct regularizer reg, int want_reduces, uint32_t tag)
+/* B = 16 in one process against two ranks of H and 16-H (micro-batches of
+ * 8): the same logits, the same summed gradients, the same running
+ * statistics. */
+static void dp_run(struct net_arch a, struct regularizer reg, int want_reduces, uint32_t tag,
+		   int H)
 {
-	enum { B = 16, H = 8 };
+	enum { B = 16 };
 	a.bn_micro = 8;
 	struct net whole;
 	CHECK(net_init(&whole, &a) == 0);
@@ -551,7 +553,7 @@ static void dp_run(struct net_arch a, struct regularizer reg, int want_reduces, 
 			rk[k].x[i] = x[i] + (size_t)k * H * in_size(&a, i);
 		rk[k].ids = ids + k * H;
 		rk[k].r = r + (size_t)k * H * per;
-		rk[k].B = H;
+		rk[k].B = k ? B - H : H;
 		rk[k].global_B = B;
 		rk[k].reg = reg;
 		pthread_create(&th[k], NULL, dp_main, &rk[k]);
@@ -564,7 +566,7 @@ static void dp_run(struct net_arch a, struct regularizer reg, int want_reduces, 
 		CHECK_MSG(rk[k].reduces == want_reduces, "rank %d: %d reduces", k, rk[k].reduces);
 	double worst = 0.0;
 	for (int k = 0; k < 2; k++)
-		for (size_t i = 0; i < H * per; i++) {
+		for (size_t i = 0; i < (size_t)rk[k].B * per; i++) {
 			float w = whole.logits[k * H * per + i];
 			CHECK_NEAR(rk[k].n.logits[i], w, 1e-5 + 1e-5 * fabsf(w));
 		}
@@ -596,15 +598,17 @@ static void test_rank_split(void)
 	struct regularizer all = { .input_noise = 0.3f, .hidden_noise = 0.5f, .dropout = 0.25f };
 	/* forward: BN statistics (+ input noise means + hidden noise means);
 	 * backward: hidden noise dots */
-	dp_run(arch_conv3(), none, 1, 1);
-	dp_run(arch_conv3(), all, 4, 2);
-	dp_run(arch_late(), all, 4, 3);
-	dp_run(arch_seg2(), all, 4, 4);
+	dp_run(arch_conv3(), none, 1, 1, 8);
+	dp_run(arch_conv3(), all, 4, 2, 8);
+	dp_run(arch_late(), all, 4, 3, 8);
+	dp_run(arch_seg2(), all, 4, 4, 8);
 	struct regularizer aug = all;
 	aug.hflip = 1;
 	aug.scale_min = 0.8f;
 	aug.scale_max = 1.25f;
-	dp_run(arch_seg1(), aug, 4, 5);
+	dp_run(arch_seg1(), aug, 4, 5, 8);
+	/* a rank without samples still takes part in every reduce */
+	dp_run(arch_late(), all, 4, 6, 16);
 }
 
 /* ---- memory ------------------------------------------------------------ */
