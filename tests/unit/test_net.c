@@ -66,7 +66,7 @@ static struct net_arch arch_late(void)
 	a.in[0] = (struct net_input){ 1, 1, 8, 8 };
 	a.in[1] = (struct net_input){ 2, 3, 6, 6 };
 	a.branch[0] = (struct net_branch){ .type = NET_RESNET, .nstage = 2, .channels = { 4, 6 },
-					   .blocks = 1 };
+					   .blocks = 2 };
 	a.branch[1] = (struct net_branch){ .type = NET_VIDEO, .nstage = 2, .channels = { 4, 5 } };
 	return a;
 }
@@ -786,9 +786,9 @@ static void test_tensors(void)
 	i = net_find_tensor(&n, "branch1.stage0.conv.weight");
 	CHECK(i >= 0 && net_tensor(&n, i, &d, &nd, sh, &isp) && nd == 4 && sh[0] == 4 &&
 	      sh[1] == 3 && sh[2] == 3 && sh[3] == 3);
-	CHECK(net_nbn(&n) == 8);
+	CHECK(net_nbn(&n) == 12);
 	CHECK(strcmp(net_bn_name(&n, 0), "branch0.stem.bn") == 0);
-	CHECK(net_bn_name(&n, 8) == NULL);
+	CHECK(net_bn_name(&n, 12) == NULL);
 	/* init: within PyTorch's bounds, deterministic */
 	net_init_params(&n, 5);
 	i = net_find_tensor(&n, "head.4.weight");
