@@ -91,6 +91,7 @@ struct layer {
 	struct conv2d_shape cs;
 	long w, b;               /* param offsets, -1 none */
 	long rm;                 /* BN: running_mean offset in buffers (running_var follows) */
+	int bn;                  /* BN: its index (net_bn_name) */
 	int bsum;                /* BN: offset of its 2*C sums in the reduce array */
 	uint32_t purpose;        /* noise: RNG_INPUT_NOISE / RNG_HIDDEN_NOISE */
 	uint64_t off;            /* noise, dropout: stream offset */
@@ -268,8 +269,7 @@ static struct fmap bn(struct net *n, struct fmap x, const char *name)
 	P->nbsum += 2 * x.C;
 	P->bn_names = xrealloc(P->bn_names, (size_t)(P->nbn + 1) * sizeof(*P->bn_names));
 	snprintf(P->bn_names[P->nbn++], sizeof(P->bn_names[0]), "%s", name);
-	/* buffers are laid out after the parameters: offsets fixed up in net_init */
-	L->rm = (long)P->nbn - 1;
+	L->bn = P->nbn - 1; /* its buffers come after every parameter (net_init) */
 	return y;
 }
 
@@ -703,7 +703,7 @@ int net_init(struct net *n, const struct net_arch *arch)
 		if (L->op != OP_BN)
 			continue;
 		int shape[1] = { L->C };
-		const char *bname = P->bn_names[L->rm];
+		const char *bname = P->bn_names[L->bn];
 		L->rm = pt_new(n, 0, INIT_ZERO, 0, 1, shape, "%s.running_mean", bname);
 		pt_new(n, 0, INIT_ONE, 0, 1, shape, "%s.running_var", bname);
 	}
