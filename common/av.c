@@ -608,7 +608,7 @@ int av_decode_frames(const char *path, int F, int H, int W, float *out, char *wh
 	struct frames_dec d = {.path = path, .why = why, .nwhy = nwhy, .F = F, .H = H, .W = W,
 			       .out = out, .mode = BY_INDEX, .prev_slot = -1};
 	d.prev = av_frame_alloc();
-	d.rgb = xmalloc((size_t)3 * H * W);
+	d.rgb = xmalloc((size_t)3 * H * W + 64);   /* + 64: SIMD stores may run over */
 	if (!d.prev) {
 		free(d.rgb);
 		return fail(why, nwhy, AVERROR(ENOMEM), "'%s'", path);
@@ -822,6 +822,7 @@ int av_write_mp4(const char *path, const float *audio, size_t nsamples, int rate
 		if (!rc && nsamples)
 			rc = audio_enc_open(oc, &a, rate, path, why, nwhy);
 	}
+	uint8_t *padded = nframes ? xcalloc((size_t)H * W * 3 + 64, 1) : NULL;
 	if (!rc && nframes) {
 		sws = sws_getContext(W, H, AV_PIX_FMT_RGB24, W, H, AV_PIX_FMT_YUV420P,
 				     SWS_BILINEAR | SWS_ACCURATE_RND, NULL, NULL, NULL);
@@ -849,7 +850,10 @@ int av_write_mp4(const char *path, const float *audio, size_t nsamples, int rate
 				rc = fail(why, nwhy, r, "'%s'", path);
 				break;
 			}
-			const uint8_t *src[4] = {rgb_frames + (size_t)f * H * W * 3, NULL, NULL, NULL};
+			/* libswscale's SIMD reads run a few bytes past the last row:
+			 * give it a padded copy, not the caller's buffer */
+			memcpy(padded, rgb_frames + (size_t)f * H * W * 3, (size_t)H * W * 3);
+			const uint8_t *src[4] = {padded, NULL, NULL, NULL};
 			int stride[4] = {3 * W, 0, 0, 0};
 			sws_scale(sws, src, stride, 0, H, v.fr->data, v.fr->linesize);
 			v.fr->pts = f++;
@@ -875,6 +879,7 @@ int av_write_mp4(const char *path, const float *audio, size_t nsamples, int rate
 	if (rc && opened)
 		unlink(path);
 	sws_freeContext(sws);
+	free(padded);
 	enc_release(&v);
 	enc_release(&a);
 	av_packet_free(&pkt);
