@@ -94,18 +94,36 @@ static unsigned char *pattern(void)
 	return px;
 }
 
-/* The frequency (1 Hz steps, 50..4000 Hz) with the largest DFT magnitude
- * over x[from, from + len). */
+/* |DFT|^2 of x[from, from + len) at hz, by a rotating phasor. */
+static double power_at(const float *x, size_t from, size_t len, double hz, int rate)
+{
+	double re = 0, im = 0, c = 1, s = 0, w = 2 * M_PI * hz / rate;
+	double cw = cos(w), sw = sin(w);
+	for (size_t k = 0; k < len; k++) {
+		re += x[from + k] * c;
+		im += x[from + k] * s;
+		double t = c * cw - s * sw;
+		s = s * cw + c * sw;
+		c = t;
+	}
+	return re * re + im * im;
+}
+
+/* The frequency with the largest DFT magnitude over x[from, from + len):
+ * 10 Hz steps over 50..4000 Hz, then 1 Hz steps around the best. */
 static double peak_hz(const float *x, size_t from, size_t len, int rate)
 {
-	double best = 0, best_hz = 0;
-	for (int hz = 50; hz <= 4000; hz++) {
-		double re = 0, im = 0, w = 2 * M_PI * hz / rate;
-		for (size_t k = 0; k < len; k++) {
-			re += x[from + k] * cos(w * (double)k);
-			im += x[from + k] * sin(w * (double)k);
+	double best = -1, best_hz = 0;
+	for (int hz = 50; hz <= 4000; hz += 10) {
+		double m = power_at(x, from, len, hz, rate);
+		if (m > best) {
+			best = m;
+			best_hz = hz;
 		}
-		double m = re * re + im * im;
+	}
+	double c = best_hz;
+	for (double hz = c - 10; hz <= c + 10; hz += 1) {
+		double m = power_at(x, from, len, hz, rate);
 		if (m > best) {
 			best = m;
 			best_hz = hz;
