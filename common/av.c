@@ -532,9 +532,9 @@ static int frames_frame(void *ctx, AVFrame *fr)
 		d->count++;
 		return 0;
 	}
-	int rc = 0;
+	int rc = 0, first = -1;   /* the slot this frame was converted into */
 	if (d->mode == BY_INDEX) {
-		for (int first = -1; d->next < d->F && slot_index(d, d->next) <= d->count; d->next++) {
+		for (; d->next < d->F && slot_index(d, d->next) <= d->count; d->next++) {
 			if (first < 0) {
 				rc = frame_convert(d, fr, d->next);
 				first = d->next;
@@ -559,7 +559,7 @@ static int frames_frame(void *ctx, AVFrame *fr)
 	av_frame_unref(d->prev);
 	if (av_frame_ref(d->prev, fr) < 0)
 		return fail(d->why, d->nwhy, AVERROR(ENOMEM), "'%s'", d->path);
-	d->prev_slot = -1;
+	d->prev_slot = first;
 	return d->next == d->F ? 1 : 0;
 }
 
