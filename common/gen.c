@@ -17,11 +17,13 @@
 #include <hdf5.h>
 #include <sndfile.h>
 
+#include "av.h"
 #include "importers.h"
 #include "rng.h"
 #include "util.h"
 
-const char *const gen_kinds[] = {"twomoon", "vggsound", "nyuv2", "ravdess", NULL};
+const char *const gen_kinds[] = {"twomoon", "vggsound", "nyuv2", "ravdess", "vggsound-mp4",
+				 NULL};
 
 enum { GEN_TWOMOON = 1, GEN_VGGSOUND, GEN_NYUV2, GEN_RAVDESS };
 
@@ -165,7 +167,29 @@ static const char *const as_name[5] = {"Speech", "Male speech, man speaking", "D
 static const char *const as_pos[4] = {"/m/0bt9lr", "/m/09x0r,/m/05zppz", "/m/05r5c",
 				      "/m/07yv9"};
 
-static int gen_vggsound(const char *dir, int n, uint64_t seed)
+/* The MP4 of one clip: the tone as AAC, VGG_MP4_FRAMES frames of
+ * VGG_MP4_SIZE^2 pixels at VGG_MP4_FPS as H.264 (1 s, as long as the tone),
+ * each pixel (bright ? 190 : 60) + N(0, 20) in every channel. */
+#define VGG_MP4_FRAMES 8
+#define VGG_MP4_FPS 8
+#define VGG_MP4_SIZE 32
+
+static int vgg_mp4(const char *path, struct rng *r, const float *x, int ns, int bright)
+{
+	size_t npx = (size_t)VGG_MP4_FRAMES * VGG_MP4_SIZE * VGG_MP4_SIZE * 3;
+	uint8_t *px = xmalloc(npx);
+	for (size_t k = 0; k < npx; k++)
+		px[k] = clamp8((bright ? 190 : 60) + 20 * rng_normal(r));
+	char why[512];
+	int rc = av_write_mp4(path, x, (size_t)ns, 16000, px, VGG_MP4_FRAMES, VGG_MP4_SIZE,
+			      VGG_MP4_SIZE, VGG_MP4_FPS, why, sizeof why);
+	free(px);
+	return rc ? mke_error("%s", why) : 0;
+}
+
+/* mp4: each clip as media/<id>_<start:06d>.mp4 (audio and frames in one
+ * file, VGGSound's own layout) instead of a WAV and a frame folder. */
+static int gen_vggsound(const char *dir, int n, uint64_t seed, int mp4)
 {
 	static const char alpha[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -201,6 +225,13 @@ static int gen_vggsound(const char *dir, int n, uint64_t seed)
 		int ns;
 		float *x = tone(&r, (pitch ? 1320.0 : 440.0) * (1 + 0.05 * rng_uniform(&r)), 1.0,
 				16000, &ns);
+		if (mp4) {
+			char *p = xasprintf("%s/%s_%06d.mp4", media, id, start);
+			rc = vgg_mp4(p, &r, x, ns, bright);
+			free(p);
+			free(x);
+			continue;
+		}
 		char *p = xasprintf("%s/%s_%06d.wav", media, id, start);
 		rc = wav_write(p, x, ns, 16000);
 		free(p);
@@ -476,13 +507,13 @@ static int gen_ravdess(const char *dir, int n, uint64_t seed)
 
 int gen_dataset(const char *kind, const char *dir, int n, uint64_t seed)
 {
-	static const int defaults[] = {500, 40, 12, 48};
+	static const int defaults[] = {500, 40, 12, 48, 40};
 	int k = 0;
 	while (gen_kinds[k] && strcmp(gen_kinds[k], kind) != 0)
 		k++;
 	if (!gen_kinds[k])
-		return mke_error("unknown dataset kind '%s' (twomoon, vggsound, nyuv2, ravdess)",
-				 kind);
+		return mke_error("unknown dataset kind '%s' (twomoon, vggsound, vggsound-mp4, "
+				 "nyuv2, ravdess)", kind);
 	if (n <= 0)
 		n = defaults[k];
 	if (n > 100000)
@@ -493,10 +524,12 @@ int gen_dataset(const char *kind, const char *dir, int n, uint64_t seed)
 	case 0:
 		return gen_twomoon(dir, n, seed);
 	case 1:
-		return gen_vggsound(dir, n, seed);
+		return gen_vggsound(dir, n, seed, 0);
 	case 2:
 		return gen_nyuv2(dir, n, seed);
-	default:
+	case 3:
 		return gen_ravdess(dir, n, seed);
+	default:
+		return gen_vggsound(dir, n, seed, 1);
 	}
 }

@@ -7,6 +7,8 @@
  *   vggsound   vggsound.csv + media/<id>_<start:06d>.wav and frame folders;
  *              audioset/ segment CSVs and class_labels_indices.csv over the
  *              same clips
+ *   vggsound-mp4  the same, each clip one media/<id>_<start:06d>.mp4 (AAC
+ *              audio + H.264 frames, VGGSound's own layout; common/av.h)
  *   nyuv2      nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5) and splits.mat
  *   ravdess    Actor_XX/03-01-EE-II-SS-RR-XX.wav + 01-...png face images
  *
@@ -21,8 +23,9 @@
 
 #include <stdint.h>
 
-/* Write dataset kind ("twomoon", "vggsound", "nyuv2", "ravdess") of n
- * samples (0: the kind's default) into dir (created). 0 or -1 (reported). */
+/* Write dataset kind ("twomoon", "vggsound", "nyuv2", "ravdess",
+ * "vggsound-mp4") of n samples (0: the kind's default) into dir (created).
+ * 0 or -1 (reported). */
 int gen_dataset(const char *kind, const char *dir, int n, uint64_t seed);
 
 /* The kinds, NULL-terminated, for usage text and checks. */

@@ -621,7 +621,7 @@ int import_vggsound(const char *csv_path, const char *media_dir, const char *out
 	sort_unique(cls, &ncls);
 	st->classes = ncls;
 	/* second pass: media, class indices */
-	int m = 0, nmp4 = 0;
+	int m = 0;
 	for (int k = 0; k < n; k++) {
 		struct clip_row *c = &v[k];
 		int mp4 = 0;
@@ -635,13 +635,16 @@ int import_vggsound(const char *csv_path, const char *media_dir, const char *out
 			free(c->split);
 			continue;
 		}
-		nmp4 += mp4;
 		struct clip_row keep = *c;
 		keep.audio = rel_cell(prefix, clip);
 		free(clip);
+		/* frames: the clip's frame folder, else the MP4 itself (its video
+		 * track, decoded by common/av.c) */
 		char *fd = path_join(media_dir, keep.id);
 		if (exists(fd, 1))
 			keep.frames = rel_cell(prefix, keep.id);
+		else if (mp4)
+			keep.frames = xstrdup(keep.audio);
 		free(fd);
 		int idx = find_sorted(cls, ncls, keep.label);
 		free(keep.label);
@@ -649,10 +652,6 @@ int import_vggsound(const char *csv_path, const char *media_dir, const char *out
 		v[m++] = keep;
 	}
 	st->written = m;
-	if (nmp4)
-		mke_warn("'%s': %d row%s point at .mp4 clips: extract 16 kHz WAVs "
-			 "(ffmpeg -ac 1 -ar 16000) before training, mke decodes WAV", csv_path,
-			 nmp4, nmp4 == 1 ? "" : "s");
 	reports_flush(&rp, csv_path);
 	if (write_clip_manifest(out, v, m) == 0 && write_classes(out, cls, ncls) == 0)
 		rc = 0;

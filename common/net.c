@@ -12,14 +12,18 @@
  * Memory. params, grads and buffers are one allocation each (their tensors,
  * for names and init, are in a third table). Activations, their gradients,
  * the regularizers' draws, pooling argmaxes, batch-norm saved statistics and
- * the convolution scratch are carved from ONE allocation (n_priv.acts), sized
- * for the largest batch seen and for the regularizers a pass needs (as
- * struct mlp does); a later pass with the same or a smaller batch re-points
- * the same buffers. Tensors that need no storage of their own share it: a
- * ReLU works in place on its batch-norm output, and a noise or dropout layer
- * that is off in this pass (evaluation, or a zero regularizer) passes its
- * input through. The gradient buffers are contiguous, so zeroing them before
- * a backward pass is one memset.
+ * the convolution scratch are carved from ONE allocation (net_priv.acts). It
+ * grows only when a pass needs more than every pass before (a larger batch,
+ * the first pass with a regularizer), so steps of one batch size re-point
+ * the same buffers and never allocate. Tensors that need no storage of their
+ * own share it: a ReLU works in place on its batch-norm output, and a noise
+ * or dropout layer that is off in this pass (evaluation, or a zero
+ * regularizer) passes its input through. Buffers are planned by lifetime
+ * (plan_values, plan_grads): in training every forward value is kept for the
+ * backward pass, but a gradient lives only from the first backward step that
+ * adds into it to the step that consumes it (and is zeroed when it starts);
+ * in evaluation a value lives only until its last reader, so a forward pass
+ * of a deep model needs a few maps' worth of memory.
  *
  * Data parallelism. Batch-wide sums go through ctx->reduce, called the same
  * number of times on every rank: once for the input noise means (one value
@@ -75,6 +79,8 @@ struct tensor {
 	int nograd;     /* computed from the inputs alone: no gradient */
 	int input;      /* model input k + 1 (storage set by the forward), else 0 */
 	float *x, *g;
+	int first, last; /* planning: the steps that bound its buffer's life */
+	size_t boff, bn; /* planning: its block in the region */
 };
 
 struct layer {
@@ -85,6 +91,7 @@ struct layer {
 	struct conv2d_shape cs;
 	long w, b;               /* param offsets, -1 none */
 	long rm;                 /* BN: running_mean offset in buffers (running_var follows) */
+	int bn;                  /* BN: its index (net_bn_name) */
 	int bsum;                /* BN: offset of its 2*C sums in the reduce array */
 	uint32_t purpose;        /* noise: RNG_INPUT_NOISE / RNG_HIDDEN_NOISE */
 	uint64_t off;            /* noise, dropout: stream offset */
@@ -125,16 +132,19 @@ struct net_priv {
 	/* activations */
 	float *acts;
 	size_t nacts;
-	int max_batch, cap_flags;
+	int max_batch;              /* samples augs holds */
 	float *scratch;             /* conv scratch */
 	float *crop[NET_MAX_INPUTS], *aug[NET_MAX_INPUTS];
-	float *gbase;               /* the contiguous gradient region */
-	size_t gcount;
+	int *lo, *hi;               /* (nl) the step of each layer in this pass, -1: off */
+	int *bhead[2], *bnext[2];   /* lifetimes: heads (nl), links (nt) */
+	struct blk {
+		size_t off, n;
+	} *freel;                   /* (nt) blocks given back */
+	int nfree;
 	struct augment *augs;       /* (max_batch) the last training forward's transforms */
 	int augmented;
 	int flags;
 	double gbatch;
-	const struct fwd_ctx *ctx;
 };
 
 /* ---- building ---------------------------------------------------------- */
@@ -259,8 +269,7 @@ static struct fmap bn(struct net *n, struct fmap x, const char *name)
 	P->nbsum += 2 * x.C;
 	P->bn_names = xrealloc(P->bn_names, (size_t)(P->nbn + 1) * sizeof(*P->bn_names));
 	snprintf(P->bn_names[P->nbn++], sizeof(P->bn_names[0]), "%s", name);
-	/* buffers are laid out after the parameters: offsets fixed up in net_init */
-	L->rm = (long)P->nbn - 1;
+	L->bn = P->nbn - 1; /* its buffers come after every parameter (net_init) */
 	return y;
 }
 
@@ -694,11 +703,18 @@ int net_init(struct net *n, const struct net_arch *arch)
 		if (L->op != OP_BN)
 			continue;
 		int shape[1] = { L->C };
-		const char *bname = P->bn_names[L->rm];
+		const char *bname = P->bn_names[L->bn];
 		L->rm = pt_new(n, 0, INIT_ZERO, 0, 1, shape, "%s.running_mean", bname);
 		pt_new(n, 0, INIT_ONE, 0, 1, shape, "%s.running_var", bname);
 	}
 	P->bsum = xcalloc((size_t)P->nbsum + 1, sizeof(double));
+	P->lo = xmalloc((size_t)P->nl * sizeof(int));
+	P->hi = xmalloc((size_t)P->nl * sizeof(int));
+	for (int k = 0; k < 2; k++) {
+		P->bhead[k] = xmalloc((size_t)P->nl * sizeof(int));
+		P->bnext[k] = xmalloc((size_t)P->nt * sizeof(int));
+	}
+	P->freel = xmalloc((size_t)P->nt * sizeof(*P->freel));
 	n->params = xcalloc(n->nparams ? n->nparams : 1, sizeof(float));
 	n->grads = xcalloc(n->nparams ? n->nparams : 1, sizeof(float));
 	n->buffers = xcalloc(n->nbuffers ? n->nbuffers : 1, sizeof(float));
@@ -744,6 +760,13 @@ void net_release(struct net *n)
 		free(P->bsum);
 		free(P->acts);
 		free(P->augs);
+		free(P->lo);
+		free(P->hi);
+		for (int k = 0; k < 2; k++) {
+			free(P->bhead[k]);
+			free(P->bnext[k]);
+		}
+		free(P->freel);
 		free(P);
 	}
 	free(n->params);
@@ -773,6 +796,198 @@ static int owns(const struct tensor *t, int flags)
 	return !t->input && (t->share < 0 || (t->own_flags & flags));
 }
 
+/* the tensor whose storage t uses in a pass with flags */
+static int root_of(const struct net_priv *P, int t, int flags)
+{
+	while (!P->t[t].input && !owns(&P->t[t], flags))
+		t = P->t[t].share;
+	return t;
+}
+
+/* whether layer L runs in a pass with flags (an off regularizer passes through) */
+static int layer_on(const struct net_priv *P, const struct layer *L, int flags)
+{
+	return L->op == OP_RELU || owns(&P->t[L->out], flags);
+}
+
+/* Cut the layers that run into steps: one layer, or a run of consecutive
+ * noise layers (they share one reduce). lo[i], hi[i]: the step of layer i;
+ * -1 when it does not run. */
+static void plan_steps(struct net_priv *P, int flags)
+{
+	for (int i = 0; i < P->nl;) {
+		if (!layer_on(P, &P->l[i], flags)) {
+			P->lo[i] = P->hi[i] = -1;
+			i++;
+			continue;
+		}
+		int j = i + 1;
+		if (P->l[i].op == OP_NOISE)
+			while (j < P->nl && P->l[j].op == OP_NOISE && layer_on(P, &P->l[j], flags))
+				j++;
+		for (int k = i; k < j; k++) {
+			P->lo[k] = i;
+			P->hi[k] = j - 1;
+		}
+		i = j;
+	}
+}
+
+/* Lifetimes: bucket 0 of a step lists the tensors whose buffer is taken at
+ * it, bucket 1 those whose buffer is given back after it. */
+static void bucket_push(struct net_priv *P, int which, int step, int t)
+{
+	P->bnext[which][t] = P->bhead[which][step];
+	P->bhead[which][step] = t;
+}
+
+/* Take a block for tensor t (B samples): the best fit among the blocks given
+ * back, else new space at *top. Offsets in floats from the region's start. */
+static void block_get(struct net_priv *P, size_t *top, int t, int B)
+{
+	struct tensor *T = &P->t[t];
+	size_t n = ((size_t)B * T->sz + 7) & ~(size_t)7;
+	int best = -1;
+	for (int i = 0; i < P->nfree; i++)
+		if (P->freel[i].n >= n && (best < 0 || P->freel[i].n < P->freel[best].n))
+			best = i;
+	if (best >= 0) {
+		T->boff = P->freel[best].off;
+		T->bn = P->freel[best].n;
+		P->freel[best] = P->freel[--P->nfree];
+	} else {
+		T->boff = *top;
+		T->bn = n;
+		*top += n;
+	}
+}
+
+static void block_put(struct net_priv *P, int t)
+{
+	P->freel[P->nfree].off = P->t[t].boff;
+	P->freel[P->nfree].n = P->t[t].bn;
+	P->nfree++;
+}
+
+/*
+ * Evaluation: a tensor's values live from the step that writes them to the
+ * last step that reads them, so the activations of a forward pass share a
+ * few buffers. Returns the floats of the region; with base, points the
+ * tensors into it (tensors of the same storage share their root's pointer).
+ */
+static size_t plan_values(struct net_priv *P, float *base, int B, int flags)
+{
+	for (int i = 0; i < P->nl; i++)
+		P->bhead[0][i] = P->bhead[1][i] = -1;
+	for (int t = 0; t < P->nt; t++)
+		P->t[t].first = P->t[t].last = -1;
+	for (int i = 0; i < P->nl; i++) {
+		const struct layer *L = &P->l[i];
+		if (P->lo[i] < 0)
+			continue;
+		int ro = root_of(P, L->out, flags);
+		struct tensor *T = &P->t[ro];
+		if (T->first < 0 || P->lo[i] < T->first)
+			T->first = P->lo[i];
+		int ins[2] = { L->in, L->in2 };
+		for (int k = 0; k < 2; k++) {
+			if (ins[k] < 0)
+				continue;
+			int r = root_of(P, ins[k], flags);
+			if (r != ro && P->hi[i] > P->t[r].last)
+				P->t[r].last = P->hi[i];
+		}
+	}
+	int lr = root_of(P, P->logits_t, flags);
+	for (int t = 0; t < P->nt; t++) {
+		const struct tensor *T = &P->t[t];
+		if (T->input || !owns(T, flags) || T->first < 0)
+			continue;
+		bucket_push(P, 0, T->first, t);
+		if (T->last >= 0 && t != lr)
+			bucket_push(P, 1, T->last, t);
+	}
+	size_t top = 0;
+	P->nfree = 0;
+	for (int i = 0; i < P->nl; i++) {
+		if (P->lo[i] == i)
+			for (int t = P->bhead[0][i]; t >= 0; t = P->bnext[0][t])
+				block_get(P, &top, t, B);
+		if (P->hi[i] == i)
+			for (int t = P->bhead[1][i]; t >= 0; t = P->bnext[1][t])
+				block_put(P, t);
+	}
+	for (int t = 0; t < P->nt; t++) {
+		struct tensor *T = &P->t[t];
+		if (T->input)
+			continue;
+		int r = root_of(P, t, flags);
+		T->x = base && !P->t[r].input && P->t[r].first >= 0 ? base + P->t[r].boff : NULL;
+	}
+	return top;
+}
+
+/*
+ * Training: a tensor's gradient lives from the first step of the backward
+ * pass that adds into it (its last reader in forward order) to the step that
+ * wrote the tensor, where it is consumed; it is zeroed when taken (bucket 0
+ * of that step, which net_backward clears), the logits' is copied in.
+ */
+static size_t plan_grads(struct net_priv *P, float *base, int B, int flags)
+{
+	for (int i = 0; i < P->nl; i++)
+		P->bhead[0][i] = P->bhead[1][i] = -1;
+	for (int t = 0; t < P->nt; t++)
+		P->t[t].first = P->t[t].last = -1;
+	for (int i = 0; i < P->nl; i++) {
+		const struct layer *L = &P->l[i];
+		if (P->lo[i] < 0)
+			continue;
+		int ro = root_of(P, L->out, flags);
+		struct tensor *T = &P->t[ro];
+		if (T->nograd)
+			continue;
+		if (T->first < 0 || P->lo[i] < T->first)
+			T->first = P->lo[i];
+		int ins[2] = { L->in, L->in2 };
+		for (int k = 0; k < 2; k++) {
+			if (ins[k] < 0)
+				continue;
+			int r = root_of(P, ins[k], flags);
+			if (r != ro && !P->t[r].nograd && P->hi[i] > P->t[r].last)
+				P->t[r].last = P->hi[i];
+		}
+	}
+	int lr = root_of(P, P->logits_t, flags);
+	size_t top = 0;
+	P->nfree = 0;
+	block_get(P, &top, lr, B);
+	for (int t = 0; t < P->nt; t++) {
+		const struct tensor *T = &P->t[t];
+		if (T->input || T->nograd || !owns(T, flags) || t == lr || T->last < 0)
+			continue;
+		bucket_push(P, 0, T->last, t);
+		if (T->first >= 0)
+			bucket_push(P, 1, T->first, t);
+	}
+	for (int i = P->nl - 1; i >= 0; i--) {
+		if (P->hi[i] == i)
+			for (int t = P->bhead[0][i]; t >= 0; t = P->bnext[0][t])
+				block_get(P, &top, t, B);
+		if (P->lo[i] == i)
+			for (int t = P->bhead[1][i]; t >= 0; t = P->bnext[1][t])
+				block_put(P, t);
+	}
+	for (int t = 0; t < P->nt; t++) {
+		struct tensor *T = &P->t[t];
+		int r = root_of(P, t, flags);
+		const struct tensor *R = &P->t[r];
+		int has = !R->input && !R->nograd && (r == lr || R->last >= 0);
+		T->g = base && has ? base + R->boff : NULL;
+	}
+	return top;
+}
+
 /* Point every buffer of a pass with B samples and flags into base; returns
  * the floats needed (base NULL: only counts). */
 static size_t net_layout(struct net *n, float *base, int B, int flags)
@@ -780,28 +995,27 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 	struct net_priv *P = n->priv;
 	const struct net_arch *a = &n->arch;
 	size_t off = 0;
+	int train = flags & NEED_GRAD;
 	int groups = (B + a->bn_micro - 1) / a->bn_micro;
-	for (int i = 0; i < P->nt; i++) {
-		struct tensor *t = &P->t[i];
-		if (owns(t, flags))
-			t->x = carve(base, &off, (size_t)B * t->sz);
-		else if (!t->input)
-			t->x = P->t[t->share].x;
+	plan_steps(P, flags);
+	if (train) {
+		/* the backward pass reads the forward's values: each its own */
+		for (int i = 0; i < P->nt; i++) {
+			struct tensor *t = &P->t[i];
+			if (owns(t, flags))
+				t->x = carve(base, &off, (size_t)B * t->sz);
+			else if (!t->input)
+				t->x = P->t[t->share].x;
+		}
+		size_t ng = plan_grads(P, NULL, B, flags);
+		plan_grads(P, carve(base, &off, ng), B, flags);
+	} else {
+		size_t nv = plan_values(P, NULL, B, flags);
+		plan_values(P, carve(base, &off, nv), B, flags);
+		for (int i = 0; i < P->nt; i++)
+			P->t[i].g = NULL;
 	}
-	/* gradients: one contiguous region */
-	P->gbase = base ? base + off : NULL;
-	size_t g0 = off;
-	for (int i = 0; i < P->nt; i++) {
-		struct tensor *t = &P->t[i];
-		if (!(flags & NEED_GRAD) || t->nograd)
-			t->g = NULL;
-		else if (owns(t, flags))
-			t->g = carve(base, &off, (size_t)B * t->sz);
-		else
-			t->g = P->t[t->share].g;
-	}
-	P->gcount = off - g0;
-	size_t scratch = 0;
+	size_t scratch = 0, amax = 0;
 	for (int i = 0; i < P->nl; i++) {
 		struct layer *L = &P->l[i];
 		L->save_mean = L->save_rstd = L->draw = NULL;
@@ -815,18 +1029,19 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 			break;
 		}
 		case OP_BN:
-			if (flags & NEED_GRAD) {
+			if (train) {
 				L->save_mean = carve(base, &off, (size_t)groups * L->C);
 				L->save_rstd = carve(base, &off, (size_t)groups * L->C);
 			}
 			break;
 		case OP_MAXPOOL:
-			L->argmax = (int *)carve(base, &off, (size_t)B * P->t[L->out].sz);
+			/* kept for backward in training; one shared buffer in evaluation */
+			if (train)
+				L->argmax = (int *)carve(base, &off, (size_t)B * P->t[L->out].sz);
+			else if ((size_t)B * P->t[L->out].sz > amax)
+				amax = (size_t)B * P->t[L->out].sz;
 			break;
 		case OP_DROPOUT:
-			if (flags & NEED_DROPOUT)
-				L->draw = carve(base, &off, (size_t)B * sz);
-			break;
 		case OP_NOISE:
 			if (owns(&P->t[L->out], flags))
 				L->draw = carve(base, &off, (size_t)B * sz);
@@ -834,6 +1049,12 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 		default:
 			break;
 		}
+	}
+	if (!train) {
+		int *am = (int *)carve(base, &off, amax);
+		for (int i = 0; i < P->nl; i++)
+			if (P->l[i].op == OP_MAXPOOL)
+				P->l[i].argmax = am;
 	}
 	P->scratch = carve(base, &off, scratch);
 	for (int k = 0; k < a->ninputs; k++) {
@@ -857,22 +1078,23 @@ static float *acts_alloc(size_t n)
 	return p;
 }
 
-/* Make acts hold B samples with the buffers flags needs, and point this
- * pass's buffers into it (a smaller B or fewer flags always fits). */
+/* Make acts hold a pass of B samples with flags, and point this pass's
+ * buffers into it. It grows only when a pass needs more than any before
+ * (a larger batch, or the first pass with a regularizer), so steps of the
+ * same batch size reuse the same buffers. */
 static void net_reserve(struct net *n, int B, int flags)
 {
 	struct net_priv *P = n->priv;
-	if (!P->acts || B > P->max_batch || (flags & ~P->cap_flags)) {
-		int cap = B > P->max_batch ? B : P->max_batch;
-		int cflags = P->cap_flags | flags;
-		size_t need = net_layout(n, NULL, cap, cflags);
+	size_t need = net_layout(n, NULL, B, flags);
+	if (!P->acts || need > P->nacts) {
 		free(P->acts);
 		P->acts = acts_alloc(need);
 		P->nacts = need;
+	}
+	if (B > P->max_batch) {
 		free(P->augs);
-		P->augs = xcalloc((size_t)cap, sizeof(*P->augs));
-		P->max_batch = cap;
-		P->cap_flags = cflags;
+		P->augs = xcalloc((size_t)B, sizeof(*P->augs));
+		P->max_batch = B;
 	}
 	net_layout(n, P->acts, B, flags);
 }
@@ -884,12 +1106,6 @@ static void ctx_reduce(const struct fwd_ctx *ctx, double *vals, int n)
 }
 
 /* ---- forward ----------------------------------------------------------- */
-
-static int layer_active(const struct net *n, const struct layer *L)
-{
-	const struct net_priv *P = n->priv;
-	return owns(&P->t[L->out], P->flags) || L->op == OP_RELU;
-}
 
 /* The noise layers [i, j): one reduce of their sums |x|, then the noise. */
 static void noise_run_forward(struct net *n, int i, int j, int B, const struct fwd_ctx *ctx)
@@ -1029,26 +1245,23 @@ void net_forward(struct net *n, const float *const *inputs, int B, const struct 
 	net_reserve(n, B, flags);
 	n->B = B;
 	n->train = ctx != NULL;
-	P->ctx = ctx;
 	P->gbatch = ctx && ctx->global_batch > 0 ? ctx->global_batch : B;
 	prepare_inputs(n, inputs, B, ctx);
+	if (B == 0)
+		memset(P->bsum, 0, (size_t)P->nbsum * sizeof(double));
 
 	for (int i = 0; i < P->nl;) {
 		struct layer *L = &P->l[i];
-		if (!layer_active(n, L)) {
+		if (P->lo[i] < 0) {
 			i++;
 			continue;
 		}
-		if (L->op == OP_NOISE) {
-			int j = i;
-			while (j < P->nl && P->l[j].op == OP_NOISE && layer_active(n, &P->l[j]))
-				j++;
-			noise_run_forward(n, i, j, B, ctx);
-			i = j;
-			continue;
-		}
-		layer_forward(n, L, B, ctx);
-		i++;
+		/* a rank without samples still takes part in every reduce */
+		if (L->op == OP_NOISE)
+			noise_run_forward(n, i, P->hi[i] + 1, B, ctx);
+		else if (B > 0)
+			layer_forward(n, L, B, ctx);
+		i = P->hi[i] + 1;
 	}
 	n->logits = P->t[P->logits_t].x;
 
@@ -1091,6 +1304,18 @@ static void noise_run_backward(struct net *n, int i, int j, int B, const struct 
 	}
 }
 
+/* g[i] = 0 where y[i] <= 0: the backward of a ReLU in place (y its output).
+ * Blocks of 8 so that -O2 vectorizes it (SLP) without a branch per element. */
+static void relu_mask(float *restrict g, const float *restrict y, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			g[i + j] = y[i + j] > 0.0f ? g[i + j] : 0.0f;
+	for (; i < n; i++)
+		g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
+
 static void layer_backward(struct net *n, struct layer *L, int B)
 {
 	struct net_priv *P = n->priv;
@@ -1110,15 +1335,10 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 		batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w, nb, L->C,
 				   L->H * L->W, a->bn_micro * L->nimg);
 		break;
-	case OP_RELU: {
+	case OP_RELU:
 		/* in place: the gradient buffer is shared with the input's */
-		size_t cnt = (size_t)B * to->sz;
-		float *g = to->g;
-		const float *y = to->x;
-		for (size_t i = 0; i < cnt; i++)
-			g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+		relu_mask(to->g, to->x, (size_t)B * to->sz);
 		break;
-	}
 	case OP_MAXPOOL:
 		if (din)
 			maxpool2d_backward(din, dout, L->argmax, nb, L->C, L->H, L->W, L->OH, L->OW);
@@ -1167,26 +1387,24 @@ void net_backward(struct net *n, const float *dlogits, const struct fwd_ctx *ctx
 		mke_warn("net_backward after an evaluation forward: nothing to do");
 		return;
 	}
-	memset(P->gbase, 0, P->gcount * sizeof(float));
 	const struct tensor *lt = &P->t[P->logits_t];
 	memcpy(lt->g, dlogits, (size_t)B * lt->sz * sizeof(float));
 	for (int i = P->nl - 1; i >= 0;) {
 		struct layer *L = &P->l[i];
-		if (!layer_active(n, L) || !P->t[L->out].g) {
+		if (P->lo[i] < 0) {
 			i--;
 			continue;
 		}
-		if (L->op == OP_NOISE) {
-			int j = i;
-			while (j >= 0 && P->l[j].op == OP_NOISE && layer_active(n, &P->l[j]) &&
-			       P->t[P->l[j].out].g)
-				j--;
-			noise_run_backward(n, j + 1, i + 1, B, ctx);
-			i = j;
-			continue;
+		/* the gradients first added to in this step start at zero */
+		for (int t = P->bhead[0][i]; t >= 0; t = P->bnext[0][t])
+			memset(P->t[t].g, 0, (size_t)B * P->t[t].sz * sizeof(float));
+		if (P->t[L->out].g) {
+			if (L->op == OP_NOISE)
+				noise_run_backward(n, P->lo[i], i + 1, B, ctx);
+			else if (B > 0)
+				layer_backward(n, L, B);
 		}
-		layer_backward(n, L, B);
-		i--;
+		i = P->lo[i] - 1;
 	}
 }
 

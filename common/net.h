@@ -27,14 +27,16 @@
  * Regularizer placement (struct regularizer, nn.h):
  *  - input noise: on each input tensor (per sample flat), input k at stream
  *    offset sum of the earlier inputs' per-sample sizes; its own batch mean.
- *  - hidden noise: after the ReLU of each branch's (encoder's) first block,
- *    branch k at offset sum of the earlier branches' first-block sizes.
+ *  - hidden noise: after the ReLU of each branch's (encoder's) first block
+ *    (conv3, video: stage 0 before its pool; resnet: the stem), branch k at
+ *    offset sum of the earlier branches' first-block sizes.
  *  - dropout: on the fused feature vector and after the head's hidden layer
  *    (classify); on the bottleneck (segment).
- *  - hflip / scale-crop: images (C,H,W inputs with H,W > 1) of a sample get
- *    the same transform (cnn.h augment_*); net_augment_labels applies it to
- *    label maps. random_crop: spectrogram inputs wider than crop_w take a
- *    random window in training, the centre window otherwise.
+ *  - hflip / scale-crop: images (inputs with crop_w 0 and H,W > 1; all F
+ *    frames of a video alike) of a sample get the same transform (cnn.h
+ *    augment_*); net_augment_labels applies it to label maps. random_crop:
+ *    spectrogram inputs (crop_w > 0) wider than crop_w take a random window
+ *    in training, the centre window otherwise; they are never flipped.
  *
  * Tensor names are those of the PyTorch module tests/fixtures/gen_net.py
  * builds (e.g. "branch0.stage1.0.conv1.weight", "branch0.stage1.0.bn1.running_mean",
@@ -74,7 +76,8 @@ struct net_arch {
 	enum net_task task;
 	int ninputs;
 	struct net_input in[NET_MAX_INPUTS];
-	int crop_w[NET_MAX_INPUTS];   /* time frames the model sees (<= in.W); 0: in.W */
+	int crop_w[NET_MAX_INPUTS];   /* spectrograms: time frames the model sees (<= in.W);
+					 0: not a spectrogram, the model sees in.W */
 	/* classify */
 	struct net_branch branch[NET_MAX_INPUTS];
 	int head_hidden;              /* 0: a Linear head directly on the fused features */

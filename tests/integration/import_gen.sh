@@ -67,6 +67,28 @@ cfg "$T/vgg.json" "$D/man/vgg.csv" 4 '"a": {"column": "audio", "kind": "audio", 
 shard_all "$D/man/vgg.csv" "$T/vgg.json" 36
 ok "vggsound"
 
+# ---- vggsound-mp4 (the same rows; each clip one MP4, both its audio and frames cell) ----
+"$MKE" gen vggsound-mp4 -o "$D/vggm" --n 40 --seed 2 >/dev/null || fail "gen vggsound-mp4"
+cmp -s "$D/vgg/vggsound.csv" "$D/vggm/vggsound.csv" || fail "vggsound-mp4: not the vggsound.csv of vggsound"
+[ "$(ls "$D/vggm/media" | wc -l)" = 36 ] && [ "$(ls "$D/vggm/media" | grep -c '_[0-9]\{6\}\.mp4$')" = 36 ] \
+	|| fail "vggsound-mp4: not 36 <id>_<start:06d>.mp4 clips"
+"$MKE" import vggsound "$D/vggm/vggsound.csv" --media "$D/vggm/media" -o "$D/man/vggm.csv" \
+	>"$T/imp.out" 2>"$T/imp.err" || { cat "$T/imp.err"; fail "import vggsound (mp4)"; }
+[ "$(rows "$D/man/vggm.csv")" = 36 ] || fail "vggsound-mp4 manifest: $(rows "$D/man/vggm.csv") rows, not 36"
+[ "$(grep -c 'vggsound.csv:[0-9]*: no clip' "$T/imp.err")" = 4 ] || { cat "$T/imp.err"; fail "vggsound-mp4: 4 missing clips not reported"; }
+! grep -q '^warning' "$T/imp.err" || { cat "$T/imp.err"; fail "vggsound-mp4: the import warned"; }
+head -n 1 "$D/man/vggm.csv" | grep -qx 'id,label,split,audio,frames' || fail "vggsound-mp4 header"
+"$PY" - "$D/man/vggm.csv" "$D/man/vgg.csv" <<'PYEOF' || fail "vggsound-mp4 manifest content"
+import csv, os, sys
+mp4, wav = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+assert [(r["id"], r["label"], r["split"]) for r in mp4] == [(r["id"], r["label"], r["split"]) for r in wav]
+for r in mp4:
+    assert r["audio"] == r["frames"] and r["audio"].endswith(r["id"] + ".mp4"), r
+    assert os.path.isfile(os.path.join(os.path.dirname(sys.argv[1]), r["audio"])), r
+PYEOF
+shard_all "$D/man/vggm.csv" "" 36
+ok "vggsound-mp4"
+
 # ---- audioset (the same clips; 32 train segments, 4 of them without media) -------------
 A="$D/vgg/audioset"
 head -n 1 "$A/balanced_train_segments.csv" | grep -q '^#' || fail "audioset: no comment header"

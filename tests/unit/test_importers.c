@@ -17,6 +17,7 @@
 
 #include "gen.h"
 #include "importers.h"
+#include "av.h"
 #include "manifest.h"
 #include "media.h"
 #include "test.h"
@@ -180,6 +181,7 @@ static void test_vggsound_import(void)
 	CHECK(strcmp(m.rows[1].cells[1], "1") == 0 && strcmp(m.rows[1].cells[2], "test") == 0);
 	CHECK(strcmp(m.rows[1].cells[4], "") == 0);
 	CHECK(strcmp(m.rows[2].cells[3], "../media/jkl_000012.mp4") == 0);
+	CHECK(strcmp(m.rows[2].cells[4], "../media/jkl_000012.mp4") == 0);   /* frames too */
 	manifest_release(&m);
 	char *cls = slurp("m/man.csv.classes.txt");
 	CHECK(strcmp(cls, "cat purring\ndog barking\nmale speech, man speaking\n") == 0);
@@ -463,6 +465,45 @@ static void test_gen_vggsound_ravdess(void)
 	}
 	manifest_release(&m);
 	free(x);
+	/* vggsound-mp4: the same rows, each clip one MP4 that is both the audio
+	 * and the frames cell; the same seed gives the same bytes */
+	char *vm = tpath("vm"), *vmcsv = tpath("vm/vggsound.csv"), *vmmedia = tpath("vm/media");
+	char *vmout = tpath("vm.csv"), *vm2 = tpath("vm2");
+	CHECK(gen_dataset("vggsound-mp4", vm, 20, 1) == 0);
+	CHECK(gen_dataset("vggsound-mp4", vm2, 3, 1) == 0);
+	char *c1 = slurp("v/vggsound.csv"), *c2 = slurp("vm/vggsound.csv");
+	CHECK(strlen(c1) > 100 && strcmp(c1, c2) == 0);
+	free(c1);
+	free(c2);
+	CHECK(import_vggsound(vmcsv, vmmedia, vmout, &st) == 0);
+	CHECK(st.rows == 20 && st.missing == 2 && st.written == 18 && st.classes == 4);
+	CHECK(manifest_load(&m, vmout) == 0);
+	CHECK(m.nrows == 18 && manifest_col(&m, "frames") == 4);
+	if (m.nrows > 0) {
+		const char *a = m.rows[0].cells[3], *f = m.rows[0].cells[4];
+		CHECK(strcmp(a, f) == 0 && strlen(a) > 4 && strcmp(a + strlen(a) - 4, ".mp4") == 0);
+		char *p = path_join(tmp, a), why[512];
+		CHECK_MSG(av_decode_audio(p, 16000, &x, &n, why, sizeof why) == 0 && n == 16000,
+			  "%s", why);
+		free(x);
+		float fr[2 * 3 * 16 * 16];
+		CHECK_MSG(av_decode_frames(p, 2, 16, 16, fr, why, sizeof why) == 0, "%s", why);
+		/* the same clip from a second run with the same seed */
+		char *p2 = xasprintf("%s/vm2/%s", tmp, a + strlen("vm/"));
+		size_t n1 = 0, n2 = 0;
+		char *b1 = read_file(p, &n1), *b2 = read_file(p2, &n2);
+		CHECK(b1 && b2 && n1 > 1000 && n1 == n2 && memcmp(b1, b2, n1) == 0);
+		free(b1);
+		free(b2);
+		free(p2);
+		free(p);
+	}
+	manifest_release(&m);
+	free(vm);
+	free(vmcsv);
+	free(vmmedia);
+	free(vmout);
+	free(vm2);
 	char *rd = tpath("r"), *rout = tpath("r.csv");
 	CHECK(gen_dataset("ravdess", rd, 24, 1) == 0);
 	CHECK(import_ravdess(rd, rout, &st) == 0);
