@@ -6,7 +6,8 @@
  *
  * Test rows are those whose split is "test" (or "val", "eval"); without any,
  * a --test fraction of the rows. Of the rest, a --labeled fraction of each
- * class (at least one row per class that has rows) is the labeled set; the
+ * class (at least one row per class that has rows; of all rows when the
+ * manifest has no label column, as for segmentation) is the labeled set; the
  * others are the unlabeled set, which keeps its labels (the run uses them
  * only for diagnostics and the mm_student_sup upper bound). Rows are chosen
  * by a hash of (seed, id), so the same seed gives the same split on every
@@ -148,12 +149,6 @@ int cmd_split(int argc, char **argv)
 	struct manifest m;
 	if (manifest_load(&m, o.manifest) != 0)
 		return 1;
-	if (m.label_col < 0) {
-		fprintf(stderr, "error: manifest '%s' has no 'label' column; the labeled set needs one\n",
-			o.manifest);
-		manifest_release(&m);
-		return 1;
-	}
 	/* 0 unlabeled, 1 labeled, 2 test */
 	unsigned char *part = xcalloc((size_t)m.nrows + 1, 1);
 	int has_test = 0;
@@ -168,8 +163,10 @@ int cmd_split(int argc, char **argv)
 	struct pick *p = xmalloc(sizeof *p * ((size_t)m.nrows + 1));
 	int np = 0;
 	for (int r = 0; r < m.nrows; r++) {
-		const char *lab = m.rows[r].cells[m.label_col];
-		if (part[r] == 2 || !lab[0])
+		/* no label column (a segmentation manifest: the targets are label
+		 * maps): one stratum */
+		const char *lab = m.label_col >= 0 ? m.rows[r].cells[m.label_col] : "";
+		if (part[r] == 2 || (m.label_col >= 0 && !lab[0]))
 			continue;
 		p[np++] = (struct pick){r, row_draw(o.seed, m.rows[r].cells[m.id_col]), lab};
 	}
