@@ -331,6 +331,36 @@ static void test_batchnorm_micro(void)
 	free(x), free(g), free(b), free(dy);
 }
 
+/* a large plane far from zero: the chunked float sums against a double
+ * two-pass reference */
+static void test_batchnorm_large(void)
+{
+	enum { B = 2, C = 2, HW = 129 * 250 + 3 };
+	size_t n = (size_t)B * C * HW;
+	float *x = randn(n, 85), *out = xmalloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = 100.0f + 0.01f * x[i] + (i % (2 * HW) < HW ? 0.0f : 7.0f);
+	float g[C] = { 1.0f, 2.0f }, b[C] = { 0.0f, 1.0f }, mean[C], rstd[C];
+	double bs[2 * C];
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs);
+	for (int c = 0; c < C; c++) {
+		double s = 0.0, ss = 0.0;
+		for (int k = 0; k < B; k++)
+			for (int i = 0; i < HW; i++)
+				s += x[((size_t)k * C + c) * HW + i];
+		double m = s / (B * HW);
+		for (int k = 0; k < B; k++)
+			for (int i = 0; i < HW; i++) {
+				double d = x[((size_t)k * C + c) * HW + i] - m;
+				ss += d * d;
+			}
+		CHECK_REL(mean[c], m, 1e-7);
+		CHECK_REL(rstd[c], 1.0 / sqrt(ss / (B * HW) + 1e-5), 1e-5);
+		CHECK_REL(bs[C + c], ss / (B * HW - 1), 1e-5);
+	}
+	free(x), free(out);
+}
+
 /* ---- pooling, resizing, joining ---------------------------------------- */
 
 enum pool_kind { P_MAX, P_AVG, P_GAP, P_FRAME, P_UP };
@@ -1061,6 +1091,7 @@ int main(void)
 	RUN(test_conv_grad_fd);
 	RUN(test_batchnorm_grad_fd);
 	RUN(test_batchnorm_micro);
+	RUN(test_batchnorm_large);
 	RUN(test_pool_grad_fd);
 	RUN(test_upsample_identity_and_x2);
 	RUN(test_concat_add);
