@@ -124,7 +124,7 @@ struct conv_plan {
 	int direct;   /* 1x1, stride 1, pad 0: no im2col */
 	int group;    /* samples per sgemm (> 1 only when a sample is one tile) */
 	int rows;     /* output rows per tile when group == 1 */
-	size_t ncol;  /* columns of the largest tile */
+	size_t ncol;  /* columns the scratch holds (>= those of any tile) */
 	size_t CK;    /* rows of the column matrix, C*KH*KW */
 };
 
@@ -153,18 +153,23 @@ static void conv_plan(struct conv_plan *p, const struct conv2d_shape *s, int B)
 	if (p->direct) {
 		p->group = 1, p->rows = s->OH, p->ncol = OHW;
 	} else if (OHW >= target || B <= 1) {
+		/* equal tiles of about target columns */
 		p->group = 1;
-		p->rows = (int)(target / (size_t)s->OW);
-		if (p->rows < 1)
-			p->rows = 1;
-		if (p->rows > s->OH)
-			p->rows = s->OH;
+		int rows = (int)(target / (size_t)s->OW);
+		if (rows < 1)
+			rows = 1;
+		int ntiles = (s->OH + rows - 1) / rows;
+		p->rows = (s->OH + ntiles - 1) / ntiles;
 		p->ncol = (size_t)p->rows * s->OW;
 	} else {
+		/* the scratch is sized by the unbalanced group, which grows with B,
+		 * so scratch for a batch B serves every smaller batch */
 		size_t g = target / OHW;
-		p->group = g > (size_t)B ? B : (int)g;
+		int g0 = g > (size_t)B ? B : (int)g;
+		int ngroups = (B + g0 - 1) / g0;
+		p->group = (B + ngroups - 1) / ngroups;
 		p->rows = s->OH;
-		p->ncol = (size_t)p->group * OHW;
+		p->ncol = (size_t)g0 * OHW;
 	}
 }
 
@@ -175,7 +180,7 @@ size_t conv2d_scratch(const struct conv2d_shape *s, int B)
 	if (p.direct)
 		return 0;
 	/* the column tile, and where the group's (OC, group*OHW) result lands */
-	return p.CK * p.ncol + (p.group > 1 ? (size_t)s->OC * p.ncol : 0);
+	return p.CK * p.ncol + (p.ncol > (size_t)s->OH * s->OW ? (size_t)s->OC * p.ncol : 0);
 }
 
 /* Output columns [lo,hi) whose input column ow*stride + off lies in [0,W). */

@@ -152,7 +152,8 @@ static void test_conv_fast_vs_naive(void)
 		{ 5, 6, 9, 7, 5, 1, 1, 2, 0, 1, 0 },
 		{ 1, 2, 13, 12, 3, 5, 3, 3, 2, 1, 1 },
 		{ 2, 64, 50, 50, 8, 3, 3, 1, 1, 1, 1 },   /* rows tiled: 2500 > 1820 columns */
-		{ 9, 16, 6, 5, 7, 3, 3, 1, 1, 1, 1 },     /* groups of samples, last one short */
+		{ 9, 16, 6, 5, 7, 3, 3, 1, 1, 1, 1 },     /* one group of 9 samples */
+		{ 30, 64, 7, 9, 4, 3, 3, 1, 1, 1, 1 },    /* two groups of 15 */
 		{ 7, 32, 8, 16, 12, 3, 3, 2, 1, 1, 0 },
 		{ 4, 3, 20, 9, 2, 3, 2, 1, 0, 3, 1 },
 	};
@@ -190,6 +191,14 @@ static void test_conv_fast_vs_naive(void)
 				  "shape %zu dweight[%zu]: %.9g vs naive %.9g", t, i, dw1[i], dw2[i]);
 		for (int i = 0; i < s.OC; i++)
 			CHECK_NEAR(db1[i], db2[i], tolw * (1 + fabs(db2[i])));
+		/* the scratch for B serves every smaller batch */
+		for (int b2 = B - 1; b2 >= 1 && b2 >= B - 3; b2--) {
+			conv2d_forward(o1, x, w, bp, &s, b2, scratch);
+			conv2d_forward_naive(o2, x, w, bp, &s, b2);
+			for (size_t i = 0; i < nout / B * b2; i++)
+				CHECK_NEAR(o1[i], o2[i], tol * (1 + fabs(o2[i])));
+			conv2d_backward(di2, dw2, NULL, dout, x, w, &s, b2, scratch);
+		}
 		/* no input gradient: the weight gradient is the same */
 		float *dw3 = randn(nw, 600 + t);
 		conv2d_backward(NULL, dw3, NULL, dout, x, w, &s, B, scratch);
