@@ -716,6 +716,34 @@ static void test_augment_flip_pattern(void)
 	CHECK(memcmp(lout, lab, sizeof(lab)) == 0);
 }
 
+/* without flip, augment_image is upsample_bilinear_forward to the scaled
+ * size, then the crop window (zoom in) or the centred image padded with 0
+ * (zoom out), bit for bit */
+static void test_augment_vs_resize(void)
+{
+	enum { C = 2, H = 8, W = 10 };
+	float x[C * H * W], out[C * H * W], big[C * 12 * 15], small[C * 4 * 5];
+	fill_normal(x, C * H * W, 120);
+	struct augment a = { 0, 1.5f, 0.5f, 0.99f };
+	augment_image(out, x, &a, 1, C, H, W);
+	upsample_bilinear_forward(big, x, 1, C, H, W, 12, 15);
+	int oy = 2, ox = 4; /* floor(0.5*(12-8)), floor(0.99*(15-10)) */
+	for (int c = 0; c < C; c++)
+		for (int y = 0; y < H; y++)
+			for (int xx = 0; xx < W; xx++)
+				CHECK(out[(c * H + y) * W + xx] == big[(c * 12 + y + oy) * 15 + xx + ox]);
+	struct augment z = { 0, 0.5f, 0.3f, 0.3f };
+	augment_image(out, x, &z, 1, C, H, W);
+	upsample_bilinear_forward(small, x, 1, C, H, W, 4, 5);
+	for (int c = 0; c < C; c++)
+		for (int y = 0; y < H; y++)
+			for (int xx = 0; xx < W; xx++) {
+				int in = y >= 2 && y < 6 && xx >= 2 && xx < 7; /* offsets (8-4)/2, (10-5)/2 */
+				float want = in ? small[(c * 4 + y - 2) * 5 + xx - 2] : 0.0f;
+				CHECK(out[(c * H + y) * W + xx] == want);
+			}
+}
+
 /* The one-hot image of a label map (piecewise constant in big blocks) goes
  * through the same geometry: where channel k of the resized image is exactly
  * 1 the label map says k; where every channel is 0 (padding) it says
@@ -1109,6 +1137,7 @@ int main(void)
 	RUN(test_map_hand);
 	RUN(test_augment_params);
 	RUN(test_augment_flip_pattern);
+	RUN(test_augment_vs_resize);
 	RUN(test_augment_labels_agree);
 	RUN(test_time_crop);
 	RUN(test_torch_fixture);
