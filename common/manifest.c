@@ -16,8 +16,12 @@
  * without a line saying so. Only a file without a usable header fails.
  *
  * dataset_load() decodes cells by the config's modality kinds (inline
- * numbers, .npy files, and through common/media.h images, depth maps and
- * audio), maps labels, and quarantines rows whose cells do not decode, again
+ * numbers, .npy files, and through common/media.h images, depth maps, label
+ * maps, audio and folders of frames; videos and audio in video containers
+ * through common/av.h when the tree has it), records each modality's (F, C,
+ * H, W) shape, maps labels (class lists for multi-label tasks, label-map
+ * files for segmentation), confines path cells to the manifest's directory
+ * or the data root, and quarantines rows whose cells do not decode, again
  * with file:line and a count. Media are decoded one cell at a time; only the
  * flattened floats are kept. Cells that are URLs are fetched first, all of
  * a manifest's in one batch (common/fetch.h), and decoded from the cache; a
