@@ -620,8 +620,9 @@ static int confine_check(const struct confine *cf, const char *cell, const char 
 	if (ok)
 		return 0;
 	snprintf(why, nwhy, "cannot load '%.200s': the path leads outside the manifest's "
-		 "directory '%.200s' and the data root '%.200s'; make it relative to the "
-		 "manifest, or set MKE_ALLOW_OUTSIDE_PATHS=1 to allow paths outside them",
+		 "directory '%.200s' and the data root '%.200s'; move the file under one of "
+		 "them, set data.root to a directory that holds it, or set "
+		 "MKE_ALLOW_OUTSIDE_PATHS=1 to allow paths outside them",
 		 path, cf->dir_name, cf->root_name);
 	return -1;
 }

@@ -579,8 +579,10 @@ static void test_path_confinement(void)
 		CHECK(strcmp(d.names[0], "a") == 0 && strcmp(d.names[1], "d") == 0 &&
 		      strcmp(d.names[2], "e") == 0 && strcmp(d.names[3], "g") == 0);
 	char *w = xasprintf("%s:3: column 'f': cannot load '%s/../outside.npy': the path leads "
-			    "outside the manifest's directory '%s' and the data root '%s'; make "
-			    "it relative to the manifest, or set MKE_ALLOW_OUTSIDE_PATHS=1",
+			    "outside the manifest's directory '%s' and the data root '%s'; move "
+			    "the file under one of them, set data.root to a directory that "
+			    "holds it, or set MKE_ALLOW_OUTSIDE_PATHS=1 to allow paths outside "
+			    "them",
 			    p, sub, sub, sub);
 	CHECK_MSG(has_text(err, w), "%s\n%s", w, err);
 	free(w);
