@@ -3,11 +3,14 @@
 # private munged (its own key and socket), slurmctld and slurmd in the
 # foreground (pids recorded), one node "localhost" with this machine's CPUs
 # and memory, one partition, no accounting, every state file and port its own.
-# `mke submit deploy/examples/twomoon.json --scheduler slurm --nodes 1
-# --ntasks-per-node 2` hands the sbatch script to the real sbatch; the batch
-# step runs the coordinator, which starts the worker ranks with the real srun
-# (PMIx). The job is followed with `scontrol show job` until it ends, and the
-# run must end `done` with the Slurm job id in `mke status`.
+# `mke submit twomoon.json --scheduler slurm --nodes 1 --ntasks-per-node 2`
+# hands the sbatch script to the real sbatch; the batch step runs the
+# coordinator, which starts the worker ranks with the real srun (PMIx). The
+# job is followed with `scontrol show job` until it ends, and the run must end
+# `done` with the Slurm job id in `mke status`. A second job does the same
+# with `--launcher mpirun` (Open MPI's mpirun inside the allocation).
+# The config is deploy/examples/twomoon.json with one seed and 400 student
+# epochs, so that both jobs fit in the time box on a busy 2-core machine.
 # Needs root (slurmd runs jobs as their user) and Debian's slurm-wlm (slurmctld,
 # slurmd, slurm-client) and munge; otherwise exit 77 (skip) with the reason.
 # Every daemon, and any job step left behind, is stopped by pid on exit.
@@ -23,7 +26,7 @@ command -v mpirun >/dev/null 2>&1 || skip "mpirun is not installed"
 command -v redis-server >/dev/null 2>&1 || skip "redis-server is not installed"
 
 S="$T/slurm"
-mkdir -p "$S/munge" "$S/ctld" "$S/slurmd" "$S/log"
+mkdir -p "$S/munge" "$S/ctld" "$S/slurmd" "$S/log" "$S/tmp"
 chmod 0700 "$S/munge"
 DEADLINE=$(( $(date +%s) + 170 ))   # the whole test: about 3 minutes at most
 JOB=""
@@ -100,6 +103,7 @@ CPUS=$(nproc)
 [ "$CPUS" -ge 2 ] || CPUS=2   # two tasks; config_overrides lets a 1-CPU machine run them
 MEM=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
 HOST=$(hostname -s)
+FIRST_JOB=$(( 1000 + $$ % 100000 ))   # job ids of their own, should another run of this test be on
 cat >"$S/slurm.conf" <<EOF
 # written by tests/integration/slurm_single_node.sh
 ClusterName=mketest
@@ -113,6 +117,7 @@ CredType=cred/munge
 AuthInfo=socket=$S/munge/munge.sock
 StateSaveLocation=$S/ctld
 SlurmdSpoolDir=$S/slurmd
+TmpFS=$S/tmp
 SlurmctldPidFile=$S/slurmctld.pid
 SlurmdPidFile=$S/slurmd.pid
 SlurmctldLogFile=$S/log/slurmctld.log
@@ -134,6 +139,7 @@ ReturnToService=2
 MailProg=/bin/true
 KillWait=5
 MinJobAge=600
+FirstJobId=$FIRST_JOB
 NodeName=localhost NodeAddr=127.0.0.1 NodeHostname=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=mke Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -150,38 +156,49 @@ node_idle() { scontrol show node localhost 2>/dev/null | grep -q 'State=IDLE'; }
 wait_for 30 node_idle || fail "node 'localhost' is not idle: $(scontrol show node localhost 2>&1 | grep State=)"
 ok "slurmctld (pid $CTLD_PID, port $CTLD_PORT) and slurmd (pid $SLURMD_PID, port $SLURMD_PORT); node localhost idle, $CPUS CPUs"
 
-# ---- a real MKE run through sbatch ----
-"$MKE" submit "$ROOT/deploy/examples/twomoon.json" --scheduler slurm --nodes 1 --ntasks-per-node 2 \
-	>"$T/sub.out" 2>"$T/sub.err" || { cat "$T/sub.err"; fail "mke submit failed"; }
-JOB=$(sed -n 's/^job \([0-9][0-9]*\)$/\1/p' "$T/sub.out")
-[ -n "$JOB" ] || fail "mke submit printed no job id: $(cat "$T/sub.out")"
-SCRIPT=$(sed -n 's/^  script //p' "$T/sub.out")
-ok "mke submit: job $JOB ($SCRIPT)"
+# ---- real MKE runs through sbatch ----
+mkconfig "$ROOT/deploy/examples/twomoon.json" "$T/twomoon.json" '
+c["seeds"] = [81]
+c["student"]["epochs"] = 400'
+# two busy-polling ranks on a shared 2-core machine: let them yield when idle
+export OMPI_MCA_mpi_yield_when_idle=1
 
-# follow the job with scontrol (no accounting, so no sacct) until it ends
-state=""
-while :; do
-	state=$(scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-	case "$state" in
-	COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | PREEMPTED | BOOT_FAIL | DEADLINE) break ;;
-	esac
-	[ "$(date +%s)" -lt "$DEADLINE" ] || { state="still ${state:-unknown}"; break; }
-	sleep 1
-done
-OUTF=$(dirname "$SCRIPT")/slurm-$JOB.out
-if [ "$state" != COMPLETED ]; then
-	echo "--- job $JOB output"; cat "$OUTF" 2>/dev/null | tail -n 30
-	for w in "$MKE_RUNS"/*/worker.log; do [ -f "$w" ] && { echo "--- $w"; tail -n 20 "$w"; }; done
-	fail "job $JOB ended $state, not COMPLETED"
-fi
-JOB_DONE=$JOB
-JOB=""
-ok "job $JOB_DONE COMPLETED"
-
-# the run: done, the Slurm job id recorded, the workers started by srun
-"$MKE" status >"$T/status.txt" 2>&1 || { cat "$T/status.txt"; fail "mke status failed"; }
-grep -q '^status  *done' "$T/status.txt" || { cat "$T/status.txt" "$OUTF"; fail "the run did not end done"; }
-grep -qx "slurm job $JOB_DONE" "$T/status.txt" || { cat "$T/status.txt"; fail "mke status does not show slurm job $JOB_DONE"; }
-grep -q "worker job started (srun " "$OUTF" || { cat "$OUTF"; fail "the workers were not started with srun"; }
-grep -q '^  mm_student ' "$T/status.txt" || fail "no mm_student row in mke status"
-ok "the run ended done; mke status shows 'slurm job $JOB_DONE'; the ranks came from srun inside the allocation"
+# submit_and_wait LAUNCHER: one job through mke submit, followed with scontrol
+# (no accounting, so no sacct) until it ends; then the run in mke status
+submit_and_wait() {
+	launcher=$1
+	MKE_RUNS="$T/runs-$launcher" "$MKE" submit "$T/twomoon.json" --scheduler slurm --nodes 1 \
+		--ntasks-per-node 2 --launcher "$launcher" >"$T/sub.out" 2>"$T/sub.err" \
+		|| { cat "$T/sub.err"; fail "mke submit --launcher $launcher failed"; }
+	JOB=$(sed -n 's/^job \([0-9][0-9]*\)$/\1/p' "$T/sub.out")
+	[ -n "$JOB" ] || fail "mke submit printed no job id: $(cat "$T/sub.out")"
+	SCRIPT=$(sed -n 's/^  script //p' "$T/sub.out")
+	grep -q "^exec .* run .* --ranks 2 --launcher $launcher\$" "$SCRIPT" || fail "script: $(grep '^exec' "$SCRIPT")"
+	start=$(date +%s)
+	state=""
+	while :; do
+		state=$(scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+		case "$state" in
+		COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | PREEMPTED | BOOT_FAIL | DEADLINE) break ;;
+		esac
+		[ "$(date +%s)" -lt "$DEADLINE" ] || { state="still ${state:-unknown}"; break; }
+		sleep 1
+	done
+	OUTF=$(dirname "$SCRIPT")/slurm-$JOB.out
+	if [ "$state" != COMPLETED ]; then
+		echo "--- job $JOB output"; tail -n 30 "$OUTF" 2>/dev/null
+		for w in "$T/runs-$launcher"/*/worker.log; do [ -f "$w" ] && { echo "--- $w"; tail -n 20 "$w"; }; done
+		fail "job $JOB ($launcher) ended $state, not COMPLETED"
+	fi
+	JOB_DONE=$JOB
+	JOB=""
+	# the run: done, the Slurm job id recorded, the workers started by the launcher
+	MKE_RUNS="$T/runs-$launcher" "$MKE" status >"$T/status.txt" 2>&1 || { cat "$T/status.txt"; fail "mke status failed"; }
+	grep -q '^status  *done' "$T/status.txt" || { cat "$T/status.txt" "$OUTF"; fail "the run did not end done"; }
+	grep -qx "slurm job $JOB_DONE" "$T/status.txt" || { cat "$T/status.txt"; fail "mke status does not show slurm job $JOB_DONE"; }
+	grep -q "worker job started ($launcher " "$OUTF" || { cat "$OUTF"; fail "the workers were not started with $launcher"; }
+	grep -q '^  mm_student ' "$T/status.txt" || fail "no mm_student row in mke status"
+	ok "job $JOB_DONE COMPLETED in $(( $(date +%s) - start ))s; the run ended done, 'slurm job $JOB_DONE' in mke status, ranks from $launcher"
+}
+submit_and_wait srun
+submit_and_wait mpirun
