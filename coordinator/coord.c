@@ -477,6 +477,7 @@ static int job_exited(struct coord *co, int status)
 {
 	co->job = 0;
 	co->job_status = status;
+	progress_clear(&co->prog);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (co->cancelled)

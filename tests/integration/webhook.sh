@@ -3,8 +3,9 @@
 # a listener on loopback that answers 503 first and 200 next (one retry);
 # the body names the run, its status, the phase timings and the metrics, and
 # equals the "end" event of `--json`, whose every stdout line is one JSON
-# object. A webhook that nobody answers, and a failed run, never change the
-# run's exit status; the URL's path (a token) never reaches the output.
+# object. A failed run and a cancelled one are announced too; a webhook that
+# nobody answers never changes a run's exit status; the URL's path (a token)
+# never reaches the output.
 # Bad --notify values and --quiet with --json are usage errors.
 . tests/integration/lib.sh
 
@@ -120,3 +121,25 @@ stop_listener
 "$PY" -c 'import json,sys; b = json.load(open(sys.argv[1])); assert b["status"] == "failed" and b["error"], b' \
 	"$T/hook/post-0.json" || fail "the failed run's webhook body: $(cat "$T/hook/post-0.json")"
 ok "a failed run POSTs status failed (from MKE_NOTIFY_URL) and exits 1"
+
+# ---- a cancelled run (SIGTERM to the coordinator) is announced, exit 3 ----
+mkconfig deploy/examples/twomoon.json "$T/long.json" '
+c["seeds"] = [81]
+c["teacher"]["epochs"] = 100
+c["student"]["epochs"] = 200000
+c["variants"] = {"um_student": {"model": "um"}}'
+listen 200
+"$MKE" run "$T/long.json" --ranks 2 --run-dir "$T/run4" --notify "http://127.0.0.1:$PORT/c" \
+	>"$T/out4" 2>"$T/err4" &
+pid=$!
+echo $pid >"$T/coord.pid"
+wait_for 120 sh -c "[ \"\$(sqlite3 $T/run4/mke.db \"select phase from runs\" 2>/dev/null)\" = student ]" \
+	|| fail "never reached the student phase"
+kill -TERM $pid
+rc=0; wait $pid || rc=$?
+stop_listener
+[ "$rc" = 3 ] || { tail -n 20 "$T/err4"; fail "a cancelled run exited $rc, want 3"; }
+"$PY" -c 'import json,sys; b = json.load(open(sys.argv[1])); assert b["status"] == "cancelled", b["status"]' \
+	"$T/hook/post-0.json" || fail "the cancelled run's webhook body: $(cat "$T/hook/post-0.json")"
+grep -q '^  status  cancelled in ' "$T/out4" || fail "no summary after the cancel: $(cat "$T/out4")"
+ok "a cancelled run POSTs status cancelled and exits 3"
