@@ -24,6 +24,77 @@
 #include "rng.h"
 #include "util.h"
 
+/* ---- sums ------------------------------------------------------------- */
+
+/*
+ * Sums over a channel's values (batch norm, the conv bias gradient): float partial sums in 8 lanes (which the
+ * compiler vectorizes) over chunks of 512, each chunk added into a double, so
+ * the rounding error stays that of a 64-term float sum however large HW is.
+ */
+#define BN_CHUNK 512
+
+static double bn_sum(const float *x, int n)
+{
+	double total = 0.0;
+	for (int i0 = 0; i0 < n; i0 += BN_CHUNK) {
+		int m = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK, i = 0;
+		float acc[8] = { 0 };
+		for (; i + 8 <= m; i += 8)
+			for (int j = 0; j < 8; j++)
+				acc[j] += x[i0 + i + j];
+		for (; i < m; i++)
+			acc[0] += x[i0 + i];
+		for (int j = 0; j < 8; j++)
+			total += acc[j];
+	}
+	return total;
+}
+
+/* sum (x - mean)^2 */
+static double bn_sumsq(const float *x, int n, float mean)
+{
+	double total = 0.0;
+	for (int i0 = 0; i0 < n; i0 += BN_CHUNK) {
+		int m = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK, i = 0;
+		float acc[8] = { 0 };
+		for (; i + 8 <= m; i += 8)
+			for (int j = 0; j < 8; j++) {
+				float d = x[i0 + i + j] - mean;
+				acc[j] += d * d;
+			}
+		for (; i < m; i++) {
+			float d = x[i0 + i] - mean;
+			acc[0] += d * d;
+		}
+		for (int j = 0; j < 8; j++)
+			total += acc[j];
+	}
+	return total;
+}
+
+/* sum dy and sum dy * (x - mean) */
+static void bn_sums_dy(const float *dy, const float *x, int n, float mean, double *sdy,
+		       double *sdyx)
+{
+	for (int i0 = 0; i0 < n; i0 += BN_CHUNK) {
+		int m = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK, i = 0;
+		float a[8] = { 0 }, b[8] = { 0 };
+		for (; i + 8 <= m; i += 8)
+			for (int j = 0; j < 8; j++) {
+				a[j] += dy[i0 + i + j];
+				b[j] += dy[i0 + i + j] * (x[i0 + i + j] - mean);
+			}
+		for (; i < m; i++) {
+			a[0] += dy[i0 + i];
+			b[0] += dy[i0 + i] * (x[i0 + i] - mean);
+		}
+		for (int j = 0; j < 8; j++) {
+			*sdy += a[j];
+			*sdyx += b[j];
+		}
+	}
+}
+
 /* ---- conv2d ------------------------------------------------------------ */
 
 int conv2d_shape_init(struct conv2d_shape *s, int C, int H, int W, int OC, int KH, int KW,
@@ -53,37 +124,52 @@ struct conv_plan {
 	int direct;   /* 1x1, stride 1, pad 0: no im2col */
 	int group;    /* samples per sgemm (> 1 only when a sample is one tile) */
 	int rows;     /* output rows per tile when group == 1 */
-	size_t ncol;  /* columns of the largest tile */
+	size_t ncol;  /* columns the scratch holds (>= those of any tile) */
 	size_t CK;    /* rows of the column matrix, C*KH*KW */
 };
 
 /* Target columns per sgemm: wide enough that OpenBLAS runs at full speed,
  * small enough that the column tile stays around 4 MB (in L3). */
+#ifndef CONV_TILE_FLOATS
+#define CONV_TILE_FLOATS ((size_t)1 << 20)
+#endif
+#ifndef CONV_MIN_COLS
+#define CONV_MIN_COLS 512
+#endif
+#ifndef CONV_MAX_COLS
+#define CONV_MAX_COLS 8192
+#endif
+
 static void conv_plan(struct conv_plan *p, const struct conv2d_shape *s, int B)
 {
 	size_t OHW = (size_t)s->OH * s->OW;
 	p->CK = (size_t)s->C * s->KH * s->KW;
 	p->direct = s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0;
-	size_t target = ((size_t)1 << 20) / p->CK;
-	if (target < 512)
-		target = 512;
-	if (target > 8192)
-		target = 8192;
+	size_t target = CONV_TILE_FLOATS / p->CK;
+	if (target < CONV_MIN_COLS)
+		target = CONV_MIN_COLS;
+	if (target > CONV_MAX_COLS)
+		target = CONV_MAX_COLS;
 	if (p->direct) {
 		p->group = 1, p->rows = s->OH, p->ncol = OHW;
 	} else if (OHW >= target || B <= 1) {
+		/* equal tiles of about target columns */
 		p->group = 1;
-		p->rows = (int)(target / (size_t)s->OW);
-		if (p->rows < 1)
-			p->rows = 1;
-		if (p->rows > s->OH)
-			p->rows = s->OH;
+		int rows = (int)(target / (size_t)s->OW);
+		if (rows < 1)
+			rows = 1;
+		int ntiles = (s->OH + rows - 1) / rows;
+		p->rows = (s->OH + ntiles - 1) / ntiles;
 		p->ncol = (size_t)p->rows * s->OW;
 	} else {
+		/* the scratch is sized by the unbalanced group, which grows with B,
+		 * so scratch for a batch B serves every smaller batch */
 		size_t g = target / OHW;
-		p->group = g > (size_t)B ? B : (int)g;
+		int g0 = g > (size_t)B ? B : (int)g;
+		int ngroups = (B + g0 - 1) / g0;
+		p->group = (B + ngroups - 1) / ngroups;
 		p->rows = s->OH;
-		p->ncol = (size_t)p->group * OHW;
+		p->ncol = (size_t)g0 * OHW;
 	}
 }
 
@@ -94,7 +180,7 @@ size_t conv2d_scratch(const struct conv2d_shape *s, int B)
 	if (p.direct)
 		return 0;
 	/* the column tile, and where the group's (OC, group*OHW) result lands */
-	return p.CK * p.ncol + (p.group > 1 ? (size_t)s->OC * p.ncol : 0);
+	return p.CK * p.ncol + (p.ncol > (size_t)s->OH * s->OW ? (size_t)s->OC * p.ncol : 0);
 }
 
 /* Output columns [lo,hi) whose input column ow*stride + off lies in [0,W). */
@@ -263,11 +349,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 	if (dbias)
 		for (int b = 0; b < B; b++)
 			for (int oc = 0; oc < OC; oc++) {
-				const float *g = dout + (size_t)b * out_sz + oc * OHW;
-				float acc = 0.0f;
-				for (size_t i = 0; i < OHW; i++)
-					acc += g[i];
-				dbias[oc] += acc;
+				dbias[oc] += (float)bn_sum(dout + (size_t)b * out_sz + oc * OHW, (int)OHW);
 			}
 	if (p.group > 1) {
 		float *col = scratch, *g = scratch + p.CK * p.ncol;
@@ -335,19 +417,16 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
 		double n = (double)(b1 - b0) * HW;
 		for (int c = 0; c < C; c++) {
 			double sum = 0.0, ss = 0.0;
-			for (int b = b0; b < b1; b++) {
-				const float *x = inp + ((size_t)b * C + c) * HW;
-				for (int i = 0; i < HW; i++)
-					sum += x[i];
-			}
+			for (int b = b0; b < b1; b++)
+				sum += bn_sum(inp + ((size_t)b * C + c) * HW, HW);
 			double mean = sum / n;
-			for (int b = b0; b < b1; b++) {
-				const float *x = inp + ((size_t)b * C + c) * HW;
-				for (int i = 0; i < HW; i++) {
-					double d = x[i] - mean;
-					ss += d * d;
-				}
-			}
+			for (int b = b0; b < b1; b++)
+				ss += bn_sumsq(inp + ((size_t)b * C + c) * HW, HW, (float)mean);
+			/* ss is about the float mean; move it to the exact one */
+			double dm = mean - (double)(float)mean;
+			ss -= n * dm * dm;
+			if (ss < 0.0)
+				ss = 0.0;
 			double var = ss / n, rstd = 1.0 / sqrt(var + eps);
 			save_mean[(size_t)g * C + c] = (float)mean;
 			save_rstd[(size_t)g * C + c] = (float)rstd;
@@ -412,14 +491,10 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 		for (int c = 0; c < C; c++) {
 			float mean = save_mean[(size_t)g * C + c], rstd = save_rstd[(size_t)g * C + c];
 			double sdy = 0.0, sdyx = 0.0;
-			for (int b = b0; b < b1; b++) {
-				const float *x = inp + ((size_t)b * C + c) * HW;
-				const float *dy = dout + ((size_t)b * C + c) * HW;
-				for (int i = 0; i < HW; i++) {
-					sdy += dy[i];
-					sdyx += dy[i] * ((x[i] - mean) * rstd);
-				}
-			}
+			for (int b = b0; b < b1; b++)
+				bn_sums_dy(dout + ((size_t)b * C + c) * HW, inp + ((size_t)b * C + c) * HW,
+					   HW, mean, &sdy, &sdyx);
+			sdyx *= rstd; /* sum dy * xhat */
 			dgamma[c] += (float)sdyx;
 			dbeta[c] += (float)sdy;
 			if (!dinp)

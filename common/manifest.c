@@ -16,8 +16,12 @@
  * without a line saying so. Only a file without a usable header fails.
  *
  * dataset_load() decodes cells by the config's modality kinds (inline
- * numbers, .npy files, and through common/media.h images, depth maps and
- * audio), maps labels, and quarantines rows whose cells do not decode, again
+ * numbers, .npy files, and through common/media.h images, depth maps, label
+ * maps, audio and folders of frames; videos and audio in video containers
+ * through common/av.h when the tree has it), records each modality's (F, C,
+ * H, W) shape, maps labels (class lists for multi-label tasks, label-map
+ * files for segmentation), confines path cells to the manifest's directory
+ * or the data root, and quarantines rows whose cells do not decode, again
  * with file:line and a count. Media are decoded one cell at a time; only the
  * flattened floats are kept. Cells that are URLs are fetched first, all of
  * a manifest's in one batch (common/fetch.h), and decoded from the cache; a
@@ -616,8 +620,9 @@ static int confine_check(const struct confine *cf, const char *cell, const char 
 	if (ok)
 		return 0;
 	snprintf(why, nwhy, "cannot load '%.200s': the path leads outside the manifest's "
-		 "directory '%.200s' and the data root '%.200s'; make it relative to the "
-		 "manifest, or set MKE_ALLOW_OUTSIDE_PATHS=1 to allow paths outside them",
+		 "directory '%.200s' and the data root '%.200s'; move the file under one of "
+		 "them, set data.root to a directory that holds it, or set "
+		 "MKE_ALLOW_OUTSIDE_PATHS=1 to allow paths outside them",
 		 path, cf->dir_name, cf->root_name);
 	return -1;
 }

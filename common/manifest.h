@@ -5,8 +5,8 @@
  * numbers.
  *
  * Bad rows (wrong column count, empty id, duplicate id, unknown label, cell
- * that does not decode) are reported as "file:line: reason", counted and
- * skipped, never silently dropped. Structural errors (no header, no id
+ * that does not decode, a path that leads outside the data) are reported as
+ * "file:line: reason", counted and skipped, never silently dropped. Structural errors (no header, no id
  * column, unreadable file) fail the load.
  *
  * A dataset is a manifest decoded for a run: one float matrix per modality,
@@ -58,7 +58,7 @@ struct dataset {
 	float *x[2];       /* (n, dim[k]) per modality, owned */
 	int *labels;       /* (n); -1 where the row has no label; NULL when no label column */
 	int shape[2][4];   /* per modality (F, C, H, W) with F*C*H*W == dim[k]: F frames
-			      (frames kind, else 1); image C x H x W; depth 1 x H x W; audio
+			      (frames kind, else 1); image C x H x W; depth and labelmap 1 x H x W; audio
 			      1 x 257 x T; inline / npy vectors 1 x 1 x 1 x dim (an npy of
 			      2-4 dims keeps its trailing dims) */
 	/* segmentation (c->task == TASK_SEGMENT): the config's target column */
@@ -78,17 +78,28 @@ struct dataset {
 uint32_t sample_id_hash(const char *s);
 
 /* Decode a manifest's rows into a dataset using the config's modalities
- * (nmod of them) and class names. Rows that fail to decode are quarantined:
- * reported as file:line: reason and counted. Supported kinds: inline
- * (whitespace-separated numbers), npy (a path relative to the manifest's
- * directory, or absolute), and image, depth and audio (paths likewise,
- * decoded by common/media.h with the modality's height/width, channels,
- * sample_rate and seconds); frames and labelmap fail the load. Cells of those
- * kinds may be http://, https:// or file:// URLs: they are fetched first, in
- * one batch, into the cache (common/fetch.h, docs/remote-data.md; a failed
- * fetch quarantines the row). A dimension not fixed by
- * the config is taken from the first good row. Labels: empty -> -1, an
- * integer in [0, classes) or a class name; anything else quarantines the row.
+ * (nmod of them), class names and task (docs/formats.md "Manifests"). Rows
+ * that fail to decode are quarantined: reported as file:line: reason and
+ * counted. Kinds: inline (whitespace-separated numbers), npy, image, depth,
+ * audio and labelmap (paths, decoded by common/media.h with the modality's
+ * height/width, channels, sample_rate and seconds; audio in .mp4/.m4a/.mkv/
+ * .webm and video frames through common/av.h when the build has it), frames
+ * (a folder of frames, a ';' list of them or a video: F = the modality's
+ * frames sampled uniformly, F x 3 x H x W). shape[k] is filled for every
+ * kind and must agree across rows. Path cells are relative to the manifest's
+ * directory; an absolute path or one with ".." must resolve (realpath) under
+ * the manifest's directory or c->data_root, unless MKE_ALLOW_OUTSIDE_PATHS=1
+ * is set in the environment; a path outside quarantines the row. Cells may be
+ * http://, https:// or file:// URLs: they are fetched first, in one batch,
+ * into the cache (common/fetch.h, docs/remote-data.md; a failed fetch
+ * quarantines the row). A dimension not fixed by the config is taken from
+ * the first good row. Labels: empty -> -1, an integer in [0, classes) or a
+ * class name; anything else quarantines the row. c->task == TASK_MULTILABEL:
+ * the label cell is a ';' list of those, filling multi, and labels[i] is the
+ * first class listed. c->task == TASK_SEGMENT: the c->target.column label
+ * maps fill pixel_labels (ignore_value -> -1, v - first_class, -1 outside
+ * [0, classes), counted and reported once per file) at c->target's size or
+ * the first map's; a manifest without that column has pixel_labels NULL.
  * Returns -1 (and leaves *d zeroed) when the manifest is unusable or has no
  * usable row; on success the caller releases *d with dataset_release(). */
 int dataset_load(struct dataset *d, const struct run_config *c, const char *manifest_path,

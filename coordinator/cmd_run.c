@@ -7,6 +7,7 @@
 
 #include "cmd.h"
 #include "coord.h"
+#include "notify.h"
 #include "util.h"
 
 /* Options shared by run and resume. Returns the index of the first
@@ -15,6 +16,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct coord_opts 
 {
 	memset(o, 0, sizeof *o);
 	*pos = NULL;
+	int quiet = 0, json = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		int has = i + 1 < argc;
@@ -54,7 +56,13 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct coord_opts 
 			}
 			o->max_restarts = n == 0 ? -1 : (int)n;
 		} else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
-			mke_quiet = 1;
+			quiet = 1;
+		} else if (strcmp(a, "--json") == 0) {
+			json = 1;
+		} else if (strcmp(a, "--notify") == 0 && has) {
+			o->notify_url = argv[++i];
+			if (notify_check_url("--notify", o->notify_url) != 0)
+				return -1;
 		} else if (a[0] == '-') {
 			fprintf(stderr, "error: unknown or incomplete option '%s'\n", a);
 			cmd_usage(cmd, 1);
@@ -69,6 +77,19 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct coord_opts 
 	if (!*pos) {
 		cmd_usage(cmd, 1);
 		return -1;
+	}
+	if (quiet && json) {
+		fprintf(stderr, "error: --quiet and --json contradict each other (--json prints only JSON "
+				"on stdout already); drop one\n");
+		return -1;
+	}
+	o->output = json ? PROGRESS_JSON : quiet ? PROGRESS_QUIET : PROGRESS_TEXT;
+	/* a webhook URL often holds a token: $MKE_NOTIFY_URL keeps it out of argv */
+	const char *env = getenv("MKE_NOTIFY_URL");
+	if (!o->notify_url && env && *env) {
+		o->notify_url = env;
+		if (notify_check_url("MKE_NOTIFY_URL", env) != 0)
+			return -1;
 	}
 	if (o->hostfile && o->launcher && strcmp(o->launcher, "srun") == 0) {
 		fprintf(stderr, "error: --hostfile is for --launcher mpirun; srun takes its nodes from "

@@ -16,6 +16,9 @@
  * <bin>/../../deploy/slurm/ or <bin>/../share/mke/); `sbatch --parsable
  * SCRIPT` prints the job id. The coordinator records $SLURM_JOB_ID itself
  * (the run database has one writer).
+ * The batch step starts the ranks with srun (--mpi=pmix), or with
+ * --launcher mpirun with Open MPI's mpirun, which reads the allocation itself
+ * (for a Slurm without PMIx support).
  * mpirun: a /bin/sh script started in its own session in the background, its
  * output in SCRIPT.log; the pid is printed.
  */
@@ -40,6 +43,7 @@
 
 struct submit {
 	const char *config, *scheduler, *time, *partition, *account, *hostfile, *run_dir, *db, *out, *redis;
+	const char *launcher;   /* slurm: how the batch step starts the ranks (srun, mpirun) */
 	const char *modules[MAX_MODULES];
 	int nmodules;
 	long nodes, ntasks;
@@ -161,6 +165,8 @@ static int parse(int argc, char **argv, struct submit *s)
 			slot = &s->redis;
 		else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
 			slot = &s->out;
+		else if (strcmp(a, "--launcher") == 0)
+			slot = &s->launcher;
 		if (slot) {
 			if (!has) {
 				fprintf(stderr, "error: %s needs a value\n", a);
@@ -243,9 +249,14 @@ static int parse(int argc, char **argv, struct submit *s)
 				"(use --partition, or drop --hostfile)\n");
 		bad++;
 	}
+	if (s->launcher && strcmp(s->launcher, "srun") != 0 && strcmp(s->launcher, "mpirun") != 0) {
+		fprintf(stderr, "error: --launcher must be srun or mpirun, not '%s'\n", s->launcher);
+		bad++;
+	}
 	if (s->scheduler && !slurm) {
-		const char *slurm_only[] = {"--time", s->time, "--partition", s->partition, "--account", s->account};
-		for (int k = 0; k < 6; k += 2)
+		const char *slurm_only[] = {"--time", s->time, "--partition", s->partition, "--account", s->account,
+					    "--launcher", s->launcher};
+		for (int k = 0; k < 8; k += 2)
 			if (slurm_only[k + 1]) {
 				fprintf(stderr, "error: %s is for --scheduler slurm; mpirun has no %s (drop it)\n",
 					slurm_only[k], slurm_only[k] + 2);
@@ -542,7 +553,8 @@ int cmd_submit(int argc, char **argv)
 			goto out_bufs;
 		const char *vars[] = {"JOB_NAME", job_name, "NODES", nodes, "NTASKS_PER_NODE", ntasks,
 				      "SBATCH_EXTRA", extra.s, "MODULES", mods.s, "MKE", mke.s + 1, "CONFIG", cfg.s + 1,
-				      "RANKS", ranks, "RUN_ARGS", args.s};
+				      "RANKS", ranks, "RUN_ARGS", args.s,
+				      "LAUNCHER", s.launcher ? s.launcher : "srun"};
 		if (!(text = fill(tmpl, vars, (int)(sizeof vars / sizeof vars[0]), tmpl_path)))
 			goto out_bufs;
 	} else {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "manifest.h"
+#include "notify.h"
 #include "shard.h"
 #include "util.h"
 
@@ -171,8 +172,16 @@ static int job_start(struct coord *co)
 		_exit(127);
 	}
 	co->job = pid;
+	progress_clear(&co->prog);
 	mke_info("run %s: worker job started (%s -np %d, pid %ld, log %s)", co->run_id, mpirun, co->o.ranks,
 		 (long)pid, log);
+	cJSON *ev = cJSON_CreateObject();
+	cJSON_AddNumberToObject(ev, "pid", (double)pid);
+	cJSON_AddNumberToObject(ev, "ranks", co->o.ranks);
+	cJSON_AddStringToObject(ev, "launcher", srun ? "srun" : "mpirun");
+	cJSON_AddNumberToObject(ev, "restarts", co->restarts);
+	cJSON_AddStringToObject(ev, "log", log);
+	progress_event(&co->prog, "job", ev);
 	char *payload = xasprintf("{\"pid\":%ld,\"ranks\":%d,\"restarts\":%d}", (long)pid, co->o.ranks,
 				  co->restarts);
 	store_event_add(co->db, co->run_id, now_ms(), "job_start", -1, payload, NULL);
@@ -248,8 +257,54 @@ static void record_shard(struct coord *co, const struct queue_msg *m)
 			return;
 		}
 		store_artifact_add(co->db, co->run_id, m->path, "pseudo_labels", m->sha256, -1);
+		/* late acks of the label phase must not count as models */
+		if (co->phase == PHASE_LABEL && co->prog.total > 0 && co->prog.done < co->prog.total) {
+			co->prog.done++;
+			co->prog.dirty = 1;
+		}
 	}
 	store_shard_update(co->db, co->run_id, &ch);
+}
+
+/* The student phase trains nvariants x nseeds models, one after the other. */
+static void progress_models(struct coord *co)
+{
+	co->prog.done = 0;
+	co->prog.total = (long)co->c.nvariants * co->c.nseeds;
+}
+
+/* A train_loss metric of variant ("teacher", "mm_student/81") at an
+ * optimizer step: which model trains and at which epoch. The worker sends
+ * one at epoch 1 and then every max(epochs / 200, 1) epochs, at step epoch x
+ * steps-per-epoch; a fresh model's first metric gives steps-per-epoch, a
+ * resumed one's first two (their gap is that many epochs). */
+static void progress_epoch(struct coord *co, const char *variant, int64_t step)
+{
+	struct progress *p = &co->prog;
+	long epochs = 0;
+	if (strcmp(variant, "teacher") == 0) {
+		epochs = co->c.teacher_train.epochs;
+	} else {
+		size_t klen = strcspn(variant, "/");
+		for (int v = 0; v < co->c.nvariants; v++) {
+			const char *name = variant_name(co->c.variants[v].kind);
+			if (name && strlen(name) == klen && strncmp(name, variant, klen) == 0)
+				epochs = co->c.variants[v].train.epochs;
+		}
+	}
+	if (strcmp(p->item, variant) != 0) {
+		snprintf(p->item, sizeof p->item, "%s", variant);
+		co->first_step = (long)step;
+		co->spe = co->resumed ? 0 : (long)step;
+	} else if (co->spe == 0 && step > co->first_step) {
+		long every = epochs / 200 > 0 ? epochs / 200 : 1;
+		co->spe = (long)(step - co->first_step) / every;
+	}
+	p->epochs = epochs > 0 ? epochs : -1;
+	p->epoch = co->spe > 0 && epochs > 0 ? (long)step / co->spe : -1;
+	if (p->epoch > epochs)
+		p->epoch = epochs;
+	p->dirty = 1;
 }
 
 static void begin_phase(struct coord *co, enum run_phase ph)
@@ -263,7 +318,9 @@ static void begin_phase(struct coord *co, enum run_phase ph)
 		store_phase_begin(co->db, co->run_id, ph);
 	else
 		store_run_set_phase(co->db, co->run_id, PHASE_DONE);
-	mke_info("run %s: phase %s", co->run_id, run_phase_name(ph));
+	progress_phase(&co->prog, run_phase_name(ph));
+	if (ph == PHASE_STUDENT)
+		progress_models(co);
 }
 
 static int on_event(void *arg, const char *id, const char *json, size_t len)
@@ -282,11 +339,19 @@ static int on_event(void *arg, const char *id, const char *json, size_t len)
 		struct store_metric sm = {.variant = m.variant, .key = m.key, .step = m.step,
 					  .value = m.value, .ts_ms = m.ts_ms};
 		store_metric_add(co->db, co->run_id, &sm, 1);
+		if (m.variant && strcmp(m.key, "train_loss") == 0)
+			progress_epoch(co, m.variant, m.step);
 		kind = NULL;
 		break;
 	}
 	case QMSG_PROGRESS:
 		kind = "progress";
+		if (strcmp(m.phase, "student") == 0 && m.total > 0) {
+			co->prog.done = (long)m.done;
+			co->prog.total = (long)m.total;
+			co->prog.epoch = -1;
+			co->prog.dirty = 1;
+		}
 		if (strcmp(m.phase, "teacher") == 0 && m.done == m.total)
 			co->teacher_ready = 1;
 		else if (strcmp(m.phase, "student") == 0 && m.done == m.total)
@@ -352,12 +417,19 @@ static int do_shard(struct coord *co)
 		       &co->nshards, &detail) != 0)
 		return -1;
 	store_phase_end(co->db, co->run_id, PHASE_SHARD, PHASE_OK, detail);
+	progress_clear(&co->prog);
 	mke_info("run %s: %s", co->run_id, detail);
 	free(detail);
 	co->sharded = 1;
 	co->phase = PHASE_LABEL; /* the shard phase is ended above, with its detail */
 	store_phase_begin(co->db, co->run_id, PHASE_LABEL);
-	mke_info("run %s: phase label", co->run_id);
+	progress_phase(&co->prog, "label");
+	long counts[SHARD_NSTATES];
+	if (store_shard_counts(co->db, co->run_id, counts) == 0) {
+		co->prog.done = counts[SHARD_DONE];
+		co->prog.total = co->nshards;
+		co->prog.dirty = 1;
+	}
 	return 0;
 }
 
@@ -405,6 +477,7 @@ static int job_exited(struct coord *co, int status)
 {
 	co->job = 0;
 	co->job_status = status;
+	progress_clear(&co->prog);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (co->cancelled)
@@ -441,9 +514,11 @@ static void check_label_done(struct coord *co)
 		char *detail = xasprintf("%ld done, %ld dead", qc.done, qc.dead);
 		store_phase_end(co->db, co->run_id, PHASE_LABEL, qc.dead ? PHASE_FAILED : PHASE_OK, detail);
 		free(detail);
+		progress_tick(&co->prog, 1);
 		co->phase = PHASE_STUDENT;
 		store_phase_begin(co->db, co->run_id, PHASE_STUDENT);
-		mke_info("run %s: phase student", co->run_id);
+		progress_phase(&co->prog, "student");
+		progress_models(co);
 	}
 }
 
@@ -455,10 +530,12 @@ static int drive(struct coord *co)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	store_run_set_status(co->db, co->run_id, RUN_RUNNING, NULL);
-	if (co->phase < PHASE_TEACHER)
+	if (co->phase < PHASE_TEACHER) {
 		begin_phase(co, PHASE_TEACHER);
-	else
+	} else {
 		store_phase_begin(co->db, co->run_id, co->phase);
+		progress_phase(&co->prog, run_phase_name(co->phase));
+	}
 	if (job_start(co) != 0)
 		return -1;
 	int rc = 0;
@@ -475,6 +552,7 @@ static int drive(struct coord *co)
 			if (queue_cancelled(&co->q, &reason) == 1) {
 				co->cancelled = 1;
 				co->cancel_reason = reason ? reason : xstrdup("cancelled");
+				progress_clear(&co->prog);
 				mke_info("run %s: cancelled (%s); waiting for the workers to stop", co->run_id,
 					 co->cancel_reason);
 			} else {
@@ -496,6 +574,7 @@ static int drive(struct coord *co)
 		check_label_done(co);
 		if (co->student_done && co->phase == PHASE_STUDENT)
 			begin_phase(co, PHASE_EVAL);
+		progress_tick(&co->prog, 0);
 		int st;
 		if (co->job > 0 && waitpid(co->job, &st, WNOHANG) == co->job) {
 			if (job_exited(co, st))
@@ -504,6 +583,7 @@ static int drive(struct coord *co)
 		}
 	}
 	ingest(co, 0);
+	progress_clear(&co->prog);
 	if (co->cancelled) {
 		job_stop(co);
 		store_phase_end(co->db, co->run_id, co->phase, PHASE_CANCELLED, co->cancel_reason);
@@ -611,6 +691,34 @@ static void defaults(struct coord *co, const struct coord_opts *o)
 		co->o.max_restarts = 0;
 	strcpy(co->cursor, "0-0");
 	co->phase = PHASE_CREATED;
+	progress_init(&co->prog, o->output);
+}
+
+/* The run ended (or could not start): the summary on stdout (a JSON "end"
+ * event with --json) and to the webhook. Only a run whose status is final
+ * is announced; the webhook's outcome never changes the run's. */
+static void finish(struct coord *co)
+{
+	progress_clear(&co->prog);
+	cJSON *s = co->db && co->run_id ? run_summary(co->db, co->run_id) : NULL;
+	if (!s)
+		return;
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(s, "status");
+	int final = cJSON_IsString(st) && (strcmp(st->valuestring, "done") == 0 ||
+					   strcmp(st->valuestring, "failed") == 0 ||
+					   strcmp(st->valuestring, "cancelled") == 0);
+	if (co->o.output == PROGRESS_JSON)
+		progress_event(&co->prog, "end", cJSON_Duplicate(s, 1));
+	else
+		run_summary_print(s, co->o.output == PROGRESS_QUIET);
+	if (final && co->o.notify_url) {
+		cJSON_AddStringToObject(s, "event", "run_end");
+		char *body = cJSON_PrintUnformatted(s);
+		if (body && notify_post(co->o.notify_url, body) == 0)
+			mke_info("run %s: webhook delivered", co->run_id);
+		free(body);
+	}
+	cJSON_Delete(s);
 }
 
 static void record_params(struct coord *co)
@@ -680,8 +788,18 @@ int coord_run_new(const char *config_path, const struct coord_opts *o, char **ru
 	const char *slurm_job = getenv("SLURM_JOB_ID");
 	if (slurm_job && *slurm_job)
 		store_run_set_slurm_job(co.db, co.run_id, slurm_job);
-	printf("run %s\n  dir %s\n  db  %s\n", co.run_id, co.run_dir, co.db_path);
-	fflush(stdout);
+	co.created = 1;
+	co.prog.run_id = co.run_id;
+	if (co.o.output == PROGRESS_TEXT) {
+		printf("run %s\n  dir %s\n  db  %s\n", co.run_id, co.run_dir, co.db_path);
+		fflush(stdout);
+	} else {
+		cJSON *ev = cJSON_CreateObject();
+		cJSON_AddStringToObject(ev, "dir", co.run_dir);
+		cJSON_AddStringToObject(ev, "db", co.db_path);
+		cJSON_AddBoolToObject(ev, "resumed", 0);
+		progress_event(&co.prog, "run", ev);
+	}
 	if (connect_redis(&co) != 0) {
 		store_run_set_status(co.db, co.run_id, RUN_FAILED, "cannot reach Redis");
 		goto out;
@@ -690,6 +808,8 @@ int coord_run_new(const char *config_path, const struct coord_opts *o, char **ru
 	if (run_id_out)
 		*run_id_out = xstrdup(co.run_id);
 out:
+	if (co.created)
+		finish(&co);
 	free(text);
 	coord_release(&co);
 	return rc;
@@ -732,6 +852,8 @@ int coord_resume(const char *run_id, const struct coord_opts *o)
 	}
 	co.run_dir = xstrdup(r.run_dir);
 	co.config_copy = xstrdup(r.config_path);
+	co.resumed = 1;
+	co.prog.run_id = co.run_id;
 	if (config_parse(&co.c, r.config, r.config_path) != 0)
 		goto out;
 	co.password = getenv("MKE_REDIS_PASSWORD");
@@ -750,8 +872,19 @@ int coord_resume(const char *run_id, const struct coord_opts *o)
 		strcpy(co.cursor, "0-0");
 	store_event_add(co.db, run_id, now_ms(), "resume", -1, NULL, NULL);
 	mke_info("run %s: resuming from phase %s", run_id, run_phase_name(r.phase));
+	co.created = 1;
+	{
+		cJSON *ev = cJSON_CreateObject();
+		cJSON_AddStringToObject(ev, "dir", co.run_dir);
+		cJSON_AddStringToObject(ev, "db", co.db_path);
+		cJSON_AddBoolToObject(ev, "resumed", 1);
+		cJSON_AddStringToObject(ev, "from_phase", run_phase_name(r.phase));
+		progress_event(&co.prog, "run", ev);
+	}
 	rc = drive(&co);
 out:
+	if (co.created)
+		finish(&co);
 	store_run_release(&r);
 	coord_release(&co);
 	return rc;

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "progress.h"
 #include "queue.h"
 #include "redis_server.h"
 #include "store.h"
@@ -33,6 +34,8 @@ struct coord_opts {
 	const char *launcher;   /* "mpirun" (default) or "srun" (inside a Slurm allocation) */
 	const char *hostfile;   /* mpirun --hostfile FILE; NULL: none */
 	int detach;             /* unused for now */
+	enum progress_mode output; /* text (default), quiet or json: progress.h */
+	const char *notify_url; /* POST the summary here when the run ends: notify.h */
 };
 
 struct coord {
@@ -56,6 +59,11 @@ struct coord {
 	int cancelled;
 	char *cancel_reason;
 	double last_reap;
+	int created;            /* the run is in the database: it gets a summary */
+	int resumed;            /* driven by `mke resume` */
+	struct progress prog;
+	long spe;               /* optimizer steps per epoch of prog.item; 0: unknown */
+	long first_step;        /* the first train_loss step seen of prog.item */
 };
 
 /* Create a new run from a config and drive it to the end. */

@@ -18,8 +18,8 @@ const struct cmd mke_commands[] = {
 	 "student's rectification. --format csv writes `setting,variant,mean,std,n`.\n"},
 	{"run", cmd_run, "run the whole MKE lifecycle through Redis and an MPI worker job",
 	 "usage: mke run CONFIG [--ranks N] [--redis URL] [--run-dir DIR] [--db FILE]\n"
-	 "                      [--setting NAME] [--max-restarts N] [--quiet]\n"
-	 "                      [--launcher mpirun|srun] [--hostfile FILE]\n"
+	 "                      [--setting NAME] [--max-restarts N] [--quiet | --json]\n"
+	 "                      [--notify URL] [--launcher mpirun|srun] [--hostfile FILE]\n"
 	 "\n"
 	 "Creates a run and drives it: teacher -> shard -> label -> student -> eval -> done.\n"
 	 "Without --redis a private redis-server is started on a unix socket in the run\n"
@@ -31,30 +31,42 @@ const struct cmd mke_commands[] = {
 	 "--setting picks the grid setting (regularizer) to run; default the first.\n"
 	 "--launcher srun starts the workers as 'srun --ntasks N --mpi=pmix mke-worker'\n"
 	 "inside a Slurm allocation (see 'mke submit'); --hostfile FILE is passed to mpirun.\n"
+	 "Progress goes to stderr: a live line (phase, bar, shards or model and epoch,\n"
+	 "ETA) on a terminal, a plain line every MKE_PROGRESS_INTERVAL seconds (default\n"
+	 "10) otherwise; a summary ends stdout. --quiet prints only errors, warnings and\n"
+	 "the summary. --json prints one JSON object per event line on stdout (run, job,\n"
+	 "phase, progress, end; see docs/cli.md). --notify URL (or MKE_NOTIFY_URL) POSTs\n"
+	 "the summary as JSON when the run ends (10 s timeout, 3 attempts); a webhook\n"
+	 "that fails is a warning, never a failed run.\n"
 	 "Exit status: 0 done, 1 failed, 2 usage, 3 cancelled.\n"},
 	{"submit", cmd_submit, "write a batch script for 'mke run' and submit it to Slurm or mpirun",
 	 "usage: mke submit CONFIG --scheduler slurm|mpirun --nodes N --ntasks-per-node R\n"
 	 "                  [--time T] [--partition P] [--account A] [--module M ...]\n"
+	 "                  [--launcher srun|mpirun]\n"
 	 "                  [--hostfile F] [--run-dir DIR] [--db FILE] [--redis URL]\n"
 	 "                  [-o SCRIPT] [--dry-run]\n"
 	 "\n"
 	 "Writes a script that runs 'mke run CONFIG --ranks N*R' and submits it.\n"
 	 "slurm: an sbatch script from deploy/slurm/mke.sbatch.in (#SBATCH --nodes,\n"
 	 "--ntasks-per-node, --time, --partition, --account; 'module load M' lines); the\n"
-	 "coordinator runs on the first node and starts the workers with srun. It is\n"
+	 "coordinator runs on the first node and starts the workers with srun (or with\n"
+	 "Open MPI's mpirun inside the allocation: --launcher mpirun). It is\n"
 	 "given to 'sbatch --parsable' and the job id is printed; the run records it\n"
 	 "(SLURM_JOB_ID) and 'mke status' shows it. mpirun: a shell script whose 'mke run'\n"
 	 "passes --hostfile F to mpirun (MKE_MPIRUN_ARGS are added to the mpirun line),\n"
 	 "started in the background with its output in SCRIPT.log; the pid is printed.\n"
 	 "The script goes to -o SCRIPT, else DIR/mke.sbatch (or DIR/mke-run.sh), where DIR\n"
 	 "is --run-dir or $MKE_RUNS/submit-<time>. --dry-run writes and prints it only.\n"
-	 "--hostfile is for mpirun only; --time, --partition and --account for slurm only.\n"
+	 "--hostfile is for mpirun only; --time, --partition, --account and --launcher\n"
+	 "for slurm only.\n"
 	 "With --nodes > 1 the workers need a Redis they can reach: --redis redis://HOST:PORT.\n"},
 	{"resume", cmd_resume, "continue a run whose coordinator or worker job died",
-	 "usage: mke resume RUN [--ranks N] [--redis URL] [--db FILE] [--quiet]\n"
+	 "usage: mke resume RUN [--ranks N] [--redis URL] [--db FILE] [--quiet | --json]\n"
+	 "                      [--notify URL]\n"
 	 "\n"
 	 "Drives RUN on from what its database records: finished shards are not redone,\n"
-	 "the teacher and students continue from their last checkpoints.\n"},
+	 "the teacher and students continue from their last checkpoints. Progress,\n"
+	 "--quiet, --json and --notify as for 'mke run'.\n"},
 	{"runs", cmd_runs, "list the runs this machine can see, newest first",
 	 "usage: mke runs [--db FILE] [--json]\n"
 	 "\n"

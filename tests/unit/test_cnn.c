@@ -152,7 +152,8 @@ static void test_conv_fast_vs_naive(void)
 		{ 5, 6, 9, 7, 5, 1, 1, 2, 0, 1, 0 },
 		{ 1, 2, 13, 12, 3, 5, 3, 3, 2, 1, 1 },
 		{ 2, 64, 50, 50, 8, 3, 3, 1, 1, 1, 1 },   /* rows tiled: 2500 > 1820 columns */
-		{ 9, 16, 6, 5, 7, 3, 3, 1, 1, 1, 1 },     /* groups of samples, last one short */
+		{ 9, 16, 6, 5, 7, 3, 3, 1, 1, 1, 1 },     /* one group of 9 samples */
+		{ 30, 64, 7, 9, 4, 3, 3, 1, 1, 1, 1 },    /* two groups of 15 */
 		{ 7, 32, 8, 16, 12, 3, 3, 2, 1, 1, 0 },
 		{ 4, 3, 20, 9, 2, 3, 2, 1, 0, 3, 1 },
 	};
@@ -190,6 +191,14 @@ static void test_conv_fast_vs_naive(void)
 				  "shape %zu dweight[%zu]: %.9g vs naive %.9g", t, i, dw1[i], dw2[i]);
 		for (int i = 0; i < s.OC; i++)
 			CHECK_NEAR(db1[i], db2[i], tolw * (1 + fabs(db2[i])));
+		/* the scratch for B serves every smaller batch */
+		for (int b2 = B - 1; b2 >= 1 && b2 >= B - 3; b2--) {
+			conv2d_forward(o1, x, w, bp, &s, b2, scratch);
+			conv2d_forward_naive(o2, x, w, bp, &s, b2);
+			for (size_t i = 0; i < nout / B * b2; i++)
+				CHECK_NEAR(o1[i], o2[i], tol * (1 + fabs(o2[i])));
+			conv2d_backward(di2, dw2, NULL, dout, x, w, &s, b2, scratch);
+		}
 		/* no input gradient: the weight gradient is the same */
 		float *dw3 = randn(nw, 600 + t);
 		conv2d_backward(NULL, dw3, NULL, dout, x, w, &s, B, scratch);
@@ -329,6 +338,36 @@ static void test_batchnorm_micro(void)
 		CHECK_NEAR(rm[c], want, 1e-6);
 	}
 	free(x), free(g), free(b), free(dy);
+}
+
+/* a large plane far from zero: the chunked float sums against a double
+ * two-pass reference */
+static void test_batchnorm_large(void)
+{
+	enum { B = 2, C = 2, HW = 129 * 250 + 3 };
+	size_t n = (size_t)B * C * HW;
+	float *x = randn(n, 85), *out = xmalloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = 100.0f + 0.01f * x[i] + (i % (2 * HW) < HW ? 0.0f : 7.0f);
+	float g[C] = { 1.0f, 2.0f }, b[C] = { 0.0f, 1.0f }, mean[C], rstd[C];
+	double bs[2 * C];
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs);
+	for (int c = 0; c < C; c++) {
+		double s = 0.0, ss = 0.0;
+		for (int k = 0; k < B; k++)
+			for (int i = 0; i < HW; i++)
+				s += x[((size_t)k * C + c) * HW + i];
+		double m = s / (B * HW);
+		for (int k = 0; k < B; k++)
+			for (int i = 0; i < HW; i++) {
+				double d = x[((size_t)k * C + c) * HW + i] - m;
+				ss += d * d;
+			}
+		CHECK_REL(mean[c], m, 1e-7);
+		CHECK_REL(rstd[c], 1.0 / sqrt(ss / (B * HW) + 1e-5), 1e-5);
+		CHECK_REL(bs[C + c], ss / (B * HW - 1), 1e-5);
+	}
+	free(x), free(out);
 }
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
@@ -675,6 +714,34 @@ static void test_augment_flip_pattern(void)
 	CHECK(memcmp(out, img, sizeof(img)) == 0);
 	augment_labels(lout, lab, &a, 1, H, W, 255);
 	CHECK(memcmp(lout, lab, sizeof(lab)) == 0);
+}
+
+/* without flip, augment_image is upsample_bilinear_forward to the scaled
+ * size, then the crop window (zoom in) or the centred image padded with 0
+ * (zoom out), bit for bit */
+static void test_augment_vs_resize(void)
+{
+	enum { C = 2, H = 8, W = 10 };
+	float x[C * H * W], out[C * H * W], big[C * 12 * 15], small[C * 4 * 5];
+	fill_normal(x, C * H * W, 120);
+	struct augment a = { 0, 1.5f, 0.5f, 0.99f };
+	augment_image(out, x, &a, 1, C, H, W);
+	upsample_bilinear_forward(big, x, 1, C, H, W, 12, 15);
+	int oy = 2, ox = 4; /* floor(0.5*(12-8)), floor(0.99*(15-10)) */
+	for (int c = 0; c < C; c++)
+		for (int y = 0; y < H; y++)
+			for (int xx = 0; xx < W; xx++)
+				CHECK(out[(c * H + y) * W + xx] == big[(c * 12 + y + oy) * 15 + xx + ox]);
+	struct augment z = { 0, 0.5f, 0.3f, 0.3f };
+	augment_image(out, x, &z, 1, C, H, W);
+	upsample_bilinear_forward(small, x, 1, C, H, W, 4, 5);
+	for (int c = 0; c < C; c++)
+		for (int y = 0; y < H; y++)
+			for (int xx = 0; xx < W; xx++) {
+				int in = y >= 2 && y < 6 && xx >= 2 && xx < 7; /* offsets (8-4)/2, (10-5)/2 */
+				float want = in ? small[(c * 4 + y - 2) * 5 + xx - 2] : 0.0f;
+				CHECK(out[(c * H + y) * W + xx] == want);
+			}
 }
 
 /* The one-hot image of a label map (piecewise constant in big blocks) goes
@@ -1061,6 +1128,7 @@ int main(void)
 	RUN(test_conv_grad_fd);
 	RUN(test_batchnorm_grad_fd);
 	RUN(test_batchnorm_micro);
+	RUN(test_batchnorm_large);
 	RUN(test_pool_grad_fd);
 	RUN(test_upsample_identity_and_x2);
 	RUN(test_concat_add);
@@ -1069,6 +1137,7 @@ int main(void)
 	RUN(test_map_hand);
 	RUN(test_augment_params);
 	RUN(test_augment_flip_pattern);
+	RUN(test_augment_vs_resize);
 	RUN(test_augment_labels_agree);
 	RUN(test_time_crop);
 	RUN(test_torch_fixture);

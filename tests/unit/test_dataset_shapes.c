@@ -10,7 +10,9 @@
  *
  * Every fixture is written at test time into a temporary directory (PNG
  * with importers.h's png_write, JPEG with libjpeg, .npy with npy_save); the
- * audio case links the committed WAV fixtures in.
+ * audio case links the committed WAV fixtures in. When the tree has
+ * common/av.h, an MP4 written with av_write_mp4 is decoded as a frames cell
+ * and as an audio cell.
  */
 #include <ftw.h>
 #include <limits.h>
@@ -23,6 +25,12 @@
 
 #include <jpeglib.h>
 
+#if defined(__has_include)
+#if __has_include("av.h")
+#include "av.h"
+#define MKE_HAVE_AV 1
+#endif
+#endif
 #include "config.h"
 #include "importers.h"
 #include "manifest.h"
@@ -579,8 +587,10 @@ static void test_path_confinement(void)
 		CHECK(strcmp(d.names[0], "a") == 0 && strcmp(d.names[1], "d") == 0 &&
 		      strcmp(d.names[2], "e") == 0 && strcmp(d.names[3], "g") == 0);
 	char *w = xasprintf("%s:3: column 'f': cannot load '%s/../outside.npy': the path leads "
-			    "outside the manifest's directory '%s' and the data root '%s'; make "
-			    "it relative to the manifest, or set MKE_ALLOW_OUTSIDE_PATHS=1",
+			    "outside the manifest's directory '%s' and the data root '%s'; move "
+			    "the file under one of them, set data.root to a directory that "
+			    "holds it, or set MKE_ALLOW_OUTSIDE_PATHS=1 to allow paths outside "
+			    "them",
 			    p, sub, sub, sub);
 	CHECK_MSG(has_text(err, w), "%s\n%s", w, err);
 	free(w);
@@ -654,6 +664,45 @@ static void test_config_frames(void)
 	}
 }
 
+
+#ifdef MKE_HAVE_AV
+/* An MP4 of 6 flat frames (40 f) and 1 s of a 440 Hz tone, as both columns. */
+static void test_video_cells(void)
+{
+	enum { NF = 6, H = 16, W = 16, RATE = 16000 };
+	unsigned char *rgb = xmalloc((size_t)NF * H * W * 3);
+	for (int f = 0; f < NF; f++)
+		memset(rgb + (size_t)f * H * W * 3, 40 * f, (size_t)H * W * 3);
+	float *tone = xmalloc(RATE * sizeof *tone);
+	for (int i = 0; i < RATE; i++)
+		tone[i] = 0.5f * sinf(2 * 3.14159265f * 440 * i / RATE);
+	char *clip = tmp_path("clip6.mp4"), why[512];
+	int wrote = av_write_mp4(clip, tone, RATE, RATE, rgb, NF, H, W, 6, why, sizeof why);
+	CHECK_MSG(wrote == 0, "%s", why);
+	free(rgb);
+	free(tone);
+	free(clip);
+	struct run_config c;
+	struct dataset d;
+	CHECK(config_in(&c, "{\"a\": {\"column\": \"v\", \"kind\": \"frames\", \"frames\": 3, "
+			    "\"height\": 8, \"width\": 8}, \"b\": {\"column\": \"s\", \"kind\": "
+			    "\"audio\", \"seconds\": 1}}") == 0);
+	char *p = write_tmp("av.csv", "id,v,s\na,clip6.mp4,clip6.mp4\n");
+	CHECK(dataset_load(&d, &c, p, 2) == 0 && d.n == 1);
+	CHECK(shape_is(d.shape[0], 3, 3, 8, 8));
+	CHECK(shape_is(d.shape[1], 1, 1, SPEC_NFREQ, (int)spectrogram_frames(RATE)));
+	if (d.n == 1 && d.dim[0] == 3 * 3 * 64) {
+		/* frames floor((i + 0.5) 6 / 3) = 1, 3, 5 */
+		for (int i = 0; i < 3; i++)
+			CHECK_NEAR(d.x[0][(size_t)i * 192 + 100], 40.0 * (2 * i + 1) / 255,
+				   8.0 / 255);
+	}
+	dataset_release(&d);
+	config_release(&c);
+	free(p);
+}
+#endif
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -687,6 +736,9 @@ int main(void)
 	RUN(test_multilabel);
 	RUN(test_path_confinement);
 	RUN(test_config_frames);
+#ifdef MKE_HAVE_AV
+	RUN(test_video_cells);
+#endif
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return test_summary();
 }
