@@ -68,6 +68,27 @@ static float *tone(struct rng *r, double hz, double seconds, int rate, int *n)
 	return x;
 }
 
+/*
+ * The MKE setting (docs/importers.md "Generators"): modality a shows the
+ * class, but for a fraction GEN_AMBIGUOUS of the samples it shows another
+ * class instead (a face that reads as another emotion, a sound like another
+ * event, an object painted another object's colour), so a model of a alone
+ * errs on those; modality b shows the class faithfully. A teacher on a
+ * errs where a misleads, independently of b, so its pseudo-labels are right
+ * for the majority of every value of b: a student that sees b can learn the
+ * class from them and beat its teacher.
+ */
+#define GEN_AMBIGUOUS 0.3
+
+/* The class modality a shows for true class c of k. */
+static int shown_class(struct rng *r, int c, int k)
+{
+	if (rng_uniform(r) >= GEN_AMBIGUOUS)
+		return c;
+	int o = (int)rng_below(r, (uint32_t)k - 1);
+	return o >= c ? o + 1 : o;
+}
+
 static uint8_t clamp8(double v)
 {
 	return v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)lround(v);
@@ -153,8 +174,9 @@ static int gen_twomoon(const char *dir, int n, uint64_t seed)
 
 /* ---- VGGSound and AudioSet ------------------------------------------------------------ */
 
-/* Class c = 2 * pitch + bright: the audio (a) tells the pitch, the frames
- * (b) the brightness. */
+/* Class c (0..3): the audio (a) is a tone of 440 * 1.5^c' Hz where c' is
+ * shown_class (misleading for GEN_AMBIGUOUS of the clips), the frames (b)
+ * are the colour vgg_rgb[c]. */
 static const char *const vgg_labels[4] = {
 	"dog barking", "male speech, man speaking", "playing piano",
 	"engine accelerating, revving, vroom"};
@@ -169,17 +191,20 @@ static const char *const as_pos[4] = {"/m/0bt9lr", "/m/09x0r,/m/05zppz", "/m/05r
 
 /* The MP4 of one clip: the tone as AAC, VGG_MP4_FRAMES frames of
  * VGG_MP4_SIZE^2 pixels at VGG_MP4_FPS as H.264 (1 s, as long as the tone),
- * each pixel (bright ? 190 : 60) + N(0, 20) in every channel. */
+ * each pixel vgg_rgb[c] + N(0, 20). */
+static const double vgg_rgb[4][3] = {
+	{200, 60, 60}, {60, 190, 60}, {60, 70, 200}, {190, 190, 60}};
+
 #define VGG_MP4_FRAMES 8
 #define VGG_MP4_FPS 8
 #define VGG_MP4_SIZE 32
 
-static int vgg_mp4(const char *path, struct rng *r, const float *x, int ns, int bright)
+static int vgg_mp4(const char *path, struct rng *r, const float *x, int ns, int c)
 {
 	size_t npx = (size_t)VGG_MP4_FRAMES * VGG_MP4_SIZE * VGG_MP4_SIZE * 3;
 	uint8_t *px = xmalloc(npx);
 	for (size_t k = 0; k < npx; k++)
-		px[k] = clamp8((bright ? 190 : 60) + 20 * rng_normal(r));
+		px[k] = clamp8(vgg_rgb[c][k % 3] + 20 * rng_normal(r));
 	char why[512];
 	int rc = av_write_mp4(path, x, (size_t)ns, 16000, px, VGG_MP4_FRAMES, VGG_MP4_SIZE,
 			      VGG_MP4_SIZE, VGG_MP4_FPS, why, sizeof why);
@@ -213,7 +238,7 @@ static int gen_vggsound(const char *dir, int n, uint64_t seed, int mp4)
 		for (int k = 0; k < 11; k++)
 			id[k] = alpha[rng_u32(&r) & 63];
 		id[11] = '\0';
-		int start = (int)rng_below(&r, 300), c = i % 4, pitch = c >> 1, bright = c & 1;
+		int start = (int)rng_below(&r, 300), c = i % 4;
 		int test = i % 5 == 4;
 		sbuf_printf(&csv, "%s,%d,", id, start);
 		sbuf_csv(&csv, vgg_labels[c]);
@@ -222,12 +247,12 @@ static int gen_vggsound(const char *dir, int n, uint64_t seed, int mp4)
 			    start + 10, as_pos[c]);
 		if (gen_vggsound_is_missing(i))
 			continue;
-		int ns;
-		float *x = tone(&r, (pitch ? 1320.0 : 440.0) * (1 + 0.05 * rng_uniform(&r)), 1.0,
+		int ns, heard = shown_class(&r, c, 4);
+		float *x = tone(&r, 440.0 * pow(1.5, heard) * (1 + 0.02 * rng_uniform(&r)), 1.0,
 				16000, &ns);
 		if (mp4) {
 			char *p = xasprintf("%s/%s_%06d.mp4", media, id, start);
-			rc = vgg_mp4(p, &r, x, ns, bright);
+			rc = vgg_mp4(p, &r, x, ns, c);
 			free(p);
 			free(x);
 			continue;
@@ -243,7 +268,7 @@ static int gen_vggsound(const char *dir, int n, uint64_t seed, int mp4)
 		uint8_t px[16 * 16 * 3];
 		for (int f = 0; f < 2 && !rc; f++) {
 			for (int k = 0; k < 16 * 16 * 3; k++)
-				px[k] = clamp8((bright ? 190 : 60) + 20 * rng_normal(&r));
+				px[k] = clamp8(vgg_rgb[c][k % 3] + 20 * rng_normal(&r));
 			char *fp = xasprintf("%s/%04d.png", fd, f + 1);
 			rc = png_write(fp, 16, 16, 3, 8, px);
 			free(fp);
@@ -337,18 +362,21 @@ static int mat_header(const char *path)
 }
 
 /*
- * One scene: a wall (40-class 1) at ~4 m, an object rectangle whose
- * 40-class is 2 + 2 * colour + near: the colour (red/green) is in the RGB
- * image (a), near/far in the depth (b). A one-pixel border is unlabeled (0)
+ * One scene: a wall (40-class 1) at ~4 m, an object rectangle of 40-class
+ * 2 + k (k in 0..3). The RGB image (a) paints it nyu_rgb[k'] with k' =
+ * shown_class (another object's colour for GEN_AMBIGUOUS of the scenes), the
+ * depth (b) puts it at 1.0 + 0.7 k m. A one-pixel border is unlabeled (0)
  * with no depth reading. Raw 894-class ids are written as c40 + 40 j, which
  * deploy/data/nyuv2_40class.csv (the placeholder) maps back to c40.
  */
 static void nyu_scene(struct rng *r, uint8_t *img, float *dep, uint16_t *lab)
 {
-	int colour = (int)rng_below(r, 2), near = (int)rng_below(r, 2);
+	static const double nyu_rgb[4][3] = {
+		{210, 40, 50}, {40, 200, 50}, {40, 60, 210}, {200, 200, 40}};
+	int k = (int)rng_below(r, 4), shown = shown_class(r, k, 4);
 	int x0 = 2 + (int)rng_below(r, NYU_W / 2), y0 = 2 + (int)rng_below(r, NYU_H / 2);
 	int x1 = x0 + 6 + (int)rng_below(r, NYU_W / 3), y1 = y0 + 5 + (int)rng_below(r, NYU_H / 3);
-	int obj = 2 + 2 * colour + near;
+	int obj = 2 + k;
 	size_t px = (size_t)NYU_W * NYU_H;
 	for (int x = 0; x < NYU_W; x++)
 		for (int y = 0; y < NYU_H; y++) {
@@ -358,10 +386,10 @@ static void nyu_scene(struct rng *r, uint8_t *img, float *dep, uint16_t *lab)
 			int c40 = border ? 0 : in ? obj : 1;
 			double R = 120, G = 120, B = 120, d = 4.0;
 			if (in) {
-				R = colour ? 40 : 210;
-				G = colour ? 200 : 40;
-				B = 50;
-				d = near ? 1.2 : 2.8;
+				R = nyu_rgb[shown][0];
+				G = nyu_rgb[shown][1];
+				B = nyu_rgb[shown][2];
+				d = 1.0 + 0.7 * k;
 			}
 			img[0 * px + s] = clamp8(R + 12 * rng_normal(r));
 			img[1 * px + s] = clamp8(G + 12 * rng_normal(r));
@@ -458,9 +486,10 @@ static void rav_combo(int k, int *emo, int *inten, int *stmt, int *rep)
 }
 
 /*
- * Emotion e (0..7) = 2 * g + p: the face (a) shows g as a bright square in
- * one of four quadrants of a 24 x 24 gray image; the voice (b) carries p as
- * a 300 Hz or 600 Hz tone of 0.5 s.
+ * Emotion e (0..7): the face (a) is a 24 x 24 gray image with a bright
+ * 4 x 8 patch in cell e' of a 4 x 2 grid, e' = shown_class (another emotion
+ * for GEN_AMBIGUOUS of the clips); the voice (b) is a tone of 300 * 1.22^e Hz,
+ * 0.5 s.
  */
 static int gen_ravdess(const char *dir, int n, uint64_t seed)
 {
@@ -472,13 +501,13 @@ static int gen_ravdess(const char *dir, int n, uint64_t seed)
 		rng_init(&r, seed, RNG_DATA, GEN_RAVDESS, (uint32_t)i);
 		int actor = i % 24 + 1, j = i / 24, emo, inten, stmt, rep;
 		rav_combo((j * 13 + actor * 7) % 60, &emo, &inten, &stmt, &rep);
-		int e = emo - 1, g = e / 2, p = e % 2;
+		int e = emo - 1, g = shown_class(&r, e, 8);
 		char *ad = xasprintf("%s/Actor_%02d", dir, actor);
 		rc = mkdir_p(ad, 0755);
 		char *rest = xasprintf("01-%02d-%02d-%02d-%02d-%02d", emo, inten, stmt, rep, actor);
 		if (!rc) {
 			int ns;
-			float *x = tone(&r, (p ? 600.0 : 300.0) * (1 + 0.05 * rng_uniform(&r)), 0.5,
+			float *x = tone(&r, 300.0 * pow(1.22, e) * (1 + 0.02 * rng_uniform(&r)), 0.5,
 					16000, &ns);
 			char *wp = xasprintf("%s/03-%s.wav", ad, rest);
 			rc = wav_write(wp, x, ns, 16000);
@@ -487,11 +516,11 @@ static int gen_ravdess(const char *dir, int n, uint64_t seed)
 		}
 		if (!rc && !gen_ravdess_is_faceless(i)) {
 			uint8_t px[24 * 24];
-			int qx = (g & 1) * 12, qy = (g >> 1) * 12;
+			int qx = (g & 3) * 6, qy = (g >> 2) * 12;
 			for (int y = 0; y < 24; y++)
 				for (int x = 0; x < 24; x++) {
-					int in = x >= qx + 2 && x < qx + 10 && y >= qy + 2 && y < qy + 10;
-					px[y * 24 + x] = clamp8((in ? 220 : 90) + 15 * rng_normal(&r));
+					int in = x >= qx + 1 && x < qx + 5 && y >= qy + 2 && y < qy + 10;
+					px[y * 24 + x] = clamp8((in ? 200 : 90) + 25 * rng_normal(&r));
 				}
 			char *fp = xasprintf("%s/01-%s.png", ad, rest);
 			rc = png_write(fp, 24, 24, 1, 8, px);

@@ -50,13 +50,9 @@
 #include "spectrogram.h"
 #include "util.h"
 
-/* The video decoder (common/av.h) is built in when the tree has it. */
-#if defined(__has_include)
-#if __has_include("av.h")
+/* The video decoder (FFmpeg's libraries, common/av.h) */
 #include "av.h"
 #define MKE_HAVE_AV 1
-#endif
-#endif
 
 #define FIELD_MAX (1 << 20) /* longest field accepted, bytes */
 

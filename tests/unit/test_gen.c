@@ -268,8 +268,9 @@ static void test_vggsound_mp4_learnable(void)
 	double a = fit_eval(&t, 0, SPEC_NFREQ, 4), b = fit_eval(&t, SPEC_NFREQ, t.d, 4);
 	double ab = fit_eval(&t, 0, t.d, 4);
 	report("vggsound-mp4", "audio", a, "frames", b, ab);
-	CHECK(ab >= 0.95);
-	CHECK(a <= 0.7 && b <= 0.7);
+	/* the frames are faithful, the audio misleads for 30% of the clips */
+	CHECK(b >= 0.9 && ab >= 0.9);
+	CHECK(a >= 0.4 && a <= 0.85);
 	manifest_release(&m);
 	spectrogram_release(&sp);
 	table_release(&t);
@@ -319,8 +320,9 @@ static void test_ravdess_learnable(void)
 	double a = fit_eval(&t, 0, 12 * 12, 8), b = fit_eval(&t, 12 * 12, t.d, 8);
 	double ab = fit_eval(&t, 0, t.d, 8);
 	report("ravdess", "face", a, "voice", b, ab);
-	CHECK(ab >= 0.95);
-	CHECK(a <= 0.65 && b <= 0.45);
+	/* the voice is faithful, the face misleads for 30% of the clips */
+	CHECK(b >= 0.8 && ab >= 0.7 && b > a + 0.1);
+	CHECK(a >= 0.3 && a <= 0.85);
 	manifest_release(&m);
 	spectrogram_release(&sp);
 	table_release(&t);
@@ -372,15 +374,13 @@ static void test_nyuv2_learnable(void)
 	CHECK(bad == 0 && t.n > 64 * 24 * 32 / 3 - 64);
 	double a = fit_eval(&t, 0, 3, 6), b = fit_eval(&t, 3, 4, 6), ab = fit_eval(&t, 0, 4, 6);
 	report("nyuv2, every pixel", "rgb", a, "depth", b, ab);
-	CHECK(ab >= 0.97);
-	CHECK(a <= 0.9 && b <= 0.97);
-	/* on the object pixels, where the class needs both: each alone ~50% */
+	CHECK(b >= 0.9 && ab >= 0.9 && b > a + 0.05);
+	/* on the object pixels, where the colour misleads for 30% of the scenes */
 	a = fit_eval(&obj, 0, 3, 6);
 	b = fit_eval(&obj, 3, 4, 6);
 	ab = fit_eval(&obj, 0, 4, 6);
 	report("nyuv2, object pixels", "rgb", a, "depth", b, ab);
-	CHECK(ab >= 0.97);
-	CHECK(a <= 0.65 && b <= 0.65);
+	CHECK(b > a + 0.1 && a <= 0.85);
 	manifest_release(&m);
 	table_release(&t);
 	table_release(&obj);

@@ -9,6 +9,7 @@
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,8 +387,12 @@ static void test_nyu_roundtrip(void)
 						good &= d > 3.5f && d < 4.5f;
 					} else {
 						objects++;
-						int colour = G > R, near = d < 2.0f;
-						good &= l == 2 + 2 * colour + near;
+						/* the depth is faithful: class 2 + k at 1.0 + 0.7 k m
+						 * (the colour misleads for some scenes, gen.c) */
+						int k = (int)lroundf((d - 1.0f) / 0.7f);
+						(void)R;
+						(void)G;
+						good &= l == 2 + k;
 					}
 				}
 		}
