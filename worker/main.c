@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,6 +135,38 @@ static int phase_teacher(struct worker *w, struct mlp *teacher)
 	}
 	free(path);
 	return rc;
+}
+
+/* ---- phase statistics (make bench, docs/scaling.md) -------------------------- */
+
+/* Report this rank's wall time and peak RSS for a phase as metrics of variant
+ * "rank<R>" (keys <phase>_seconds, <phase>_peak_rss_kb), then reset the peak
+ * so that the next phase's is its own (Linux: clear_refs 5 resets VmHWM;
+ * elsewhere the peak is the process's so far). */
+static void phase_stats(struct worker *w, const char *phase, double t0)
+{
+	char variant[32], key[64], line[256];
+	long hwm = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof line, f))
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			hwm = atol(line + 6);
+	if (f)
+		fclose(f);
+	if (hwm < 0) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		hwm = ru.ru_maxrss;
+	}
+	snprintf(variant, sizeof variant, "rank%d", w->rank);
+	snprintf(key, sizeof key, "%s_seconds", phase);
+	queue_emit_metric(&w->q, w->rank, variant, 0, key, now_seconds() - t0);
+	snprintf(key, sizeof key, "%s_peak_rss_kb", phase);
+	queue_emit_metric(&w->q, w->rank, variant, 0, key, (double)hwm);
+	if ((f = fopen("/proc/self/clear_refs", "w"))) {
+		fputs("5", f);
+		fclose(f);
+	}
 }
 
 /* ---- label ----------------------------------------------------------------- */
@@ -294,10 +327,18 @@ static int phase_label(struct worker *w, struct mlp *teacher)
 	struct heartbeat hb;
 	if (heartbeat_start(&hb, w) != 0)
 		return -1;
-	long done = 0;
+	long done = 0, samples = 0;
+	/* make bench: time in take/ack/fail after the first shard came (until
+	 * then a rank waits, inside queue_take, for the coordinator to shard) */
+	double t0 = now_seconds(), t_first = 0, queue_s = 0;
 	for (;;) {
 		struct queue_lease l;
+		double tq = now_seconds();
 		int st = queue_take(&w->q, w->id, 1000, &l);
+		if (t_first > 0)
+			queue_s += now_seconds() - tq;
+		else if (st == QUEUE_GOT)
+			t_first = now_seconds();
 		if (st == QUEUE_ERROR) {
 			/* Redis may be restarting: the connection reconnects with backoff */
 			usleep(200000);
@@ -321,12 +362,18 @@ static int phase_label(struct worker *w, struct mlp *teacher)
 			 * worker's own log may sit on the disk that just filled up */
 			char *why = xasprintf("could not write the pseudo-label file of shard %lld in '%s/labels': %s",
 					      (long long)l.id, w->run_dir, errno ? strerror(errno) : "see worker.log");
+			tq = now_seconds();
 			queue_fail(&w->q, w->id, &l, why, NULL);
+			queue_s += now_seconds() - tq;
 			free(why);
 		} else if (!heartbeat_lost(&hb)) {
 			int status = 0;
-			if (queue_ack(&w->q, w->id, &ack, 1, &status) == 0 && status == QUEUE_ACK_OK)
+			tq = now_seconds();
+			if (queue_ack(&w->q, w->id, &ack, 1, &status) == 0 && status == QUEUE_ACK_OK) {
 				done++;
+				samples += l.count;
+			}
+			queue_s += now_seconds() - tq;
 		}
 		heartbeat_hold(&hb, NULL);
 		free(path);
@@ -334,6 +381,14 @@ static int phase_label(struct worker *w, struct mlp *teacher)
 	}
 	heartbeat_stop(&hb);
 	mke_info("rank %d: labeled %ld shards", w->rank, done);
+	char variant[32];
+	snprintf(variant, sizeof variant, "rank%d", w->rank);
+	if (t_first == 0)
+		t_first = now_seconds();
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_wait_seconds", t_first - t0);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_work_seconds", now_seconds() - t_first);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_queue_seconds", queue_s);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_samples", (double)samples);
 	return 0;
 }
 
@@ -555,13 +610,21 @@ static int run_worker(struct worker *w)
 		return -1;
 
 	struct mlp teacher;
+	double t0 = now_seconds();
 	int rc = phase_teacher(w, &teacher);
-	if (rc == 0 && !w->cancelled)
+	phase_stats(w, "teacher", t0);
+	if (rc == 0 && !w->cancelled) {
+		t0 = now_seconds();
 		rc = phase_label(w, &teacher);
+		phase_stats(w, "label", t0);
+	}
 	mlp_release(&teacher);
 	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-	if (rc == 0 && !agree_cancelled(w))
+	t0 = now_seconds();
+	if (rc == 0 && !agree_cancelled(w)) {
 		rc = phase_student(w);
+		phase_stats(w, "student", t0);
+	}
 	if (rc == 0 && !w->cancelled && w->rank == 0)
 		queue_emit_progress(&w->q, 0, "eval", 1, 1);
 	return rc;
