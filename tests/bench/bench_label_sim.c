@@ -10,7 +10,10 @@
  * digest and records it (coordinator/coord.c's record_shard), and reaps every
  * 0.5 s, until the queue is drained.
  *
- *   bench_label_sim REDIS_URL DIR WORKERS SHARDS SHARD_SIZE
+ *   bench_label_sim REDIS_URL DIR WORKERS SHARDS SHARD_SIZE [BATCH]
+ *
+ * BATCH (default 1) is how many shards a worker takes per queue_take_n and
+ * acks per queue_ack, as worker/main.c does when shards are quick.
  *
  * DIR gets the SQLite file and the label files. Prints key value lines:
  *
@@ -78,7 +81,26 @@ static double redis_cpu(struct redis_conn *rc)
 
 /* One rank of the simulated label phase (worker/main.c's phase_label without
  * the teacher and the heartbeat: a shard takes far less than a lease). */
-static int worker_main(const char *url, const char *dir, int index, int out_fd)
+static int label_one(const char *dir, const struct queue_lease *l, char sha[65], char **path)
+{
+	int n = (int)l->count;
+	float *probs = xmalloc(sizeof(float) * (size_t)n * CLASSES);
+	char **names = xmalloc(sizeof(char *) * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		names[i] = xasprintf("u-%07lld", (long long)(l->first + i));
+		for (int k = 0; k < CLASSES; k++)
+			probs[(size_t)i * CLASSES + k] = 1.0f / CLASSES;
+	}
+	*path = xasprintf("%s/labels/shard-%06lld.npy", dir, (long long)l->id);
+	int rc = labels_write(*path, names, probs, n, CLASSES, sha);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(probs);
+	return rc;
+}
+
+static int worker_main(const char *url, const char *dir, int index, int batch, int out_fd)
 {
 	struct redis_conn rc;
 	struct queue q;
@@ -88,10 +110,15 @@ static int worker_main(const char *url, const char *dir, int index, int out_fd)
 	snprintf(id, sizeof id, "sim:%ld:%d", (long)getpid(), index);
 	struct worker_stats st = {0};
 	double t0 = now_seconds();
+	struct queue_lease *l = xcalloc((size_t)batch, sizeof *l);
+	struct queue_ack *ack = xcalloc((size_t)batch, sizeof *ack);
+	char (*sha)[65] = xcalloc((size_t)batch, sizeof *sha);
+	char **path = xcalloc((size_t)batch, sizeof *path);
+	int *status = xcalloc((size_t)batch, sizeof *status);
 	for (;;) {
-		struct queue_lease l;
+		size_t n = 0;
 		double a = now_seconds();
-		int s = queue_take(&q, id, 1000, &l);
+		int s = queue_take_n(&q, id, 1000, l, (size_t)batch, &n);
 		st.queue_s += now_seconds() - a;
 		if (s == QUEUE_ERROR)
 			return 1;
@@ -99,35 +126,29 @@ static int worker_main(const char *url, const char *dir, int index, int out_fd)
 			break;
 		if (s == QUEUE_EMPTY)
 			continue;
-		int n = (int)l.count;
-		float *probs = xmalloc(sizeof(float) * (size_t)n * CLASSES);
-		char **names = xmalloc(sizeof(char *) * (size_t)n);
-		for (int i = 0; i < n; i++) {
-			names[i] = xasprintf("u-%07lld", (long long)(l.first + i));
-			for (int k = 0; k < CLASSES; k++)
-				probs[(size_t)i * CLASSES + k] = 1.0f / CLASSES;
+		for (size_t i = 0; i < n; i++) {
+			if (label_one(dir, &l[i], sha[i], &path[i]) != 0)
+				return 1;
+			ack[i] = (struct queue_ack){.id = l[i].id, .attempt = l[i].attempt, .sha256 = sha[i],
+						    .path = path[i]};
 		}
-		char *path = xasprintf("%s/labels/shard-%06lld.npy", dir, (long long)l.id);
-		char sha[65];
-		int wrc = labels_write(path, names, probs, n, CLASSES, sha);
-		for (int i = 0; i < n; i++)
-			free(names[i]);
-		free(names);
-		free(probs);
-		if (wrc != 0)
-			return 1;
-		struct queue_ack ack = {.id = l.id, .attempt = l.attempt, .sha256 = sha, .path = path};
-		int status = 0;
 		a = now_seconds();
-		int arc = queue_ack(&q, id, &ack, 1, &status);
+		int arc = queue_ack(&q, id, ack, n, status);
 		st.queue_s += now_seconds() - a;
-		if (arc == 0 && status == QUEUE_ACK_OK) {
-			st.shards++;
-			st.samples += n;
+		for (size_t i = 0; i < n; i++) {
+			if (arc == 0 && status[i] == QUEUE_ACK_OK) {
+				st.shards++;
+				st.samples += l[i].count;
+			}
+			free(path[i]);
+			queue_lease_release(&l[i]);
 		}
-		free(path);
-		queue_lease_release(&l);
 	}
+	free(l);
+	free(ack);
+	free(sha);
+	free(path);
+	free(status);
 	st.wall_s = now_seconds() - t0;
 	queue_release(&q);
 	redis_conn_close(&rc);
@@ -196,14 +217,16 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	if (argc != 6) {
-		fprintf(stderr, "usage: bench_label_sim REDIS_URL DIR WORKERS SHARDS SHARD_SIZE\n");
+	if (argc != 6 && argc != 7) {
+		fprintf(stderr, "usage: bench_label_sim REDIS_URL DIR WORKERS SHARDS SHARD_SIZE [BATCH]\n");
 		return 2;
 	}
 	const char *url = argv[1], *dir = argv[2];
 	int P = atoi(argv[3]), nshards = atoi(argv[4]), K = atoi(argv[5]);
-	if (P < 1 || P > 1024 || nshards < 1 || K < 1) {
-		mke_error("WORKERS must be 1..1024, SHARDS and SHARD_SIZE positive numbers");
+	int batch = argc == 7 ? atoi(argv[6]) : 1;
+	if (P < 1 || P > 1024 || nshards < 1 || K < 1 || batch < 1 || batch > QUEUE_TAKE_MAX) {
+		mke_error("WORKERS must be 1..1024, SHARDS and SHARD_SIZE positive, BATCH 1..%d",
+			  QUEUE_TAKE_MAX);
 		return 2;
 	}
 	char *labels = xasprintf("%s/labels", dir), *dbpath = xasprintf("%s/sim.db", dir);
@@ -251,7 +274,7 @@ int main(int argc, char **argv)
 		pids[i] = fork();
 		if (pids[i] == 0) {
 			close(fds[0]);
-			_exit(worker_main(url, dir, i, fds[1]));
+			_exit(worker_main(url, dir, i, batch, fds[1]));
 		}
 		if (pids[i] < 0)
 			return mke_error("fork: %s", strerror(errno));
@@ -291,7 +314,7 @@ int main(int argc, char **argv)
 
 	double coord_cpu = cpu_of(&ru1) - cpu_of(&ru0), workers_cpu = cpu_of(&rc1) - cpu_of(&rc0);
 	double redis_s = r0 >= 0 && r1 >= 0 ? r1 - r0 : 0, total = coord_cpu + workers_cpu + redis_s;
-	printf("sim_workers %d\nsim_shards %d\nsim_shard_size %d\n", P, nshards, K);
+	printf("sim_workers %d\nsim_shards %d\nsim_shard_size %d\nsim_batch %d\n", P, nshards, K, batch);
 	printf("sim_done %ld\nsim_wall_s %.3f\n", co.done, wall);
 	printf("sim_shards_per_s %.0f\n", co.done / wall);
 	printf("sim_samples_per_s %.0f\n", co.done * (double)K / wall);
