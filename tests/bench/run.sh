@@ -152,32 +152,40 @@ mpirun_args="-np 2 --oversubscribe --bind-to none"
 [ "$(id -u)" = 0 ] && mpirun_args="$mpirun_args --allow-run-as-root"
 # num VALUE FORMAT: printf a number, or n/a
 num() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "" || v == "n/a") print "n/a"; else printf f "\n", v }'; }
+cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
+[ "$scale" = 1 ] && note "scale: $cores cores; load average at its start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') (timings on a shared machine: compare ratios)"
 
 if [ "$scale" = 1 ] && command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
 	if mpicc -std=c11 -O2 -o "$build/bench/mpi_allreduce" tests/bench/mpi/allreduce.c 2>"$tmp/mpicc.err"; then
 		rounds=7
-		[ "$quick" = 1 ] && rounds=5
+		maxf=16777216
+		if [ "$quick" = 1 ]; then
+			rounds=5
+			maxf=4194304
+		fi
 		: >"$tmp/ar"
 		i=0
 		while [ "$i" -lt "$launches" ]; do
 			i=$((i + 1))
-			mpirun $mpirun_args "$build/bench/mpi_allreduce" "$rounds" 2>/dev/null | grep '^allreduce ' >>"$tmp/ar"
+			mpirun $mpirun_args "$build/bench/mpi_allreduce" "$rounds" "$maxf" 2>/dev/null |
+				grep '^allreduce ' >>"$tmp/ar"
 		done
 		for n in 1024 16384 262144 1048576 4194304 16777216; do
+			[ "$n" -le "$maxf" ] || continue
 			us=$(awk -v n="$n" '$2 == n { print $3 }' "$tmp/ar" | median)
 			row "allreduce_${n}f_us" "$us" "us"
 		done
-		for n in 1048576 16777216; do
+		for n in 1048576 "$maxf"; do
 			bw=$(awk -v n="$n" '$2 == n { print $4 }' "$tmp/ar" | median)
 			row "allreduce_${n}f_busbw" "$bw" "GB/s"
 		done
 		# alpha + beta * bytes: alpha from the 1K floats median, beta through
-		# the 1M and 16M medians
+		# the 1M floats and the largest medians
 		a=$(awk '$2 == 1024 { print $3 }' "$tmp/ar" | median)
 		t1=$(awk '$2 == 1048576 { print $3 }' "$tmp/ar" | median)
-		t16=$(awk '$2 == 16777216 { print $3 }' "$tmp/ar" | median)
+		tm=$(awk -v n="$maxf" '$2 == n { print $3 }' "$tmp/ar" | median)
 		row "allreduce_alpha" "$a" "us"
-		row "allreduce_beta" "$(echo "$t1 $t16" | awk '{ printf "%.3f", ($2 - $1) * 1000 / (15 * 1048576 * 4) }')" "ns/byte"
+		row "allreduce_beta" "$(echo "$t1 $tm $maxf" | awk '{ printf "%.3f", ($2 - $1) * 1000 / (($3 - 1048576) * 4) }')" "ns/byte"
 		note "allreduce: mpirun $mpirun_args, float sums, fixed call counts broadcast by rank 0, median of $rounds rounds per launch, median of $launches launches"
 	else
 		note "allreduce skipped: mpicc failed: $(tail -n 1 "$tmp/mpicc.err")"
@@ -226,29 +234,33 @@ if [ "$scale" = 1 ] && command -v redis-server >/dev/null 2>&1; then
 	fi
 	rm -f "$tmp/m1m.csv" "$tmp/shard.db"*
 
-	# 64 worker processes, a no-op teacher, the real queue, SQLite ingestion
+	# 64 worker processes, a no-op teacher, the real queue, SQLite ingestion;
+	# one shard per round trip, then 64 (what the worker does with quick shards)
 	sim_shards=10000
 	[ "$quick" = 1 ] && sim_shards=2000
-	if [ -x "$build/bench/bench_label_sim" ] && "$build/bench/bench_label_sim" "$url" "$tmp/sim" 64 \
-		"$sim_shards" 64 >"$tmp/sim.txt" 2>"$tmp/err"; then
-		while read -r k v; do
-			case "$k" in
-			sim_shards_per_s) row "labelsim_64p_shards_per_s" "$v" "shards/s" ;;
-			sim_samples_per_s) row "labelsim_64p_samples_per_s" "$v" "samples/s" ;;
-			sim_push_shards_per_s) row "labelsim_push_shards_per_s" "$v" "shards/s" ;;
-			sim_coord_us_per_shard) row "labelsim_coord_cpu_per_shard" "$v" "us" ;;
-			sim_redis_us_per_shard) row "labelsim_redis_cpu_per_shard" "$v" "us" ;;
-			sim_coord_share) row "labelsim_coord_cpu_share" "$v" "of CPU" ;;
-			sim_redis_share) row "labelsim_redis_cpu_share" "$v" "of CPU" ;;
-			sim_worker_queue_ms_per_shard) row "labelsim_worker_queue_per_shard" "$v" "ms" ;;
-			sim_coord_max_shards_per_s) row "labelsim_coord_max_shards_per_s" "$v" "shards/s" ;;
-			sim_redis_max_shards_per_s) row "labelsim_redis_max_shards_per_s" "$v" "shards/s" ;;
-			esac
-		done <"$tmp/sim.txt"
-		note "labelsim: $sim_shards shards of 64 rows, 64 processes on $(nproc 2>/dev/null || echo '?') cores; max = 1 / CPU per shard (one core each)"
-	else
-		note "bench_label_sim failed: $(tail -n 1 "$tmp/err")"
-	fi
+	for b in 1 64; do
+		rm -rf "$tmp/sim"
+		if [ -x "$build/bench/bench_label_sim" ] && "$build/bench/bench_label_sim" "$url" "$tmp/sim" 64 \
+			"$sim_shards" 64 "$b" >"$tmp/sim.txt" 2>"$tmp/err"; then
+			while read -r k v; do
+				case "$k" in
+				sim_shards_per_s) row "labelsim_b${b}_shards_per_s" "$v" "shards/s" ;;
+				sim_samples_per_s) row "labelsim_b${b}_samples_per_s" "$v" "samples/s" ;;
+				sim_push_shards_per_s) [ "$b" = 1 ] && row "labelsim_push_shards_per_s" "$v" "shards/s" ;;
+				sim_coord_us_per_shard) row "labelsim_b${b}_coord_cpu_per_shard" "$v" "us" ;;
+				sim_redis_us_per_shard) row "labelsim_b${b}_redis_cpu_per_shard" "$v" "us" ;;
+				sim_coord_share) row "labelsim_b${b}_coord_cpu_share" "$v" "of CPU" ;;
+				sim_redis_share) row "labelsim_b${b}_redis_cpu_share" "$v" "of CPU" ;;
+				sim_worker_queue_ms_per_shard) row "labelsim_b${b}_worker_queue_per_shard" "$v" "ms" ;;
+				sim_coord_max_shards_per_s) row "labelsim_b${b}_coord_max_shards_per_s" "$v" "shards/s" ;;
+				sim_redis_max_shards_per_s) row "labelsim_b${b}_redis_max_shards_per_s" "$v" "shards/s" ;;
+				esac
+			done <"$tmp/sim.txt"
+		else
+			note "bench_label_sim failed: $(tail -n 1 "$tmp/err")"
+		fi
+	done
+	note "labelsim: 64 processes on $cores cores, $sim_shards shards of 64 rows, b1/b64 = shards per take and ack; max = 1 / CPU per shard (one core each)"
 	rm -rf "$tmp/sim"
 	stop_redis
 elif [ "$scale" = 1 ]; then
@@ -282,19 +294,29 @@ if [ "$scale" = 1 ] && command -v redis-server >/dev/null 2>&1 && command -v mpi
   "pipeline": {"checkpoint_every": 1000000}
 }
 JSON
-	for np in 1 2; do
+	# runs "d" are one rank with a slow teacher: MKE_TEST_LABEL_DELAY_MS=20 per
+	# shard (0.3 ms a sample, a small convolutional teacher on a CPU core)
+	prep=$repeats
+	[ "$quick" = 1 ] && prep=1
+	for np in 1 2 d; do
 		: >"$pd/m$np"
 		i=0
-		while [ "$i" -lt "$repeats" ]; do
+		while [ "$i" -lt "$prep" ]; do
 			i=$((i + 1))
 			rdir="$pd/run-$np-$i"
-			if "$bindir/mke" run "$pd/run.json" --ranks "$np" --run-dir "$rdir" --db "$rdir.db" \
-				>/dev/null 2>"$tmp/err"; then
+			ranks=$np
+			delay=0
+			if [ "$np" = d ]; then
+				ranks=1
+				delay=20
+			fi
+			if MKE_TEST_LABEL_DELAY_MS=$delay "$bindir/mke" run "$pd/run.json" --ranks "$ranks" \
+				--run-dir "$rdir" --db "$rdir.db" >/dev/null 2>"$tmp/err"; then
 				rid=$("$bindir/mke" runs --db "$rdir.db" 2>/dev/null | awk 'NR == 2 { print $1 }')
 				"$bindir/mke" export "$rid" --metrics --format csv --db "$rdir.db" 2>/dev/null |
 					tr -d '\r' | awk -F, -v i="$i" '$2 ~ /^rank[0-9]+$/ { print i, $2, $3, $5 }' >>"$pd/m$np"
 			else
-				note "mke run --ranks $np failed: $(tail -n 1 "$tmp/err")"
+				note "mke run --ranks $ranks failed: $(tail -n 1 "$tmp/err")"
 			fi
 			rm -rf "$rdir" "$rdir.db"*
 		done
@@ -302,7 +324,7 @@ JSON
 	# per run: samples over the slowest rank's label loop; time in the queue
 	# over loop time, summed over ranks; the slowest rank's student phase.
 	# Then the median over runs.
-	for np in 1 2; do
+	for np in 1 2 d; do
 		: >"$pd/s$np"
 		[ -s "$pd/m$np" ] && awk '{ k = $1 }
 			$3 == "label_samples" { s[k] += $4 }
@@ -318,10 +340,12 @@ JSON
 	rf2=$(awk '{ print $3 }' "$pd/s2" | median)
 	stu1=$(awk '{ print $4 }' "$pd/s1" | median)
 	stu2=$(awk '{ print $4 }' "$pd/s2" | median)
+	rfd=$(awk '{ print $3 }' "$pd/sd" | median)
 	row "label_1rank_samples_per_s" "$sps1" "samples/s"
 	row "label_2rank_samples_per_s" "$sps2" "samples/s"
 	row "label_1rank_redis_fraction" "$(num "$rf1" %.4f)" "of loop"
 	row "label_2rank_redis_fraction" "$(num "$rf2" %.4f)" "of loop"
+	row "label_1rank_slow_teacher_redis_fraction" "$(num "$rfd" %.4f)" "of loop"
 	row "student_1rank_seconds" "$stu1" "s"
 	row "student_2rank_seconds" "$stu2" "s"
 	row "student_scaling_efficiency_1to2" \
@@ -338,7 +362,7 @@ JSON
 			done
 		done
 	done
-	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $repeats runs; redis fraction = time in queue_take/ack/fail after the first shard over the label loop (target < 0.02); RSS = VmHWM of each phase (reset between phases)"
+	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; redis fraction = time in queue_take/ack/fail after the first shard over the label loop (target < 0.02); RSS = VmHWM of each phase (reset between phases)"
 fi
 
 printf '%-44s %12s  %s\n' "benchmark" "value" "unit"

@@ -2,9 +2,9 @@
  * allreduce.c - MPI_Allreduce bandwidth of float sums, the student phase's
  * data-parallel step (worker/main.c reduces gradients in buckets of 1M
  * floats). Built by tests/bench/run.sh with mpicc (the Makefile's bench rule
- * has no MPI flags), run as `mpirun -np 2 allreduce [ROUNDS]`.
+ * has no MPI flags), run as `mpirun -np 2 allreduce [ROUNDS [MAX_FLOATS]]`.
  *
- * For each size n (1K..16M floats) rank 0 picks a call count so that a round
+ * For each size n (1K, 4K, ... up to MAX_FLOATS, default 16M floats) rank 0 picks a call count so that a round
  * lasts about 20 ms (from one timed call) and broadcasts it: every rank then
  * makes exactly that many calls, so no rank decides from its own clock when
  * to stop (which would leave the others waiting in a collective). A round is
@@ -37,7 +37,9 @@ int main(int argc, char **argv)
 	int rounds = argc > 1 ? atoi(argv[1]) : 7;
 	if (rounds < 1 || rounds > 1000)
 		rounds = 7;
-	const int maxn = 16 << 20;
+	int maxn = argc > 2 ? atoi(argv[2]) : 16 << 20;
+	if (maxn < 1024 || maxn > 64 << 20)
+		maxn = 16 << 20;
 	float *buf = malloc(sizeof(float) * (size_t)maxn);
 	double *t = malloc(sizeof(double) * (size_t)rounds);
 	if (!buf || !t) {
