@@ -293,8 +293,8 @@ static void rec_release(struct record *r)
 
 struct id_table {
 	size_t cap, n;          /* cap is a power of two */
-	const char **key;
-	int *line;
+	uint32_t *slot;         /* row index + 1 into m->rows; 0 = empty */
+	const struct manifest *m;
 };
 
 static uint32_t fnv1a(const char *s)
@@ -312,49 +312,51 @@ uint32_t sample_id_hash(const char *s)
 	return fnv1a(s);
 }
 
+static const char *ids_key(const struct id_table *t, uint32_t slot)
+{
+	return t->m->rows[slot - 1].cells[t->m->id_col];
+}
+
 static void ids_grow(struct id_table *t)
 {
 	size_t cap = t->cap ? 2 * t->cap : 1024;
-	const char **key = xcalloc(cap, sizeof *key);
-	int *line = xcalloc(cap, sizeof *line);
+	uint32_t *slot = xcalloc(cap, sizeof *slot);
 	for (size_t i = 0; i < t->cap; i++) {
-		if (!t->key[i])
+		if (!t->slot[i])
 			continue;
-		size_t j = fnv1a(t->key[i]) & (cap - 1);
-		while (key[j])
+		size_t j = fnv1a(ids_key(t, t->slot[i])) & (cap - 1);
+		while (slot[j])
 			j = (j + 1) & (cap - 1);
-		key[j] = t->key[i];
-		line[j] = t->line[i];
+		slot[j] = t->slot[i];
 	}
-	free(t->key);
-	free(t->line);
-	t->key = key;
-	t->line = line;
+	free(t->slot);
+	t->slot = slot;
 	t->cap = cap;
 }
 
-/* Insert id (borrowed; must outlive the table). Returns 0, or the line where
- * it was first seen. */
-static int ids_insert(struct id_table *t, const char *id, int line)
+/* Insert the id of row `row` of t->m (its cells must stay in place while the
+ * table lives; m->rows may move). Row indices, not pointers, keep the table
+ * at 4 bytes a slot for million-row manifests. Returns 0, or the line where
+ * the id was first seen. */
+static int ids_insert(struct id_table *t, int row)
 {
 	if (2 * (t->n + 1) > t->cap)
 		ids_grow(t);
+	const char *id = t->m->rows[row].cells[t->m->id_col];
 	size_t j = fnv1a(id) & (t->cap - 1);
-	while (t->key[j]) {
-		if (strcmp(t->key[j], id) == 0)
-			return t->line[j];
+	while (t->slot[j]) {
+		if (strcmp(ids_key(t, t->slot[j]), id) == 0)
+			return t->m->rows[t->slot[j] - 1].line;
 		j = (j + 1) & (t->cap - 1);
 	}
-	t->key[j] = id;
-	t->line[j] = line;
+	t->slot[j] = (uint32_t)row + 1;
 	t->n++;
 	return 0;
 }
 
 static void ids_release(struct id_table *t)
 {
-	free(t->key);
-	free(t->line);
+	free(t->slot);
 }
 
 /* ---- manifests -------------------------------------------------------------- */
@@ -369,11 +371,8 @@ int manifest_col(const struct manifest *m, const char *name)
 
 void manifest_release(struct manifest *m)
 {
-	for (int r = 0; r < m->nrows; r++) {
-		for (int k = 0; k < m->ncols; k++)
-			free(m->rows[r].cells[k]);
+	for (int r = 0; r < m->nrows; r++)
 		free(m->rows[r].cells);
-	}
 	free(m->rows);
 	for (int k = 0; k < m->ncols; k++)
 		free(m->cols[k]);
@@ -429,6 +428,20 @@ static int read_header(struct manifest *m, struct csv *p, struct record *r)
 	return 0;
 }
 
+/* A row's cells as one allocation: ncols pointers, then the strings they
+ * point to. One malloc per row instead of ncols + 1 keeps a 1M-row manifest
+ * within the coordinator's memory budget (docs/scaling.md). */
+static char **row_cells(const struct record *r, int ncols)
+{
+	size_t bytes = r->len; /* every field's text and its NUL */
+	char **cells = xmalloc((size_t)ncols * sizeof *cells + bytes);
+	char *s = (char *)(cells + ncols);
+	memcpy(s, r->buf, bytes);
+	for (int k = 0; k < ncols; k++)
+		cells[k] = s + r->off[k];
+	return cells;
+}
+
 int manifest_parse(struct manifest *m, const char *text, size_t len, const char *path)
 {
 	memset(m, 0, sizeof *m);
@@ -441,7 +454,7 @@ int manifest_parse(struct manifest *m, const char *text, size_t len, const char 
 		p.i = 3;
 	struct record r = { 0 };
 	struct reporter rp = { .path = path };
-	struct id_table ids = { 0 };
+	struct id_table ids = { .m = m };
 	int cap = 0;
 	if (read_header(m, &p, &r)) {
 		rec_release(&r);
@@ -475,14 +488,10 @@ int manifest_parse(struct manifest *m, const char *text, size_t len, const char 
 		}
 		struct manifest_row *row = &m->rows[m->nrows];
 		row->line = r.line;
-		row->cells = xmalloc((size_t)m->ncols * sizeof *row->cells);
-		for (int k = 0; k < m->ncols; k++)
-			row->cells[k] = xstrdup(r.buf + r.off[k]);
-		int first = ids_insert(&ids, row->cells[m->id_col], r.line);
+		row->cells = row_cells(&r, m->ncols);
+		int first = ids_insert(&ids, m->nrows);
 		if (first) {
 			report(&rp, r.line, "duplicate id '%s' (first at line %d)", id, first);
-			for (int k = 0; k < m->ncols; k++)
-				free(row->cells[k]);
 			free(row->cells);
 			m->nbad++;
 			continue;

@@ -23,7 +23,7 @@
 
 struct manifest_row {
 	int line;          /* 1-based line number of the row's start in the file */
-	char **cells;      /* ncols strings, owned */
+	char **cells;      /* ncols strings, owned: one allocation (free(cells) frees all) */
 };
 
 struct manifest {

@@ -571,7 +571,7 @@ static int branch_rest(struct net *n, int k, struct fmap x, struct fmap *out)
 static int build_classify(struct net *n, struct fmap *in, struct fmap *logits)
 {
 	const struct net_arch *a = &n->arch;
-	struct fmap h[NET_MAX_INPUTS];
+	struct fmap h[NET_MAX_INPUTS] = {0};
 	for (int k = 0; k < a->ninputs; k++)
 		if (branch_first(n, k, in[k], &h[k]))
 			return -1;

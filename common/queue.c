@@ -207,13 +207,15 @@ static const char *const script_bodies[QUEUE_SCRIPTS] = {
 	"end\n"
 	"return n\n",
 
-	/* take: ARGV 7 worker, 8 lease ms, 9 reap limit.
-	 * -> {1, id, attempt, deadline, first, count, payload} | {0, leased, delayed}
-	 *    | {2} drained | {3} cancelled */
+	/* take: ARGV 7 worker, 8 lease ms, 9 reap limit, 10 most shards (n).
+	 * -> {1, id, attempt, deadline, first, count, payload, id, ...} (1..n
+	 *    shards, 6 fields each) | {0, leased, delayed} | {2} drained
+	 *    | {3} cancelled */
 	"if redis.call('EXISTS', CANCEL) == 1 then return {3} end\n"
 	"reap(tonumber(ARGV[9]))\n"
-	"local worker, lease = ARGV[7], tonumber(ARGV[8])\n"
-	"while true do\n"
+	"local worker, lease, most = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[10]) or 1\n"
+	"local out = {1}\n"
+	"while #out < 1 + 6 * most do\n"
 	"  local id = redis.call('LPOP', READY)\n"
 	"  if not id then break end\n"
 	"  local hk = PREFIX .. id\n"
@@ -224,9 +226,12 @@ static const char *const script_bodies[QUEUE_SCRIPTS] = {
 	"      leased_ms = NOW, deadline_ms = dl}, ev = {deadline_ms = dl}})\n"
 	"    if e then return redis.error_reply(e) end\n"
 	"    local d = redis.call('HMGET', hk, 'first', 'count', 'payload')\n"
-	"    return {1, id, att, dl, d[1] or '0', d[2] or '0', d[3] or ''}\n"
+	"    for _, v in ipairs({id, att, dl, d[1] or '0', d[2] or '0', d[3] or ''}) do\n"
+	"      out[#out + 1] = v\n"
+	"    end\n"
 	"  end\n"
 	"end\n"
+	"if #out > 1 then return out end\n"
 	"local leased, delayed = redis.call('ZCARD', LEASED), redis.call('ZCARD', DELAYED)\n"
 	"if redis.call('EXISTS', SEALED) == 1 and leased == 0 and delayed == 0 then return {2} end\n"
 	"return {0, leased, delayed}\n",
@@ -893,9 +898,21 @@ static void sleep_ms(int ms)
 
 int queue_take(struct queue *q, const char *worker, int wait_ms, struct queue_lease *lease)
 {
-	memset(lease, 0, sizeof(*lease));
+	size_t n = 0;
+	return queue_take_n(q, worker, wait_ms, lease, 1, &n);
+}
+
+int queue_take_n(struct queue *q, const char *worker, int wait_ms, struct queue_lease *leases,
+		 size_t max, size_t *n)
+{
+	*n = 0;
+	for (size_t i = 0; i < max; i++)
+		memset(&leases[i], 0, sizeof(leases[i]));
 	if (!valid_worker(worker))
 		return mke_error("queue '%s': worker name must be 1..200 characters", q->run);
+	if (max < 1 || max > QUEUE_TAKE_MAX)
+		return mke_error("queue '%s': a take asks for 1 to %d shards, not %zu", q->run,
+				 QUEUE_TAKE_MAX, max);
 	double deadline = now_seconds() + (wait_ms > 0 ? wait_ms : 0) / 1000.0;
 	int nap = 10 < q->o.poll_ms ? 10 : q->o.poll_ms;
 	for (;;) {
@@ -903,6 +920,7 @@ int queue_take(struct queue *q, const char *worker, int wait_ms, struct queue_le
 		args_adds(&a, worker);
 		args_addf(&a, "%d", q->o.lease_ms);
 		args_addf(&a, "%d", q->o.reap_limit);
+		args_addf(&a, "%zu", max);
 		redisReply *r = script_call(q, S_TAKE, &a);
 		args_free(&a);
 		if (!r)
@@ -911,15 +929,20 @@ int queue_take(struct queue *q, const char *worker, int wait_ms, struct queue_le
 			return bad_reply(q, "take", r);
 		int st = (int)reply_int(r->element[0]);
 		if (st == QUEUE_GOT) {
-			if (r->elements != 7)
+			size_t got = (r->elements - 1) / 6;
+			if (got < 1 || got > max || r->elements != 1 + 6 * got)
 				return bad_reply(q, "take", r);
-			lease->id = reply_int(r->element[1]);
-			lease->attempt = (int)reply_int(r->element[2]);
-			lease->deadline_ms = reply_int(r->element[3]);
-			lease->first = reply_int(r->element[4]);
-			lease->count = reply_int(r->element[5]);
-			const redisReply *p = r->element[6];
-			lease->payload = p->type == REDIS_REPLY_STRING ? xstrdup(p->str) : xstrdup("");
+			for (size_t i = 0; i < got; i++) {
+				redisReply **e = r->element + 1 + 6 * i;
+				struct queue_lease *l = &leases[i];
+				l->id = reply_int(e[0]);
+				l->attempt = (int)reply_int(e[1]);
+				l->deadline_ms = reply_int(e[2]);
+				l->first = reply_int(e[3]);
+				l->count = reply_int(e[4]);
+				l->payload = e[5]->type == REDIS_REPLY_STRING ? xstrdup(e[5]->str) : xstrdup("");
+			}
+			*n = got;
 			freeReplyObject(r);
 			return QUEUE_GOT;
 		}

@@ -198,6 +198,15 @@ void queue_lease_release(struct queue_lease *l);
  * jittered interval up to poll_ms, so no read outlives the socket timeout. */
 int queue_take(struct queue *q, const char *worker, int wait_ms, struct queue_lease *lease);
 
+#define QUEUE_TAKE_MAX 256
+/* queue_take for up to max (1..QUEUE_TAKE_MAX) shards in one script call:
+ * on QUEUE_GOT, leases[0..*n) are filled (1 <= *n <= max, in queue order;
+ * each released with queue_lease_release). A rank whose shards take little
+ * time each takes several per round trip, and acks them together, so that
+ * Redis is a small part of its time (docs/scaling.md). */
+int queue_take_n(struct queue *q, const char *worker, int wait_ms, struct queue_lease *leases,
+		 size_t max, size_t *n);
+
 /* Renew n leases held by worker (one script call). held[i] (may be NULL) gets
  * 1 if lease i is still held and was extended by lease_ms, 0 if it was lost
  * (expired and taken elsewhere: stop working on it). *cancelled (may be NULL)

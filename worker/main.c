@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,18 +150,58 @@ static int phase_teacher(struct worker *w, struct model *teacher)
 	return rc;
 }
 
+/* ---- phase statistics (make bench, docs/scaling.md) -------------------------- */
+
+/* Report this rank's wall time and peak RSS for a phase as metrics of variant
+ * "rank<R>" (keys <phase>_seconds, <phase>_peak_rss_kb), then reset the peak
+ * so that the next phase's is its own (Linux: clear_refs 5 resets VmHWM;
+ * elsewhere the peak is the process's so far). */
+static void phase_stats(struct worker *w, const char *phase, double t0)
+{
+	char variant[32], key[64], line[256];
+	long hwm = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof line, f))
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			hwm = atol(line + 6);
+	if (f)
+		fclose(f);
+	if (hwm < 0) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		hwm = ru.ru_maxrss;
+	}
+	snprintf(variant, sizeof variant, "rank%d", w->rank);
+	snprintf(key, sizeof key, "%s_seconds", phase);
+	queue_emit_metric(&w->q, w->rank, variant, 0, key, now_seconds() - t0);
+	snprintf(key, sizeof key, "%s_peak_rss_kb", phase);
+	queue_emit_metric(&w->q, w->rank, variant, 0, key, (double)hwm);
+	if ((f = fopen("/proc/self/clear_refs", "w"))) {
+		fputs("5", f);
+		fclose(f);
+	}
+}
+
 /* ---- label ----------------------------------------------------------------- */
 
-/* The heartbeat thread renews the lease the main thread holds, on its own
+/* A rank takes up to LABEL_BATCH_MAX shards per round trip: as many as its
+ * teacher labels in about LABEL_BATCH_S, so that the take and the ack are a
+ * small part of its time when shards are quick (docs/scaling.md) and a
+ * batch of one when they are slow; the tail of the phase waits for at most
+ * one such batch. */
+#define LABEL_BATCH_MAX 64
+#define LABEL_BATCH_S 0.25
+
+/* The heartbeat thread renews the leases the main thread holds, on its own
  * connection (a hiredis context is not shared between threads). */
 struct heartbeat {
 	struct worker *w;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
-	int holding;
-	struct queue_lease lease;
-	int lost;
+	size_t nheld;
+	struct queue_lease lease[LABEL_BATCH_MAX];
+	int lost[LABEL_BATCH_MAX];
 	struct redis_conn rc;
 	struct queue q;
 	pthread_t thread;
@@ -181,15 +222,18 @@ static void *heartbeat_main(void *arg)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
-		if (hb->stop || !hb->holding)
+		if (hb->stop || !hb->nheld)
 			continue;
-		struct queue_lease l = hb->lease;
+		struct queue_lease l[LABEL_BATCH_MAX];
+		size_t n = hb->nheld;
+		memcpy(l, hb->lease, n * sizeof *l);
 		pthread_mutex_unlock(&hb->mu);
-		int held = 1, cancelled = 0;
-		int rc = queue_renew(&hb->q, hb->w->id, &l, 1, &held, &cancelled);
+		int held[LABEL_BATCH_MAX], cancelled = 0;
+		int rc = queue_renew(&hb->q, hb->w->id, l, n, held, &cancelled);
 		pthread_mutex_lock(&hb->mu);
-		if (rc == 0 && (!held || cancelled) && hb->holding && hb->lease.id == l.id)
-			hb->lost = 1;
+		for (size_t i = 0; rc == 0 && i < n && i < hb->nheld; i++)
+			if ((!held[i] || cancelled) && hb->lease[i].id == l[i].id)
+				hb->lost[i] = 1;
 	}
 	pthread_mutex_unlock(&hb->mu);
 	return NULL;
@@ -233,24 +277,25 @@ static void heartbeat_stop(struct heartbeat *hb)
 	redis_conn_close(&hb->rc);
 }
 
-static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l)
+/* Hold leases l[0..n) (n = 0: none) for the heartbeat to renew. */
+static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l, size_t n)
 {
 	pthread_mutex_lock(&hb->mu);
-	if (l) {
-		hb->lease = *l;
-		hb->lease.payload = NULL;
-		hb->holding = 1;
-		hb->lost = 0;
-	} else {
-		hb->holding = 0;
+	for (size_t i = 0; i < n; i++) {
+		hb->lease[i] = l[i];
+		hb->lease[i].payload = NULL;
+		hb->lost[i] = 0;
 	}
+	hb->nheld = n;
 	pthread_mutex_unlock(&hb->mu);
 }
 
-static int heartbeat_lost(struct heartbeat *hb)
+/* 1 if the lease at index i was lost (expired and taken elsewhere) or the
+ * run was cancelled while it was held. */
+static int heartbeat_lost(struct heartbeat *hb, size_t i)
 {
 	pthread_mutex_lock(&hb->mu);
-	int lost = hb->lost;
+	int lost = hb->lost[i];
 	pthread_mutex_unlock(&hb->mu);
 	return lost;
 }
@@ -318,10 +363,20 @@ static int phase_label(struct worker *w, struct model *teacher)
 	struct heartbeat hb;
 	if (heartbeat_start(&hb, w) != 0)
 		return -1;
-	long done = 0;
+	long done = 0, samples = 0;
+	size_t batch = 1;
+	/* make bench: time in take/ack/fail after the first shard came (until
+	 * then a rank waits, inside queue_take_n, for the coordinator to shard) */
+	double t0 = now_seconds(), t_first = 0, queue_s = 0;
 	for (;;) {
-		struct queue_lease l;
-		int st = queue_take(&w->q, w->id, 1000, &l);
+		struct queue_lease l[LABEL_BATCH_MAX];
+		size_t n = 0;
+		double tq = now_seconds();
+		int st = queue_take_n(&w->q, w->id, 1000, l, batch, &n);
+		if (t_first > 0)
+			queue_s += now_seconds() - tq;
+		else if (st == QUEUE_GOT)
+			t_first = now_seconds();
 		if (st == QUEUE_ERROR) {
 			/* Redis may be restarting: the connection reconnects with backoff */
 			usleep(200000);
@@ -335,29 +390,63 @@ static int phase_label(struct worker *w, struct model *teacher)
 			w->cancelled = 1;
 			break;
 		}
-		heartbeat_hold(&hb, &l);
-		struct queue_ack ack;
-		char sha[65];
-		char *path = NULL;
-		errno = 0;
-		if (label_shard(w, teacher, &l, &ack, sha, &path) != 0) {
+		heartbeat_hold(&hb, l, n);
+		struct queue_ack ack[LABEL_BATCH_MAX];
+		char sha[LABEL_BATCH_MAX][65];
+		char *path[LABEL_BATCH_MAX] = {NULL};
+		int ok[LABEL_BATCH_MAX];
+		double tb = now_seconds();
+		for (size_t i = 0; i < n; i++) {
+			errno = 0;
+			ok[i] = label_shard(w, teacher, &l[i], &ack[i], sha[i], &path[i]) == 0;
+			if (ok[i])
+				continue;
 			/* the cause travels with the shard (SQLite, mke status): the
 			 * worker's own log may sit on the disk that just filled up */
 			char *why = xasprintf("could not write the pseudo-label file of shard %lld in '%s/labels': %s",
-					      (long long)l.id, w->run_dir, errno ? strerror(errno) : "see worker.log");
-			queue_fail(&w->q, w->id, &l, why, NULL);
+					      (long long)l[i].id, w->run_dir, errno ? strerror(errno) : "see worker.log");
+			tq = now_seconds();
+			queue_fail(&w->q, w->id, &l[i], why, NULL);
+			queue_s += now_seconds() - tq;
 			free(why);
-		} else if (!heartbeat_lost(&hb)) {
-			int status = 0;
-			if (queue_ack(&w->q, w->id, &ack, 1, &status) == 0 && status == QUEUE_ACK_OK)
-				done++;
 		}
-		heartbeat_hold(&hb, NULL);
-		free(path);
-		queue_lease_release(&l);
+		double per_shard = (now_seconds() - tb) / (double)n;
+		batch = per_shard * LABEL_BATCH_MAX < LABEL_BATCH_S ? LABEL_BATCH_MAX
+			: per_shard * 2 > LABEL_BATCH_S ? 1 : (size_t)(LABEL_BATCH_S / per_shard);
+		/* ack together what was written and is still held */
+		struct queue_ack send[LABEL_BATCH_MAX];
+		int64_t count[LABEL_BATCH_MAX];
+		size_t ns = 0;
+		for (size_t i = 0; i < n; i++)
+			if (ok[i] && !heartbeat_lost(&hb, i)) {
+				count[ns] = l[i].count;
+				send[ns++] = ack[i];
+			}
+		int status[LABEL_BATCH_MAX];
+		tq = now_seconds();
+		if (ns > 0 && queue_ack(&w->q, w->id, send, ns, status) == 0)
+			for (size_t i = 0; i < ns; i++)
+				if (status[i] == QUEUE_ACK_OK) {
+					done++;
+					samples += count[i];
+				}
+		queue_s += now_seconds() - tq;
+		heartbeat_hold(&hb, NULL, 0);
+		for (size_t i = 0; i < n; i++) {
+			free(path[i]);
+			queue_lease_release(&l[i]);
+		}
 	}
 	heartbeat_stop(&hb);
 	mke_info("rank %d: labeled %ld shards", w->rank, done);
+	char variant[32];
+	snprintf(variant, sizeof variant, "rank%d", w->rank);
+	if (t_first == 0)
+		t_first = now_seconds();
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_wait_seconds", t_first - t0);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_work_seconds", now_seconds() - t_first);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_queue_seconds", queue_s);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_samples", (double)samples);
 	return 0;
 }
 
@@ -610,13 +699,21 @@ static int run_worker(struct worker *w)
 		return -1;
 
 	struct model teacher;
+	double t0 = now_seconds();
 	int rc = phase_teacher(w, &teacher);
-	if (rc == 0 && !w->cancelled)
+	phase_stats(w, "teacher", t0);
+	if (rc == 0 && !w->cancelled) {
+		t0 = now_seconds();
 		rc = phase_label(w, &teacher);
+		phase_stats(w, "label", t0);
+	}
 	model_release(&teacher);
 	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-	if (rc == 0 && !agree_cancelled(w))
+	t0 = now_seconds();
+	if (rc == 0 && !agree_cancelled(w)) {
 		rc = phase_student(w);
+		phase_stats(w, "student", t0);
+	}
 	if (rc == 0 && !w->cancelled && w->rank == 0)
 		queue_emit_progress(&w->q, 0, "eval", 1, 1);
 	return rc;

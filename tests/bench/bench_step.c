@@ -138,10 +138,10 @@ int main(int argc, char **argv)
 		const char *name;
 		struct regularizer reg;
 	} regs[] = {
-		{ "none", { 0, 0, 0 } },
-		{ "input_noise_1", { 1, 0, 0 } },
-		{ "hidden_noise_5", { 0, 5, 0 } },
-		{ "dropout_0.5", { 0, 0, 0.5f } },
+		{ "none", { .input_noise = 0 } },
+		{ "input_noise_1", { .input_noise = 1 } },
+		{ "hidden_noise_5", { .hidden_noise = 5 } },
+		{ "dropout_0.5", { .dropout = 0.5f } },
 	};
 	/* argv[2], if given, picks one "model/regularizer" (for profiling) */
 	const char *only = argc > 2 ? argv[2] : NULL;

@@ -10,6 +10,17 @@
 #      python3-torch, and the ratio to mke
 #   3. one training step of the TwoMoon MLPs per regularizer (microseconds,
 #      CPU time) and GEMM throughput, from $MKE_BUILD/bench/bench_step
+#   4. scale (docs/scaling.md): MPI_Allreduce of floats between 2 ranks
+#      (tests/bench/mpi/allreduce.c, built here with mpicc: the Makefile's
+#      bench rule has no MPI flags), median per size over MKE_BENCH_LAUNCHES
+#      launches (default 5, quick 3); `mke shard` of a generated 1,000,000-row
+#      manifest into a private redis-server (shards/s, peak RSS); a simulated
+#      label phase, 64 worker processes and a no-op teacher on the real queue
+#      ($MKE_BUILD/bench/bench_label_sim); and `mke run` of a TwoMoon-shaped
+#      run with 1 and 2 ranks at the default shard size: label samples/s, the
+#      label loop's time in Redis, the student phase's scaling efficiency,
+#      and each phase's peak RSS per rank (the worker's rank<R> metrics).
+#      MKE_BENCH_SCALE=0 skips it.
 #
 # MKE_BENCH_QUICK=1 runs 3 student seeds (81,14,3) on both sides (PyTorch's
 # --quick, which also sweeps 3 teacher seeds as mke does with 3 seeds), so the
@@ -131,6 +142,227 @@ if [ -x "$build/bench/bench_step" ]; then
 	note "step: zero grad + forward + double-softmax loss/backward + SGD on 270 rows, median of 7 x $steps steps, CPU time"
 else
 	note "no $build/bench/bench_step; run 'make bench'"
+fi
+
+# ---- 4. scale: allreduce, sharding, a simulated and a real label phase --------
+scale=${MKE_BENCH_SCALE:-1}
+launches=${MKE_BENCH_LAUNCHES:-5}
+[ "$quick" = 1 ] && launches=${MKE_BENCH_LAUNCHES:-3}
+mpirun_args="-np 2 --oversubscribe --bind-to none"
+[ "$(id -u)" = 0 ] && mpirun_args="$mpirun_args --allow-run-as-root"
+# num VALUE FORMAT: printf a number, or n/a
+num() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "" || v == "n/a") print "n/a"; else printf f "\n", v }'; }
+cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
+[ "$scale" = 1 ] && note "scale: $cores cores; load average at its start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') (timings on a shared machine: compare ratios)"
+
+if [ "$scale" = 1 ] && command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+	if mpicc -std=c11 -O2 -o "$build/bench/mpi_allreduce" tests/bench/mpi/allreduce.c 2>"$tmp/mpicc.err"; then
+		rounds=7
+		maxf=16777216
+		if [ "$quick" = 1 ]; then
+			rounds=5
+			maxf=4194304
+		fi
+		: >"$tmp/ar"
+		i=0
+		while [ "$i" -lt "$launches" ]; do
+			i=$((i + 1))
+			mpirun $mpirun_args "$build/bench/mpi_allreduce" "$rounds" "$maxf" 2>/dev/null |
+				grep '^allreduce ' >>"$tmp/ar"
+		done
+		for n in 1024 16384 262144 1048576 4194304 16777216; do
+			[ "$n" -le "$maxf" ] || continue
+			us=$(awk -v n="$n" '$2 == n { print $3 }' "$tmp/ar" | median)
+			row "allreduce_${n}f_us" "$us" "us"
+		done
+		for n in 1048576 "$maxf"; do
+			bw=$(awk -v n="$n" '$2 == n { print $4 }' "$tmp/ar" | median)
+			row "allreduce_${n}f_busbw" "$bw" "GB/s"
+		done
+		# alpha + beta * bytes: alpha from the 1K floats median, beta through
+		# the 1M floats and the largest medians
+		a=$(awk '$2 == 1024 { print $3 }' "$tmp/ar" | median)
+		t1=$(awk '$2 == 1048576 { print $3 }' "$tmp/ar" | median)
+		tm=$(awk -v n="$maxf" '$2 == n { print $3 }' "$tmp/ar" | median)
+		row "allreduce_alpha" "$a" "us"
+		row "allreduce_beta" "$(echo "$t1 $tm $maxf" | awk '{ printf "%.3f", ($2 - $1) * 1000 / (($3 - 1048576) * 4) }')" "ns/byte"
+		note "allreduce: mpirun $mpirun_args, float sums, fixed call counts broadcast by rank 0, median of $rounds rounds per launch, median of $launches launches"
+	else
+		note "allreduce skipped: mpicc failed: $(tail -n 1 "$tmp/mpicc.err")"
+	fi
+elif [ "$scale" = 1 ]; then
+	note "allreduce skipped: no mpicc/mpirun"
+fi
+
+# a private redis-server for sharding and the simulation, stopped by pid
+redis_pid=""
+stop_redis() {
+	if [ -n "$redis_pid" ]; then
+		kill "$redis_pid" 2>/dev/null
+		wait "$redis_pid" 2>/dev/null
+	fi
+	redis_pid=""
+}
+if [ "$scale" = 1 ] && command -v redis-server >/dev/null 2>&1; then
+	rd="$tmp/redis"
+	mkdir -p "$rd"
+	printf 'port 0\nunixsocket %s/redis.sock\nunixsocketperm 700\ndir %s\nsave ""\nappendonly no\n' \
+		"$rd" "$rd" >"$rd/redis.conf"
+	redis-server "$rd/redis.conf" >"$rd/redis.log" 2>&1 &
+	redis_pid=$!
+	trap 'stop_redis; rm -rf "$tmp"' EXIT INT TERM
+	i=0
+	while [ ! -S "$rd/redis.sock" ] && [ "$i" -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	url="unix://$rd/redis.sock"
+
+	# sharding 1,000,000 rows (an id, an empty label, two media paths)
+	awk 'BEGIN { print "id,label,audio,video"; for (i = 0; i < 1000000; i++)
+		printf "u-%07d,,audio/u-%07d.wav,video/u-%07d.mp4\n", i, i, i }' >"$tmp/m1m.csv"
+	if [ "$have_time" = 1 ] && MKE_RUNS="$tmp/runs" /usr/bin/time -f "%e %M" -o "$tmp/st" "$bindir/mke" shard \
+		"$tmp/m1m.csv" --run bench-shard --shard-size 64 --redis "$url" --db "$tmp/shard.db" \
+		>/dev/null 2>"$tmp/err"; then
+		read -r sw srss <"$tmp/st"
+		row "shard_1m_rows_seconds" "$sw" "s"
+		row "shard_1m_rows_shards_per_s" "$(echo "$sw" | awk '{ printf "%.0f", 15625 / $1 }')" "shards/s"
+		row "shard_1m_rows_peak_rss" "$(echo "$srss" | awk '{ printf "%.1f", $1 / 1024 }')" "MB"
+		note "shard: mke shard of 1,000,000 rows (51 MB CSV) at shard size 64 (15,625 shards) into SQLite + Redis; target peak RSS < 200 MB"
+	else
+		note "mke shard failed or no /usr/bin/time: $(tail -n 1 "$tmp/err")"
+	fi
+	rm -f "$tmp/m1m.csv" "$tmp/shard.db"*
+
+	# 64 worker processes, a no-op teacher, the real queue, SQLite ingestion;
+	# one shard per round trip, then 64 (what the worker does with quick shards)
+	sim_shards=10000
+	[ "$quick" = 1 ] && sim_shards=2000
+	for b in 1 64; do
+		rm -rf "$tmp/sim"
+		if [ -x "$build/bench/bench_label_sim" ] && "$build/bench/bench_label_sim" "$url" "$tmp/sim" 64 \
+			"$sim_shards" 64 "$b" >"$tmp/sim.txt" 2>"$tmp/err"; then
+			while read -r k v; do
+				case "$k" in
+				sim_shards_per_s) row "labelsim_b${b}_shards_per_s" "$v" "shards/s" ;;
+				sim_samples_per_s) row "labelsim_b${b}_samples_per_s" "$v" "samples/s" ;;
+				sim_push_shards_per_s) [ "$b" = 1 ] && row "labelsim_push_shards_per_s" "$v" "shards/s" ;;
+				sim_coord_us_per_shard) row "labelsim_b${b}_coord_cpu_per_shard" "$v" "us" ;;
+				sim_redis_us_per_shard) row "labelsim_b${b}_redis_cpu_per_shard" "$v" "us" ;;
+				sim_coord_share) row "labelsim_b${b}_coord_cpu_share" "$v" "of CPU" ;;
+				sim_redis_share) row "labelsim_b${b}_redis_cpu_share" "$v" "of CPU" ;;
+				sim_worker_queue_ms_per_shard) row "labelsim_b${b}_worker_queue_per_shard" "$v" "ms" ;;
+				sim_coord_max_shards_per_s) row "labelsim_b${b}_coord_max_shards_per_s" "$v" "shards/s" ;;
+				sim_redis_max_shards_per_s) row "labelsim_b${b}_redis_max_shards_per_s" "$v" "shards/s" ;;
+				esac
+			done <"$tmp/sim.txt"
+		else
+			note "bench_label_sim failed: $(tail -n 1 "$tmp/err")"
+		fi
+	done
+	note "labelsim: 64 processes on $cores cores, $sim_shards shards of 64 rows, b1/b64 = shards per take and ack; max = 1 / CPU per shard (one core each)"
+	rm -rf "$tmp/sim"
+	stop_redis
+elif [ "$scale" = 1 ]; then
+	note "sharding and label-phase benchmarks skipped: no redis-server"
+fi
+
+# The pipeline itself: a TwoMoon-shaped run (the example's points, jittered)
+# at the default shard size (64), with 1 and 2 ranks.
+if [ "$scale" = 1 ] && command -v redis-server >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+	urows=64000
+	[ "$quick" = 1 ] && urows=16000
+	pd="$tmp/pipe"
+	mkdir -p "$pd/data"
+	cp deploy/data/twomoon/labeled.csv deploy/data/twomoon/test.csv "$pd/data/"
+	awk -F, -v N="$urows" 'NR == 1 { print; next } { r[++n] = $0 }
+		END { srand(7); for (i = 0; i < N; i++) { split(r[i % n + 1], f, ",");
+		printf "u-%07d,%s,unlabeled,%.6f,%.6f\n", i, f[2], f[4] + (rand() - 0.5) * 0.1,
+			f[5] + (rand() - 0.5) * 0.1 } }' deploy/data/twomoon/unlabeled.csv >"$pd/data/unlabeled.csv"
+	cat >"$pd/run.json" <<JSON
+{
+  "name": "bench-pipeline",
+  "data": {"root": "$pd/data", "labeled": "labeled.csv", "unlabeled": "unlabeled.csv", "test": "test.csv",
+    "classes": 2, "modalities": {"a": {"column": "x", "kind": "inline"}, "b": {"column": "y", "kind": "inline"}}},
+  "models": {"teacher": {"inputs": ["a"], "hidden": [32, 32]},
+    "mm": {"inputs": ["a", "b"], "fusion": "early", "hidden": [128, 128]}},
+  "teacher": {"model": "teacher", "seed": 0, "epochs": 100, "optimizer": {"type": "sgd", "lr": 0.01}},
+  "student": {"epochs": 4, "batch_size": 512, "optimizer": {"type": "sgd", "lr": 0.01}},
+  "loss": "ce", "pseudo_labels": "hard", "regularizer": {"input_noise": 2},
+  "variants": {"mm_student": {"model": "mm"}},
+  "seeds": [81],
+  "pipeline": {"checkpoint_every": 1000000}
+}
+JSON
+	# runs "d" are one rank with a slow teacher: MKE_TEST_LABEL_DELAY_MS=20 per
+	# shard (0.3 ms a sample, a small convolutional teacher on a CPU core)
+	prep=$repeats
+	[ "$quick" = 1 ] && prep=1
+	for np in 1 2 d; do
+		: >"$pd/m$np"
+		i=0
+		while [ "$i" -lt "$prep" ]; do
+			i=$((i + 1))
+			rdir="$pd/run-$np-$i"
+			ranks=$np
+			delay=0
+			if [ "$np" = d ]; then
+				ranks=1
+				delay=20
+			fi
+			if MKE_TEST_LABEL_DELAY_MS=$delay "$bindir/mke" run "$pd/run.json" --ranks "$ranks" \
+				--run-dir "$rdir" --db "$rdir.db" >/dev/null 2>"$tmp/err"; then
+				rid=$("$bindir/mke" runs --db "$rdir.db" 2>/dev/null | awk 'NR == 2 { print $1 }')
+				"$bindir/mke" export "$rid" --metrics --format csv --db "$rdir.db" 2>/dev/null |
+					tr -d '\r' | awk -F, -v i="$i" '$2 ~ /^rank[0-9]+$/ { print i, $2, $3, $5 }' >>"$pd/m$np"
+			else
+				note "mke run --ranks $ranks failed: $(tail -n 1 "$tmp/err")"
+			fi
+			rm -rf "$rdir" "$rdir.db"*
+		done
+	done
+	# per run: samples over the slowest rank's label loop; time in the queue
+	# over loop time, summed over ranks; the slowest rank's student phase.
+	# Then the median over runs.
+	for np in 1 2 d; do
+		: >"$pd/s$np"
+		[ -s "$pd/m$np" ] && awk '{ k = $1 }
+			$3 == "label_samples" { s[k] += $4 }
+			$3 == "label_work_seconds" { w[k] += $4; if ($4 > mw[k]) mw[k] = $4 }
+			$3 == "label_queue_seconds" { q[k] += $4 }
+			$3 == "student_seconds" { if ($4 > st[k]) st[k] = $4 }
+			END { for (k in s) if (mw[k] > 0) printf "%s %.0f %.4f %.3f\n", k, s[k] / mw[k], q[k] / w[k], st[k] }' \
+			"$pd/m$np" >"$pd/s$np"
+	done
+	sps1=$(awk '{ print $2 }' "$pd/s1" | median)
+	sps2=$(awk '{ print $2 }' "$pd/s2" | median)
+	rf1=$(awk '{ print $3 }' "$pd/s1" | median)
+	rf2=$(awk '{ print $3 }' "$pd/s2" | median)
+	stu1=$(awk '{ print $4 }' "$pd/s1" | median)
+	stu2=$(awk '{ print $4 }' "$pd/s2" | median)
+	rfd=$(awk '{ print $3 }' "$pd/sd" | median)
+	row "label_1rank_samples_per_s" "$sps1" "samples/s"
+	row "label_2rank_samples_per_s" "$sps2" "samples/s"
+	row "label_1rank_redis_fraction" "$(num "$rf1" %.4f)" "of loop"
+	row "label_2rank_redis_fraction" "$(num "$rf2" %.4f)" "of loop"
+	row "label_1rank_slow_teacher_redis_fraction" "$(num "$rfd" %.4f)" "of loop"
+	row "student_1rank_seconds" "$stu1" "s"
+	row "student_2rank_seconds" "$stu2" "s"
+	row "student_scaling_efficiency_1to2" \
+		"$(echo "$stu1 $stu2" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / (2 * $2); next } { print "n/a" }')" \
+		"T1/(2 T2)"
+	for np in 1 2; do
+		for ph in teacher label student; do
+			r=0
+			while [ "$r" -lt "$np" ]; do
+				v=$(awk -v r="rank$r" -v k="${ph}_peak_rss_kb" '$2 == r && $3 == k { print $4 / 1024 }' \
+					"$pd/m$np" | median)
+				row "rss_${ph}_np${np}_rank${r}" "$(num "$v" %.1f)" "MB"
+				r=$((r + 1))
+			done
+		done
+	done
+	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; redis fraction = time in queue_take/ack/fail after the first shard over the label loop (target < 0.02); RSS = VmHWM of each phase (reset between phases)"
 fi
 
 printf '%-44s %12s  %s\n' "benchmark" "value" "unit"

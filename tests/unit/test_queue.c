@@ -282,6 +282,52 @@ static void test_duplicate_ack(void)
 	redis_conn_close(&c);
 }
 
+/* Several shards per take, in queue order, each with its own lease; acked together. */
+static void test_take_n(void)
+{
+	if (!have_server)
+		return;
+	struct redis_conn c;
+	CHECK(open_conn(&c, NULL) == 0);
+	struct queue q;
+	struct queue_opts o;
+	fast_opts(&o);
+	CHECK(queue_init(&q, &c, "taken", &o) == 0);
+	struct queue_shard s[5] = {{0, 0, 4, NULL}, {1, 4, 4, "p1"}, {2, 8, 4, NULL}, {3, 12, 4, NULL},
+				   {4, 16, 2, NULL}};
+	CHECK(queue_push(&q, s, 5, NULL) == 0);
+	CHECK(queue_seal(&q) == 0);
+	struct queue_lease l[4];
+	size_t n = 0;
+	CHECK(queue_take_n(&q, "w", 0, l, 3, &n) == QUEUE_GOT && n == 3);
+	CHECK(l[0].id == 0 && l[1].id == 1 && l[2].id == 2 && l[1].first == 4 && l[1].count == 4);
+	CHECK(strcmp(l[1].payload, "p1") == 0 && l[2].attempt == 1 && l[2].deadline_ms > 0);
+	int held[3];
+	CHECK(queue_renew(&q, "w", l, 3, held, NULL) == 0 && held[0] && held[1] && held[2]);
+	char sha[65];
+	sha256_hex("x", 1, sha);
+	struct queue_ack a[3];
+	for (int i = 0; i < 3; i++)
+		a[i] = (struct queue_ack){l[i].id, l[i].attempt, sha, "/p/x.npy"};
+	int st[3] = {0, 0, 0};
+	CHECK(queue_ack(&q, "w", a, 3, st) == 0 && st[0] == QUEUE_ACK_OK && st[2] == QUEUE_ACK_OK);
+	for (int i = 0; i < 3; i++)
+		queue_lease_release(&l[i]);
+	/* fewer left than asked for: what there is */
+	CHECK(queue_take_n(&q, "w", 0, l, 4, &n) == QUEUE_GOT && n == 2 && l[0].id == 3 && l[1].count == 2);
+	for (int i = 0; i < 2; i++)
+		queue_lease_release(&l[i]);
+	CHECK(queue_take_n(&q, "w", 0, l, 4, &n) == QUEUE_EMPTY && n == 0);
+	capture_begin();
+	int rc = queue_take_n(&q, "w", 0, l, 0, &n);
+	char *msg = capture_end();
+	CHECK(rc == -1 && strstr(msg, "1 to 256 shards") != NULL);
+	free(msg);
+	queue_purge(&q);
+	queue_release(&q);
+	redis_conn_close(&c);
+}
+
 /* Lease expiry -> reaped -> redelivered with attempt 2; the old holder's ack is stale. */
 static void test_lease_expiry(void)
 {
@@ -754,6 +800,7 @@ static int run_tests(void)
 	RUN(test_options_rejected);
 	RUN(test_two_clients);
 	RUN(test_duplicate_ack);
+	RUN(test_take_n);
 	RUN(test_lease_expiry);
 	RUN(test_dead_letter);
 	RUN(test_cancel);
