@@ -174,7 +174,7 @@ static int gen_twomoon(const char *dir, int n, uint64_t seed)
 
 /* ---- VGGSound and AudioSet ------------------------------------------------------------ */
 
-/* Class c (0..3): the audio (a) is a tone of 440 * 1.5^c' Hz where c' is
+/* Class c (0..3): the audio (a) is a sound of timbre c' (vgg_sound), c' =
  * shown_class (misleading for GEN_AMBIGUOUS of the clips), the frames (b)
  * are the colour vgg_rgb[c]. */
 static const char *const vgg_labels[4] = {
@@ -192,6 +192,30 @@ static const char *const as_pos[4] = {"/m/0bt9lr", "/m/09x0r,/m/05zppz", "/m/05r
 /* The MP4 of one clip: the tone as AAC, VGG_MP4_FRAMES frames of
  * VGG_MP4_SIZE^2 pixels at VGG_MP4_FPS as H.264 (1 s, as long as the tone),
  * each pixel vgg_rgb[c] + N(0, 20). */
+/* One second of timbre k at about 440 Hz: a sine, a square wave (odd
+ * harmonics), a sawtooth (every harmonic) or noise - told apart by the
+ * texture of the spectrogram wherever it sits, as an audio CNN with global
+ * pooling sees sounds. Caller frees. */
+static float *vgg_sound(struct rng *r, int k, int rate, int *n)
+{
+	*n = rate;
+	float *x = xmalloc((size_t)*n * sizeof *x);
+	double f0 = 440.0 * (1 + 0.1 * rng_uniform(r)), ph = 2 * M_PI * rng_uniform(r);
+	for (int i = 0; i < *n; i++) {
+		double t = ph + 2 * M_PI * f0 * i / rate, v = 0;
+		if (k == 0)
+			v = sin(t);
+		else if (k == 3)
+			v = 0.6 * rng_normal(r);
+		else
+			for (int h = 1; h <= 15; h++)
+				if (k == 2 || h % 2)
+					v += sin(h * t) / h;
+		x[i] = (float)(0.4 * v + 0.05 * rng_normal(r));
+	}
+	return x;
+}
+
 static const double vgg_rgb[4][3] = {
 	{200, 60, 60}, {60, 190, 60}, {60, 70, 200}, {190, 190, 60}};
 
@@ -248,8 +272,7 @@ static int gen_vggsound(const char *dir, int n, uint64_t seed, int mp4)
 		if (gen_vggsound_is_missing(i))
 			continue;
 		int ns, heard = shown_class(&r, c, 4);
-		float *x = tone(&r, 440.0 * pow(1.5, heard) * (1 + 0.02 * rng_uniform(&r)), 1.0,
-				16000, &ns);
+		float *x = vgg_sound(&r, heard, 16000, &ns);
 		if (mp4) {
 			char *p = xasprintf("%s/%s_%06d.mp4", media, id, start);
 			rc = vgg_mp4(p, &r, x, ns, c);

@@ -561,9 +561,15 @@ static int branch_rest(struct net *n, int k, struct fmap x, struct fmap *out)
 			return -1;
 		x = maxpool(n, x);
 	}
+	if (br->type == NET_CONV3) {
+		/* flatten: the same tensor seen as one C*H*W vector per sample */
+		x.C *= x.H * x.W;
+		x.H = x.W = 1;
+		*out = x;
+		return 0;
+	}
 	x = gap(n, x);
-	if (br->type == NET_VIDEO)
-		x = frame_mean(n, x);
+	x = frame_mean(n, x);
 	*out = x;
 	return 0;
 }

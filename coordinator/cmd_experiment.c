@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "cmd.h"
 #include "config.h"
 #include "experiment.h"
@@ -106,6 +108,11 @@ static void print_csv(FILE *out, const struct run_config *c, const struct exp_re
 int cmd_experiment(int argc, char **argv)
 {
 	const char *config = NULL, *format = "table", *outpath = NULL;
+	/* one process, one BLAS thread (as every worker rank): its small
+	 * matrices gain nothing from threads that spin; OPENBLAS_NUM_THREADS
+	 * overrides, and `mke run --ranks N` is how to use more cores */
+	if (!getenv("OPENBLAS_NUM_THREADS"))
+		openblas_set_num_threads(1);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
 			format = argv[++i];
