@@ -70,23 +70,21 @@ static float *tone(struct rng *r, double hz, double seconds, int rate, int *n)
 
 /*
  * The MKE setting (docs/importers.md "Generators"): modality a shows the
- * class, but for a fraction GEN_AMBIGUOUS of the samples it shows another
- * class instead (a face that reads as another emotion, a sound like another
- * event, an object painted another object's colour), so a model of a alone
- * errs on those; modality b shows the class faithfully. A teacher on a
- * errs where a misleads, independently of b, so its pseudo-labels are right
- * for the majority of every value of b: a student that sees b can learn the
- * class from them and beat its teacher.
+ * class, but for a fraction GEN_AMBIGUOUS of the samples only faintly,
+ * under its noise (a face that hardly shows its emotion, a sound drowned in
+ * noise, an object whose colour is washed out to the wall's gray), so a
+ * model of a alone is unsure, or wrong, on those; modality b shows the class
+ * clearly. The teacher's pseudo-labels (its probabilities, as soft targets)
+ * then say little where a is faint, independently of b, and are right for
+ * the majority of every value of b: a student that sees b learns the class
+ * from them and beats its teacher, one that sees only a cannot.
  */
-#define GEN_AMBIGUOUS 0.3
+#define GEN_AMBIGUOUS 0.35
 
-/* The class modality a shows for true class c of k. */
-static int shown_class(struct rng *r, int c, int k)
+/* 1 when this sample's modality a is faint. */
+static int faint(struct rng *r)
 {
-	if (rng_uniform(r) >= GEN_AMBIGUOUS)
-		return c;
-	int o = (int)rng_below(r, (uint32_t)k - 1);
-	return o >= c ? o + 1 : o;
+	return rng_uniform(r) < GEN_AMBIGUOUS;
 }
 
 static uint8_t clamp8(double v)
@@ -174,9 +172,9 @@ static int gen_twomoon(const char *dir, int n, uint64_t seed)
 
 /* ---- VGGSound and AudioSet ------------------------------------------------------------ */
 
-/* Class c (0..3): the audio (a) is a sound of timbre c' (vgg_sound), c' =
- * shown_class (misleading for GEN_AMBIGUOUS of the clips), the frames (b)
- * are the colour vgg_rgb[c]. */
+/* Class c (0..3): the audio (a) is a sound of timbre c (vgg_sound), faint
+ * under its noise for GEN_AMBIGUOUS of the clips; the frames (b) are the
+ * colour vgg_rgb[c]. */
 static const char *const vgg_labels[4] = {
 	"dog barking", "male speech, man speaking", "playing piano",
 	"engine accelerating, revving, vroom"};
@@ -196,7 +194,7 @@ static const char *const as_pos[4] = {"/m/0bt9lr", "/m/09x0r,/m/05zppz", "/m/05r
  * harmonics), a sawtooth (every harmonic) or noise - told apart by the
  * texture of the spectrogram wherever it sits, as an audio CNN with global
  * pooling sees sounds. Caller frees. */
-static float *vgg_sound(struct rng *r, int k, int rate, int *n)
+static float *vgg_sound(struct rng *r, int k, int rate, double amp, int *n)
 {
 	*n = rate;
 	float *x = xmalloc((size_t)*n * sizeof *x);
@@ -211,7 +209,7 @@ static float *vgg_sound(struct rng *r, int k, int rate, int *n)
 			for (int h = 1; h <= 15; h++)
 				if (k == 2 || h % 2)
 					v += sin(h * t) / h;
-		x[i] = (float)(0.4 * v + 0.05 * rng_normal(r));
+		x[i] = (float)(amp * v + 0.05 * rng_normal(r));
 	}
 	return x;
 }
@@ -271,8 +269,8 @@ static int gen_vggsound(const char *dir, int n, uint64_t seed, int mp4)
 			    start + 10, as_pos[c]);
 		if (gen_vggsound_is_missing(i))
 			continue;
-		int ns, heard = shown_class(&r, c, 4);
-		float *x = vgg_sound(&r, heard, 16000, &ns);
+		int ns;
+		float *x = vgg_sound(&r, c, 16000, faint(&r) ? 0.002 : 0.4, &ns);
 		if (mp4) {
 			char *p = xasprintf("%s/%s_%06d.mp4", media, id, start);
 			rc = vgg_mp4(p, &r, x, ns, c);
@@ -386,9 +384,9 @@ static int mat_header(const char *path)
 
 /*
  * One scene: a wall (40-class 1) at ~4 m, an object rectangle of 40-class
- * 2 + k (k in 0..3). The RGB image (a) paints it nyu_rgb[k'] with k' =
- * shown_class (another object's colour for GEN_AMBIGUOUS of the scenes), the
- * depth (b) puts it at 1.0 + 0.7 k m. A one-pixel border is unlabeled (0)
+ * 2 + k (k in 0..3). The RGB image (a) paints it nyu_rgb[k], washed out to
+ * nearly the wall's gray for GEN_AMBIGUOUS of the scenes; the depth (b) puts
+ * it at 1.0 + 0.7 k m. A one-pixel border is unlabeled (0)
  * with no depth reading. Raw 894-class ids are written as c40 + 40 j, which
  * deploy/data/nyuv2_40class.csv (the placeholder) maps back to c40.
  */
@@ -396,7 +394,8 @@ static void nyu_scene(struct rng *r, uint8_t *img, float *dep, uint16_t *lab)
 {
 	static const double nyu_rgb[4][3] = {
 		{210, 40, 50}, {40, 200, 50}, {40, 60, 210}, {200, 200, 40}};
-	int k = (int)rng_below(r, 4), shown = shown_class(r, k, 4);
+	int k = (int)rng_below(r, 4);
+	double sat = faint(r) ? 0.15 : 1.0;
 	int x0 = 2 + (int)rng_below(r, NYU_W / 2), y0 = 2 + (int)rng_below(r, NYU_H / 2);
 	int x1 = x0 + 6 + (int)rng_below(r, NYU_W / 3), y1 = y0 + 5 + (int)rng_below(r, NYU_H / 3);
 	int obj = 2 + k;
@@ -409,9 +408,9 @@ static void nyu_scene(struct rng *r, uint8_t *img, float *dep, uint16_t *lab)
 			int c40 = border ? 0 : in ? obj : 1;
 			double R = 120, G = 120, B = 120, d = 4.0;
 			if (in) {
-				R = nyu_rgb[shown][0];
-				G = nyu_rgb[shown][1];
-				B = nyu_rgb[shown][2];
+				R = 120 + sat * (nyu_rgb[k][0] - 120);
+				G = 120 + sat * (nyu_rgb[k][1] - 120);
+				B = 120 + sat * (nyu_rgb[k][2] - 120);
 				d = 1.0 + 0.7 * k;
 			}
 			img[0 * px + s] = clamp8(R + 12 * rng_normal(r));
@@ -510,8 +509,8 @@ static void rav_combo(int k, int *emo, int *inten, int *stmt, int *rep)
 
 /*
  * Emotion e (0..7): the face (a) is a 24 x 24 gray image with a bright
- * 4 x 8 patch in cell e' of a 4 x 2 grid, e' = shown_class (another emotion
- * for GEN_AMBIGUOUS of the clips); the voice (b) is a tone of 300 * 1.22^e Hz,
+ * 4 x 8 patch in cell e of a 4 x 2 grid, faint under the noise for
+ * GEN_AMBIGUOUS of the clips; the voice (b) is a tone of 300 * 1.22^e Hz,
  * 0.5 s.
  */
 static int gen_ravdess(const char *dir, int n, uint64_t seed)
@@ -524,7 +523,7 @@ static int gen_ravdess(const char *dir, int n, uint64_t seed)
 		rng_init(&r, seed, RNG_DATA, GEN_RAVDESS, (uint32_t)i);
 		int actor = i % 24 + 1, j = i / 24, emo, inten, stmt, rep;
 		rav_combo((j * 13 + actor * 7) % 60, &emo, &inten, &stmt, &rep);
-		int e = emo - 1, g = shown_class(&r, e, 8);
+		int e = emo - 1, weak = faint(&r);
 		char *ad = xasprintf("%s/Actor_%02d", dir, actor);
 		rc = mkdir_p(ad, 0755);
 		char *rest = xasprintf("01-%02d-%02d-%02d-%02d-%02d", emo, inten, stmt, rep, actor);
@@ -539,11 +538,12 @@ static int gen_ravdess(const char *dir, int n, uint64_t seed)
 		}
 		if (!rc && !gen_ravdess_is_faceless(i)) {
 			uint8_t px[24 * 24];
-			int qx = (g & 3) * 6, qy = (g >> 2) * 12;
 			for (int y = 0; y < 24; y++)
 				for (int x = 0; x < 24; x++) {
-					int in = x >= qx + 1 && x < qx + 5 && y >= qy + 2 && y < qy + 10;
-					px[y * 24 + x] = clamp8((in ? 200 : 90) + 25 * rng_normal(&r));
+					int cell = x / 6 + 4 * (y / 12), cx = x % 6, cy = y % 12;
+					int in = cell == e && cx >= 1 && cx < 5 && cy >= 2 && cy < 10;
+					px[y * 24 + x] = clamp8((in ? (weak ? 110 : 200) : 90) +
+								25 * rng_normal(&r));
 				}
 			char *fp = xasprintf("%s/01-%s.png", ad, rest);
 			rc = png_write(fp, 24, 24, 1, 8, px);

@@ -538,6 +538,11 @@ static int branch_rest(struct net *n, int k, struct fmap x, struct fmap *out)
 	const struct net_branch *br = &n->arch.branch[k];
 	char prefix[64];
 	if (br->type == NET_RESNET) {
+		/* the stem's max pool, as in ResNet: every stage at a quarter of
+		 * the input's positions */
+		if (pool_ok(x, "branch", k))
+			return -1;
+		x = maxpool(n, x);
 		for (int s = 0; s < br->nstage; s++) {
 			for (int j = 0; j < br->blocks; j++) {
 				snprintf(prefix, sizeof(prefix), "branch%d.stage%d.%d", k, s, j);

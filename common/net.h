@@ -9,7 +9,7 @@
  *   branch "conv3"  the paper's RAVDESS CNN: nstage x [conv3x3 + BN + ReLU +
  *                   maxpool 2], flattened -> channels[nstage-1] x H' x W'
  *                   features (where a pattern is stays known to the head)
- *   branch "resnet" stem conv3x3(channels[0]) + BN + ReLU, then nstage stages
+ *   branch "resnet" stem conv3x3(channels[0]) + BN + ReLU + maxpool 2, then nstage stages
  *                   of `blocks` basic residual blocks (conv3x3-BN-ReLU-conv3x3-BN
  *                   + shortcut, 1x1 conv stride 2 + BN where the shape changes;
  *                   stage s > 0 starts with stride 2), global average pool

@@ -56,3 +56,30 @@ wait_for() {
 	done
 	return 0
 }
+
+# small_example KIND: the small version of deploy/examples/KIND.json end to
+# end - `mke gen` files in the dataset's native format, `mke import`, `mke
+# split` (deploy/examples/prepare-small.sh), then `mke run --ranks 2` through
+# a private redis-server and mpirun -np 2. Checks the run is done with every
+# shard labeled and prints the paper's comparison; sets TEACHER, MM, UM, SUP
+# (the task's test metric) for the caller's checks.
+small_example() {
+	MKE="$MKE" sh "$ROOT/deploy/examples/prepare-small.sh" "$1" "$T/data" >"$T/prepare.log" 2>&1 ||
+		{ tail -n 20 "$T/prepare.log"; fail "prepare-small.sh $1"; }
+	mkconfig "$ROOT/deploy/examples/$1-small.json" "$T/c.json" "c['data']['root'] = os.path.join('$T/data', os.path.relpath(c['data']['root'], os.path.join(os.path.dirname(os.path.abspath(src)), 'small/$1')))"
+	"$MKE" run "$T/c.json" --ranks 2 --run-dir "$T/run" --quiet >"$T/out" 2>"$T/err" ||
+		{ tail -n 30 "$T/err"; fail "mke run $1-small failed"; }
+	DB="$T/run/mke.db"
+	[ "$(sql "$DB" "select status || ' ' || phase from runs")" = "done done" ] || fail "run not done"
+	[ "$(sql "$DB" "select count(*) from shards where state <> 'done'")" = 0 ] || fail "shards not done"
+	metric() { sql "$DB" "select printf('%.2f', 100*value) from metrics where variant = '$1' and key = 'test_accuracy' order by step desc limit 1"; }
+	TEACHER=$(metric teacher)
+	UM=$(metric um_student/0)
+	MM=$(metric mm_student/0)
+	SUP=$(metric mm_student_sup/0)
+	echo "$1-small: teacher $TEACHER, um_student $UM, noisy_student $(metric noisy_student/0), mm_student_noreg $(metric mm_student_noreg/0), mm_student $MM, mm_student_sup $SUP; pseudo-labels $(sql "$DB" "select printf('%.2f', 100*value) from metrics where variant = 'teacher' and key = 'pseudo_label_accuracy' limit 1")"
+	[ -n "$TEACHER" ] && [ -n "$MM" ] || fail "metrics missing"
+}
+
+# gt A B: A > B for decimal numbers
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }

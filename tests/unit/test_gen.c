@@ -268,7 +268,7 @@ static void test_vggsound_mp4_learnable(void)
 	double a = fit_eval(&t, 0, SPEC_NFREQ, 4), b = fit_eval(&t, SPEC_NFREQ, t.d, 4);
 	double ab = fit_eval(&t, 0, t.d, 4);
 	report("vggsound-mp4", "audio", a, "frames", b, ab);
-	/* the frames are faithful, the audio misleads for 30% of the clips */
+	/* the frames are clear; the audio is faint for 35% of the clips */
 	CHECK(b >= 0.9 && ab >= 0.9);
 	CHECK(a >= 0.4 && a <= 0.85);
 	manifest_release(&m);
@@ -320,8 +320,8 @@ static void test_ravdess_learnable(void)
 	double a = fit_eval(&t, 0, 12 * 12, 8), b = fit_eval(&t, 12 * 12, t.d, 8);
 	double ab = fit_eval(&t, 0, t.d, 8);
 	report("ravdess", "face", a, "voice", b, ab);
-	/* the voice is faithful, the face misleads for 30% of the clips */
-	CHECK(b >= 0.8 && ab >= 0.7 && b > a + 0.1);
+	/* the voice is clear; the face is faint for 35% of the clips */
+	CHECK(b >= 0.8 && ab >= 0.8 && a <= 0.9);
 	CHECK(a >= 0.3 && a <= 0.85);
 	manifest_release(&m);
 	spectrogram_release(&sp);
@@ -375,7 +375,7 @@ static void test_nyuv2_learnable(void)
 	double a = fit_eval(&t, 0, 3, 6), b = fit_eval(&t, 3, 4, 6), ab = fit_eval(&t, 0, 4, 6);
 	report("nyuv2, every pixel", "rgb", a, "depth", b, ab);
 	CHECK(b >= 0.9 && ab >= 0.9 && b > a + 0.05);
-	/* on the object pixels, where the colour misleads for 30% of the scenes */
+	/* on the object pixels, washed out for 35% of the scenes */
 	a = fit_eval(&obj, 0, 3, 6);
 	b = fit_eval(&obj, 3, 4, 6);
 	ab = fit_eval(&obj, 0, 4, 6);

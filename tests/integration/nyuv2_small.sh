@@ -1,0 +1,9 @@
+#!/bin/sh
+# The small version of the NYU Depth V2 example (RGB + depth from the HDF5 .mat, the RGB-D encoder-decoder, 40-class mIoU) end
+# to end through Redis and mpirun -np 2, from files in the dataset's native
+# format: the run is done, every shard labeled, and the MM student beats its
+# teacher (MKE's result). See lib.sh small_example.
+. tests/integration/lib.sh
+small_example nyuv2
+gt "$MM" "$TEACHER" || fail "mm_student $MM does not beat the teacher $TEACHER"
+ok "mm_student $MM beats the teacher $TEACHER"
