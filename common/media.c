@@ -441,9 +441,10 @@ static int pnm_decode(const char *path, const unsigned char *s, size_t n, struct
 	}
 	for (size_t k = 0; k < count; k++) {
 		if (r->px[k] > maxval) {
+			unsigned v = r->px[k];  /* raw_release clears r->px */
 			raw_release(r);
 			return mke_error("cannot decode PNM '%s': sample %u over maxval %ld", path,
-					 (unsigned)r->px[k], maxval);
+					 v, maxval);
 		}
 	}
 	r->w = (int)w;
