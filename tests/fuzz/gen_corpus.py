@@ -200,3 +200,9 @@ for p in ("tests/fixtures/media_bad.wav", "tests/fixtures/media_trunc.wav"):
 # regression seed: a binary sample over maxval read a released buffer
 # (fuzz_pnm's first finding, fixed in common/media.c pnm_decode)
 put("pnm", "over_maxval.pgm", b"P5\n2 1\n1000\n\x00\x01\x04\x00")
+# regression seed: a FLAC header claiming 2^30 frames in 60 bytes made
+# audio_load allocate 4 GiB up front (found by hand, fixed in media.c)
+si_v = (16000 << 44) | (0 << 41) | (15 << 36) | ((1 << 30) - 1)
+put("wav", "flac_claims_2e30.flac",
+    b"fLaC\x80\x00\x00\x22" + struct.pack(">HH", 4096, 4096) + b"\0" * 6 +
+    si_v.to_bytes(8, "big") + b"\0" * 16 + b"\xff\xf8" + b"\0" * 20)
