@@ -109,13 +109,20 @@ int audio_load(const char *path, int rate, float **x, size_t *n, int *file_rate)
 	size_t frames = (size_t)info.frames, got = 0;
 	const size_t chunk = 4096;
 	int ch = info.channels;
-	mono = xmalloc(frames * sizeof *mono);
+	/* the frame count is the header's claim (a 60-byte FLAC can claim 2^30
+	 * frames): the buffer grows with the samples actually read */
+	size_t cap = frames < 16 * chunk ? frames : 16 * chunk;
+	mono = xmalloc(cap * sizeof *mono);
 	buf = xmalloc(chunk * (size_t)ch * sizeof *buf);
 	while (got < frames) {
 		size_t want = frames - got < chunk ? frames - got : chunk;
 		sf_count_t r = sf_readf_float(sf, buf, (sf_count_t)want);
 		if (r <= 0)
 			break;
+		if (got + (size_t)r > cap) {
+			cap = cap * 2 < frames ? cap * 2 : frames;
+			mono = xrealloc(mono, cap * sizeof *mono);
+		}
 		for (sf_count_t i = 0; i < r; i++) {
 			double s = 0;
 			for (int c = 0; c < ch; c++)
@@ -441,9 +448,10 @@ static int pnm_decode(const char *path, const unsigned char *s, size_t n, struct
 	}
 	for (size_t k = 0; k < count; k++) {
 		if (r->px[k] > maxval) {
+			unsigned v = r->px[k];  /* raw_release clears r->px */
 			raw_release(r);
 			return mke_error("cannot decode PNM '%s': sample %u over maxval %ld", path,
-					 (unsigned)r->px[k], maxval);
+					 v, maxval);
 		}
 	}
 	r->w = (int)w;

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -24,6 +26,29 @@ static inline void fuzz_quiet(void)
 	FILE *null = fopen("/dev/null", "w");
 	if (null)
 		stderr = null;   /* glibc: stderr is an assignable FILE * */
+}
+
+/*
+ * For parsers that take a path: write the input to one anonymous in-memory
+ * file (memfd_create, made on the first call and reused) and return its name,
+ * "/proc/self/fd/N". No disk I/O and nothing left behind; each open() of the
+ * name gets its own file offset. Aborts if the file cannot be written.
+ */
+static inline const char *fuzz_path(const uint8_t *data, size_t size)
+{
+	static int fd = -1;
+	static char path[64];
+	if (fd < 0) {
+		fd = memfd_create("fuzz_input", 0);
+		if (fd < 0) {
+			perror("memfd_create");
+			abort();
+		}
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	}
+	if (ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != (ssize_t)size))
+		abort();
+	return path;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

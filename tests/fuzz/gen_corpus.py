@@ -137,3 +137,72 @@ put("labels", "two.npy", labels(["u-000", "u-001"], [[0.9, 0.1], [0.2, 0.8]]))
 put("labels", "three_classes.npy", labels(["a", "bb", "ccc"],
                                           [[0.5, 0.25, 0.25], [0, 1, 0], [0, 0, 1]]))
 put("labels", "empty.npy", labels([], []))
+
+
+# ---- images: PNM, PNG, JPEG (common/media.c) ---------------------------------
+# The small fixtures of tests/fixtures/gen_media.py, good and broken; the
+# empty file is left out (libFuzzer tries it anyway).
+for target, pattern in (("pnm", "media_*.p[gp]m"), ("png", "media_*.png"),
+                        ("jpeg", "media_*.jpg")):
+    for p in sorted(glob.glob("tests/fixtures/" + pattern)):
+        if 0 < os.path.getsize(p) <= 4096:
+            copy(target, p)
+put("pnm", "gray8_comment.pgm", "P2\n# a comment\n3 2 # inline\n255\n0 1 2\n3 4 255\n")
+put("pnm", "rgb16.ppm", b"P6 2 1 65535\n" + struct.pack(">6H", 0, 1, 256, 65535, 1000, 7))
+put("pnm", "max1.pgm", b"P5\n4 1\n1\n\x00\x01\x01\x00")
+put("pnm", "depth_mm.pgm", b"P5 2 2 65535 " + struct.pack(">4H", 0, 1000, 2500, 65535))
+
+
+# ---- WAV (common/media.c through libsndfile) ---------------------------------
+# The fixtures of tests/fixtures are 30-64 KB; libFuzzer works better with
+# small inputs, so the seeds are short clips of each layout libsndfile reads
+# in a WAV, written here by hand (Python's wave module cannot write float or
+# extensible headers), plus the broken fixtures.
+def wav(fmt_tag, channels, rate, bits, frames, block=None, ext_sub=None, extra=b"",
+        fact=False):
+    block = block or channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 0xFFFE if ext_sub else fmt_tag, channels, rate,
+                      rate * block, block, bits)
+    if ext_sub:
+        guid = struct.pack("<H", ext_sub) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+        fmt += struct.pack("<HHI", 22, bits, (1 << channels) - 1) + guid
+    elif extra:
+        fmt += struct.pack("<H", len(extra)) + extra
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    if fact:
+        chunks += b"fact" + struct.pack("<II", 4, len(frames) // block)
+    chunks += b"data" + struct.pack("<I", len(frames)) + frames
+    if len(frames) % 2:
+        chunks += b"\0"
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+ramp = [2900 * ((i * 7) % 23 - 11) for i in range(64)]
+put("wav", "pcm16_mono_16k.wav", wav(1, 1, 16000, 16, struct.pack("<64h", *ramp)))
+put("wav", "pcm16_stereo_8k.wav", wav(1, 2, 8000, 16, struct.pack("<64h", *ramp)))
+put("wav", "pcm8_mono_11k.wav", wav(1, 1, 11025, 8, bytes((v >> 8) + 128 for v in ramp)))
+put("wav", "pcm24_stereo_44k.wav",
+    wav(1, 2, 44100, 24, b"".join(struct.pack("<i", v << 8)[:3] for v in ramp)))
+put("wav", "pcm32_mono_48k.wav", wav(1, 1, 48000, 32, struct.pack("<64i", *[v << 16 for v in ramp])))
+put("wav", "f32_mono_48k.wav",
+    wav(3, 1, 48000, 32, struct.pack("<64f", *[v / 40000 for v in ramp]), fact=True))
+put("wav", "f64_stereo_22k.wav",
+    wav(3, 2, 22050, 64, struct.pack("<64d", *[v / 30000 for v in ramp]), fact=True))
+put("wav", "ext_pcm16_3ch.wav", wav(1, 3, 16000, 16, struct.pack("<63h", *ramp[:63]), ext_sub=1))
+put("wav", "ext_f32_mono.wav", wav(3, 1, 32000, 32, struct.pack("<64f", *[v / 40000 for v in ramp]),
+                                   ext_sub=3))
+put("wav", "ulaw_mono_8k.wav", wav(7, 1, 8000, 8, bytes(range(0, 256, 4)), extra=b"", fact=True))
+put("wav", "alaw_mono_8k.wav", wav(6, 1, 8000, 8, bytes(range(1, 256, 4)), fact=True))
+put("wav", "nan_f32.wav", wav(3, 1, 16000, 32, struct.pack("<4f", 0, float("nan"), 1, 2)))
+put("wav", "odd_rate_7k.wav", wav(1, 1, 7000, 16, struct.pack("<16h", *ramp[:16])))
+for p in ("tests/fixtures/media_bad.wav", "tests/fixtures/media_trunc.wav"):
+    copy("wav", p)
+# regression seed: a binary sample over maxval read a released buffer
+# (fuzz_pnm's first finding, fixed in common/media.c pnm_decode)
+put("pnm", "over_maxval.pgm", b"P5\n2 1\n1000\n\x00\x01\x04\x00")
+# regression seed: a FLAC header claiming 2^30 frames in 60 bytes made
+# audio_load allocate 4 GiB up front (found by hand, fixed in media.c)
+si_v = (16000 << 44) | (0 << 41) | (15 << 36) | ((1 << 30) - 1)
+put("wav", "flac_claims_2e30.flac",
+    b"fLaC\x80\x00\x00\x22" + struct.pack(">HH", 4096, 4096) + b"\0" * 6 +
+    si_v.to_bytes(8, "big") + b"\0" * 16 + b"\xff\xf8" + b"\0" * 20)
