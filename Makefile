@@ -155,4 +155,9 @@ fuzz-smoke:
 faults: all
 	@MKE_BINDIR=$(BIN) bash tests/faults/run.sh
 
+# End-to-end runs under valgrind's memcheck (tests/faults/valgrind.sh, docs/faults.md "Valgrind")
+valgrind: all
+	@MKE_BINDIR=$(BIN) bash tests/faults/valgrind.sh
+.PHONY: valgrind
+
 .PHONY: faults

@@ -395,7 +395,7 @@ static void nyu_scene(struct rng *r, uint8_t *img, float *dep, uint16_t *lab)
 	static const double nyu_rgb[4][3] = {
 		{210, 40, 50}, {40, 200, 50}, {40, 60, 210}, {200, 200, 40}};
 	int k = (int)rng_below(r, 4);
-	double sat = faint(r) ? 0.15 : 1.0;
+	double sat = faint(r) ? 0.03 : 1.0;
 	int x0 = 2 + (int)rng_below(r, NYU_W / 2), y0 = 2 + (int)rng_below(r, NYU_H / 2);
 	int x1 = x0 + 6 + (int)rng_below(r, NYU_W / 3), y1 = y0 + 5 + (int)rng_below(r, NYU_H / 3);
 	int obj = 2 + k;
@@ -542,7 +542,7 @@ static int gen_ravdess(const char *dir, int n, uint64_t seed)
 				for (int x = 0; x < 24; x++) {
 					int cell = x / 6 + 4 * (y / 12), cx = x % 6, cy = y % 12;
 					int in = cell == e && cx >= 1 && cx < 5 && cy >= 2 && cy < 10;
-					px[y * 24 + x] = clamp8((in ? (weak ? 110 : 200) : 90) +
+					px[y * 24 + x] = clamp8((in ? (weak ? 93 : 200) : 90) +
 								25 * rng_normal(&r));
 				}
 			char *fp = xasprintf("%s/01-%s.png", ad, rest);

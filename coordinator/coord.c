@@ -107,6 +107,10 @@ static int job_start(struct coord *co)
 		argv[a++] = "--mpi=pmix";
 		argv[a++] = "--kill-on-bad-exit=1";
 	} else {
+		/* the ranks share the node's cores with the coordinator and Redis:
+		 * a rank waiting in a collective yields its core instead of spinning
+		 * (an explicit OMPI_MCA_mpi_yield_when_idle wins) */
+		setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
 		argv[a++] = "-np";
 		argv[a++] = np;
 		argv[a++] = "--oversubscribe";
