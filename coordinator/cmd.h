@@ -87,6 +87,8 @@ struct kind_result {
 struct run_result {
 	struct kind_result teacher;          /* kind "teacher" */
 	double pseudo_label_accuracy;
+	char metric[16];                     /* what test_accuracy measures: "accuracy",
+						"mIoU" (segment) or "mAP" (multilabel) */
 	struct kind_result *kinds;           /* students, in the paper's order */
 	int nkinds;
 };

@@ -85,6 +85,11 @@ static int result_metric(void *arg, const struct store_metric *m)
 		b->res->pseudo_label_accuracy = m->value;
 		return 0;
 	}
+	/* the worker names the task's metric beside test_accuracy (test_mIoU, test_mAP) */
+	if (strcmp(m->key, "test_mIoU") == 0 || strcmp(m->key, "test_mAP") == 0) {
+		snprintf(b->res->metric, sizeof b->res->metric, "%s", m->key + 5);
+		return 0;
+	}
 	int acc = strcmp(m->key, "test_accuracy") == 0, rect = strcmp(m->key, "rectification") == 0;
 	if (!*v || (!acc && !rect))
 		return 0;
@@ -129,6 +134,7 @@ int run_result_load(struct store *db, const char *run, struct run_result *res)
 {
 	memset(res, 0, sizeof *res);
 	res->pseudo_label_accuracy = NAN;
+	snprintf(res->metric, sizeof res->metric, "accuracy");
 	res->teacher.kind = xstrdup("teacher");
 	struct result_build b = {.res = res};
 	int rc = store_metrics_latest(db, run, result_metric, &b);
@@ -579,14 +585,17 @@ static void print_text(FILE *out, const struct status *st)
 	const struct run_result *res = &st->res;
 	double teacher = res->teacher.n_acc ? res->teacher.acc_mean : NAN;
 	if (res->teacher.n_acc || res->nkinds) {
-		fprintf(out, "\n  %-18s %5s  %-18s %-18s %s\n", "variant", "seeds", "test accuracy",
+		char head[32];
+		snprintf(head, sizeof head, "test %s", res->metric);
+		fprintf(out, "\n  %-18s %5s  %-18s %-18s %s\n", "variant", "seeds", head,
 			"rectification", "vs teacher");
 		if (res->teacher.n_acc)
 			print_kind(out, &res->teacher, teacher);
 		for (int i = 0; i < res->nkinds; i++)
 			print_kind(out, &res->kinds[i], teacher);
 		if (!isnan(res->pseudo_label_accuracy))
-			fprintf(out, "pseudo-label accuracy %.2f%%\n", 100 * res->pseudo_label_accuracy);
+			fprintf(out, "pseudo-label %s %.2f%%\n", res->metric,
+				100 * res->pseudo_label_accuracy);
 		const struct kind_result *best = run_result_best(res);
 		if (best && !isnan(teacher)) {
 			double gain = 100 * (best->acc_mean - teacher);
