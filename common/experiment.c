@@ -278,9 +278,15 @@ int train_student(struct model *m, const struct run_config *c, const struct exp_
 
 double eval_model(struct model *m, const struct dataset *test, const struct model_spec *ms)
 {
+	return eval_model_classes(m, test, ms, NULL);
+}
+
+double eval_model_classes(struct model *m, const struct dataset *test,
+			  const struct model_spec *ms, double *per_class)
+{
 	struct train_data td;
 	bind_inputs(&td, test, ms);
-	return evaluate(m, &td, NULL);
+	return evaluate_classes(m, &td, NULL, per_class);
 }
 
 int pseudo_make(struct pseudo *ps, struct model *teacher, const struct run_config *c,

@@ -86,6 +86,9 @@ int train_student(struct model *m, const struct run_config *c, const struct exp_
 
 /* The task's test metric (accuracy, mAP or mIoU; train.h evaluate()). */
 double eval_model(struct model *m, const struct dataset *test, const struct model_spec *ms);
+/* The same with each class's share (train.h evaluate_classes). */
+double eval_model_classes(struct model *m, const struct dataset *test,
+			  const struct model_spec *ms, double *per_class);
 
 /* Rectification: of the targets whose pseudo-label is wrong (samples,
  * pixels, or sample x class decisions), the fraction the student gets

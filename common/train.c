@@ -101,6 +101,12 @@ const char *task_metric_name(enum task_kind t)
 
 double evaluate(struct model *m, const struct train_data *d, double *conf)
 {
+	return evaluate_classes(m, d, conf, NULL);
+}
+
+double evaluate_classes(struct model *m, const struct train_data *d, double *conf,
+			double *per_class)
+{
 	int K = m->classes;
 	if (m->task == TASK_SEGMENT) {
 		const int chunk = eval_chunk(m);
@@ -112,16 +118,30 @@ double evaluate(struct model *m, const struct train_data *d, double *conf)
 			confusion_update(cm, model_logits(m), d->maps + (size_t)lo * d->map_hw, B, K,
 					 d->map_hw);
 		}
-		double miou = confusion_miou(cm, K, NULL);
+		double miou = confusion_miou(cm, K, per_class);
 		if (!conf)
 			free(cm);
 		return miou;
 	}
 	float *probs = xmalloc(sizeof(float) * (size_t)d->n * (size_t)K);
 	predict_probs(m, d, probs);
-	double r = m->task == TASK_MULTILABEL
-			   ? mean_average_precision(probs, d->soft, d->n, K, NULL)
-			   : accuracy_of(probs, d->labels, d->n, K);
+	double r;
+	if (m->task == TASK_MULTILABEL) {
+		r = mean_average_precision(probs, d->soft, d->n, K, per_class);
+	} else {
+		r = accuracy_of(probs, d->labels, d->n, K);
+		/* per class: the fraction of its test samples classified right */
+		for (int k = 0; per_class && k < K; k++) {
+			int right = 0, total = 0;
+			for (int i = 0; i < d->n; i++) {
+				if (d->labels[i] != k)
+					continue;
+				total++;
+				right += argmax_row(probs + (size_t)i * K, K) == k;
+			}
+			per_class[k] = total ? (double)right / total : -1.0;
+		}
+	}
 	free(probs);
 	return r;
 }

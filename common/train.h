@@ -82,6 +82,11 @@ void predict_maps(struct model *m, const struct train_data *d, int *maps);
  * mIoU over the classes (segment: maps). conf, when not NULL, gets the
  * segment confusion matrix (classes x classes). */
 double evaluate(struct model *m, const struct train_data *d, double *conf);
+/* The same, and per_class (classes, may be NULL) gets each class's share:
+ * recall (classify), IoU (segment) or AP (multilabel); -1 where a class has
+ * no test sample (no union, no positive). */
+double evaluate_classes(struct model *m, const struct train_data *d, double *conf,
+			double *per_class);
 /* Name of the metric evaluate() computes: "accuracy", "mAP" or "mIoU". */
 const char *task_metric_name(enum task_kind t);
 /* Fraction of rows whose argmax equals labels[i], over rows with labels >= 0. */

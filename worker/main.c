@@ -121,6 +121,11 @@ static void fit_ctl_for(struct worker *w, struct fit_ctl *ctl, const char *varia
 /* The metric keys of a task's evaluation: test_accuracy keeps its name for
  * every task (mke status, exports and the report read it: the task's metric,
  * accuracy, mAP or mIoU), and test_<metric> names it. */
+/* The test metric of a model, and per class (class_accuracy/<name>,
+ * class_iou/<name> or class_ap/<name>; the report's per-class table). */
+static double eval_and_emit(struct worker *w, struct model *m, const struct model_spec *ms,
+			    const char *label, int epochs);
+
 static void emit_test_metric(struct worker *w, const char *label, int epochs, double value)
 {
 	queue_emit_metric(&w->q, 0, label, epochs, "test_accuracy", value);
@@ -129,6 +134,29 @@ static void emit_test_metric(struct worker *w, const char *label, int epochs, do
 		queue_emit_metric(&w->q, 0, label, epochs, key, value);
 		free(key);
 	}
+}
+
+static double eval_and_emit(struct worker *w, struct model *m, const struct model_spec *ms,
+			    const char *label, int epochs)
+{
+	int K = w->c.classes;
+	double *per = xmalloc(sizeof(double) * (size_t)K);
+	double v = eval_model_classes(m, &w->d.test, ms, per);
+	emit_test_metric(w, label, epochs, v);
+	const char *what = w->c.task == TASK_SEGMENT	  ? "iou"
+			   : w->c.task == TASK_MULTILABEL ? "ap"
+							  : "accuracy";
+	for (int k = 0; k < K; k++) {
+		if (per[k] < 0)
+			continue;
+		char *key = k < w->c.nclass_names
+				    ? xasprintf("class_%s/%s", what, w->c.class_names[k])
+				    : xasprintf("class_%s/%d", what, k);
+		queue_emit_metric(&w->q, 0, label, epochs, key, per[k]);
+		free(key);
+	}
+	free(per);
+	return v;
 }
 
 static int phase_teacher(struct worker *w, struct model *teacher)
@@ -140,8 +168,7 @@ static int phase_teacher(struct worker *w, struct model *teacher)
 	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 	if (rc == 0 && w->rank == 0) {
 		const struct model_spec *ms = &w->c.models[w->c.teacher_model];
-		double acc = eval_model(teacher, &w->d.test, ms);
-		emit_test_metric(w, "teacher", w->c.teacher_train.epochs, acc);
+		eval_and_emit(w, teacher, ms, "teacher", w->c.teacher_train.epochs);
 		if (ctl.resumed_epoch > 0)
 			mke_info("rank 0: teacher resumed from epoch %d", ctl.resumed_epoch);
 		queue_emit_progress(&w->q, 0, "teacher", 1, 1);
@@ -600,8 +627,7 @@ static int phase_student(struct worker *w)
 				free(msg);
 			}
 			if (rc == 0 && w->rank == 0) {
-				double acc = eval_model(&m, &w->d.test, ms);
-				emit_test_metric(w, label, vs->train.epochs, acc);
+				eval_and_emit(w, &m, ms, label, vs->train.epochs);
 				double r = rectification(&m, &w->d, ms, &ps, &w->c);
 				if (r >= 0)
 					queue_emit_metric(&w->q, 0, label, vs->train.epochs, "rectification", r);
