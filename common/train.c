@@ -162,16 +162,29 @@ static void epoch_order(int *order, int n, uint64_t seed, int epoch)
 	}
 }
 
+/* Where rank r's slice of a global batch of B rows starts: r*B/world, moved
+ * up to a multiple of micro when the model's batch norm groups micro rows
+ * (0: no such groups), so that every rank's groups are the groups one
+ * process would form and the result does not depend on the rank count. */
+static int rank_cut(int B, int r, int world, int micro)
+{
+	int cut = (int)((long)B * r / world);
+	if (micro > 1)
+		cut = (cut + micro - 1) / micro * micro;
+	return cut < B ? cut : B;
+}
+
 int train_model(struct model *m, struct optim *o, const struct train_data *d,
 		const struct train_opts *t)
 {
+	int micro = m->type == MODEL_MLP ? 0 : m->net.arch.bn_micro;
 	const struct train_spec *spec = t->spec;
 	int n = d->n, K = t->classes;
 	int gb = spec->batch_size <= 0 || spec->batch_size >= n ? n : spec->batch_size;
 	int full = gb == n;
 	int rank = t->dp ? t->dp->rank : 0, world = t->dp ? t->dp->world : 1;
 	int steps_per_epoch = (n + gb - 1) / gb;
-	int maxb = gb / world + 1;
+	int maxb = micro > 1 ? gb + 1 : gb / world + 1; /* rank slices, see rank_cut */
 
 	/* Full-batch training walks the data in order, so a rank's slice is a
 	 * contiguous range of d and is bound in place; shuffled mini-batches are
@@ -199,8 +212,8 @@ int train_model(struct model *m, struct optim *o, const struct train_data *d,
 		double loss_sum = 0.0;
 		for (int s = 0; s < steps_per_epoch; s++) {
 			int g0 = s * gb, g1 = g0 + gb < n ? g0 + gb : n, B = g1 - g0;
-			int lo = g0 + (int)((long)B * rank / world);
-			int hi = g0 + (int)((long)B * (rank + 1) / world);
+			int lo = g0 + rank_cut(B, rank, world, micro);
+			int hi = g0 + rank_cut(B, rank + 1, world, micro);
 			int b = hi - lo;
 			const float *in[MLP_MAX_BRANCH];
 			const uint32_t *ids;
