@@ -18,6 +18,7 @@
 
 #include "nn.h"
 #include "rng.h"
+#include "fixture.h"
 #include "test.h"
 #include "util.h"
 
@@ -1302,59 +1303,6 @@ static void test_optim_rules(void)
 
 /* ---- the PyTorch fixture ----------------------------------------------- */
 
-struct fx_tensor {
-	char *name;
-	size_t n;
-	float *v;
-};
-
-struct fixture {
-	int n;
-	struct fx_tensor t[128];
-	char *buf;
-};
-
-static int fixture_load(struct fixture *f, const char *path)
-{
-	size_t len;
-	memset(f, 0, sizeof(*f));
-	f->buf = read_file(path, &len);
-	if (!f->buf)
-		return -1;
-	char *save = NULL;
-	char *line = strtok_r(f->buf, "\n", &save);
-	if (!line || strcmp(line, "mke-fixture 1") != 0)
-		return mke_error("fixture '%s': missing header 'mke-fixture 1'", path);
-	while ((line = strtok_r(NULL, "\n", &save))) {
-		if (line[0] == '#')
-			continue;
-		if (f->n == (int)(sizeof(f->t) / sizeof(f->t[0])))
-			return mke_error("fixture '%s': too many tensors", path);
-		struct fx_tensor *t = &f->t[f->n++];
-		char *p = strchr(line, ' ');
-		if (!p)
-			return mke_error("fixture '%s': line without values", path);
-		*p++ = '\0';
-		t->name = line;
-		char *end;
-		t->n = strtoul(p, &end, 10);
-		t->v = xmalloc((t->n ? t->n : 1) * sizeof(float));
-		for (size_t i = 0; i < t->n; i++) {
-			p = end;
-			t->v[i] = strtof(p, &end);
-			if (end == p)
-				return mke_error("fixture '%s': tensor '%s' is short", path, t->name);
-		}
-	}
-	return 0;
-}
-
-static void fixture_release(struct fixture *f)
-{
-	for (int i = 0; i < f->n; i++)
-		free(f->t[i].v);
-	free(f->buf);
-}
 
 static const struct fx_tensor *fx_get(const struct fixture *f, const char *cs, const char *what)
 {
