@@ -1,10 +1,10 @@
 #!/bin/sh
 # prepare-small.sh KIND DIR [N]: the small version of an example, in the
 # dataset's native format. `mke gen` writes KIND's files (RAVDESS WAVs and face
-# PNGs, the NYU Depth V2 .mat (HDF5) and splits.mat, VGGSound clips and
-# vggsound.csv), `mke import` turns them into a manifest, and `mke split` cuts
-# it into the labeled / unlabeled / test manifests deploy/examples/KIND-small.json
-# reads from DIR:
+# PNGs; the NYU Depth V2 .mat (HDF5) and splits.mat; VGGSound MP4 clips, H.264
+# video + AAC audio, and vggsound.csv), `mke import` turns them into a
+# manifest, and `mke split` cuts it into the labeled / unlabeled / test
+# manifests deploy/examples/KIND-small.json reads from DIR:
 #
 #   deploy/examples/prepare-small.sh ravdess deploy/examples/small/ravdess
 #   mke run deploy/examples/ravdess-small.json --ranks 2
@@ -28,7 +28,7 @@ nyuv2)
 	"$MKE" split "$DIR/nyu/manifest.csv" --labeled 0.1 --seed 7
 	;;
 vggsound)
-	"$MKE" gen vggsound -o "$DIR/raw" --n "${3:-480}" --seed 7
+	"$MKE" gen vggsound-mp4 -o "$DIR/raw" --n "${3:-480}" --seed 7
 	"$MKE" import vggsound "$DIR/raw/vggsound.csv" --media "$DIR/raw/media" -o "$DIR/vggsound.csv"
 	"$MKE" split "$DIR/vggsound.csv" --labeled 0.1 --seed 7
 	;;
