@@ -125,8 +125,16 @@ double evaluate_classes(struct model *m, const struct train_data *d, double *con
 	}
 	float *probs = xmalloc(sizeof(float) * (size_t)d->n * (size_t)K);
 	predict_probs(m, d, probs);
+	double r = probs_metric(m->task, probs, d, K, per_class);
+	free(probs);
+	return r;
+}
+
+double probs_metric(enum task_kind task, const float *probs, const struct train_data *d, int K,
+		    double *per_class)
+{
 	double r;
-	if (m->task == TASK_MULTILABEL) {
+	if (task == TASK_MULTILABEL) {
 		r = mean_average_precision(probs, d->soft, d->n, K, per_class);
 	} else {
 		r = accuracy_of(probs, d->labels, d->n, K);
@@ -142,7 +150,6 @@ double evaluate_classes(struct model *m, const struct train_data *d, double *con
 			per_class[k] = total ? (double)right / total : -1.0;
 		}
 	}
-	free(probs);
 	return r;
 }
 

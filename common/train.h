@@ -87,6 +87,10 @@ double evaluate(struct model *m, const struct train_data *d, double *conf);
  * no test sample (no union, no positive). */
 double evaluate_classes(struct model *m, const struct train_data *d, double *conf,
 			double *per_class);
+/* The metric (and per-class shares) of probabilities probs (d->n, K) of
+ * predict_probs against d's targets; task classify or multilabel. */
+double probs_metric(enum task_kind task, const float *probs, const struct train_data *d, int K,
+		    double *per_class);
 /* Name of the metric evaluate() computes: "accuracy", "mAP" or "mIoU". */
 const char *task_metric_name(enum task_kind t);
 /* Fraction of rows whose argmax equals labels[i], over rows with labels >= 0. */

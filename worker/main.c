@@ -29,6 +29,7 @@
 
 #include <cblas.h>
 
+#include "cnn.h"
 #include "config.h"
 #include "experiment.h"
 #include "labels.h"
@@ -139,21 +140,59 @@ static void emit_test_metric(struct worker *w, const char *label, int epochs, do
 static double eval_and_emit(struct worker *w, struct model *m, const struct model_spec *ms,
 			    const char *label, int epochs)
 {
-	int K = w->c.classes;
+	/* data parallel: rank r evaluates test rows [r*n/W, (r+1)*n/W); the
+	 * confusion matrix (segment) or the probabilities (classify, multilabel:
+	 * each rank's rows, zeros elsewhere) are summed over the ranks */
+	int K = w->c.classes, n = w->d.test.n;
+	int lo = (int)((long)n * w->rank / w->world), hi = (int)((long)n * (w->rank + 1) / w->world);
+	struct train_data td, part;
+	bind_inputs(&td, &w->d.test, ms);
+	part = td;
+	part.n = hi - lo;
+	for (int k = 0; k < part.ninputs; k++)
+		part.x[k] += (size_t)lo * part.dim[k];
+	part.ids += lo;
+	if (part.labels)
+		part.labels += lo;
+	if (part.soft)
+		part.soft += (size_t)lo * K;
+	if (part.maps)
+		part.maps += (size_t)lo * part.map_hw;
 	double *per = xmalloc(sizeof(double) * (size_t)K);
-	double v = eval_model_classes(m, &w->d.test, ms, per);
-	emit_test_metric(w, label, epochs, v);
-	const char *what = w->c.task == TASK_SEGMENT	  ? "iou"
-			   : w->c.task == TASK_MULTILABEL ? "ap"
-							  : "accuracy";
-	for (int k = 0; k < K; k++) {
-		if (per[k] < 0)
-			continue;
-		char *key = k < w->c.nclass_names
-				    ? xasprintf("class_%s/%s", what, w->c.class_names[k])
-				    : xasprintf("class_%s/%d", what, k);
-		queue_emit_metric(&w->q, 0, label, epochs, key, per[k]);
-		free(key);
+	double v;
+	if (w->c.task == TASK_SEGMENT) {
+		double *conf = xcalloc((size_t)K * K, sizeof(double));
+		if (part.n > 0)
+			evaluate_classes(m, &part, conf, NULL);
+		MPI_Allreduce(MPI_IN_PLACE, conf, K * K, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+		v = confusion_miou(conf, K, per);
+		free(conf);
+	} else {
+		float *probs = xcalloc((size_t)n * (size_t)K + 1, sizeof(float));
+		if (part.n > 0)
+			predict_probs(m, &part, probs + (size_t)lo * K);
+		for (size_t off = 0; off < (size_t)n * K; off += BUCKET_FLOATS) {
+			size_t c = (size_t)n * K - off < BUCKET_FLOATS ? (size_t)n * K - off : BUCKET_FLOATS;
+			MPI_Allreduce(MPI_IN_PLACE, probs + off, (int)c, MPI_FLOAT, MPI_SUM,
+				      MPI_COMM_WORLD);
+		}
+		v = probs_metric(w->c.task, probs, &td, K, per);
+		free(probs);
+	}
+	if (w->rank == 0) {
+		emit_test_metric(w, label, epochs, v);
+		const char *what = w->c.task == TASK_SEGMENT	  ? "iou"
+				   : w->c.task == TASK_MULTILABEL ? "ap"
+								  : "accuracy";
+		for (int k = 0; k < K; k++) {
+			if (per[k] < 0)
+				continue;
+			char *key = k < w->c.nclass_names
+					    ? xasprintf("class_%s/%s", what, w->c.class_names[k])
+					    : xasprintf("class_%s/%d", what, k);
+			queue_emit_metric(&w->q, 0, label, epochs, key, per[k]);
+			free(key);
+		}
 	}
 	free(per);
 	return v;
@@ -166,9 +205,10 @@ static int phase_teacher(struct worker *w, struct model *teacher)
 	fit_ctl_for(w, &ctl, "teacher", path, w->c.teacher_train.epochs);
 	int rc = train_teacher(teacher, &w->c, &w->d, w->c.teacher_seed, &ctl);
 	MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+	if (rc == 0)
+		eval_and_emit(w, teacher, &w->c.models[w->c.teacher_model], "teacher",
+			      w->c.teacher_train.epochs);
 	if (rc == 0 && w->rank == 0) {
-		const struct model_spec *ms = &w->c.models[w->c.teacher_model];
-		eval_and_emit(w, teacher, ms, "teacher", w->c.teacher_train.epochs);
 		if (ctl.resumed_epoch > 0)
 			mke_info("rank 0: teacher resumed from epoch %d", ctl.resumed_epoch);
 		queue_emit_progress(&w->q, 0, "teacher", 1, 1);
@@ -626,8 +666,9 @@ static int phase_student(struct worker *w)
 				queue_emit_log(&w->q, 0, "info", msg);
 				free(msg);
 			}
-			if (rc == 0 && w->rank == 0) {
+			if (rc == 0)
 				eval_and_emit(w, &m, ms, label, vs->train.epochs);
+			if (rc == 0 && w->rank == 0) {
 				double r = rectification(&m, &w->d, ms, &ps, &w->c);
 				if (r >= 0)
 					queue_emit_metric(&w->q, 0, label, vs->train.epochs, "rectification", r);
