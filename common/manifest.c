@@ -1095,8 +1095,31 @@ static int decode_frames(const struct modality_spec *ms, const char *cell, const
  * 'sha256' for the first column, gives the digest a URL's content must have
  * (an empty cell: no check).
  */
+/* A file:// URL's local path, percent-escapes decoded (what libcurl opens);
+ * NULL when the URL names another host. Caller frees. */
+static char *file_url_path(const char *url)
+{
+	const char *p = url + 7;
+	if (strncmp(p, "localhost/", 10) == 0)
+		p += 9;
+	if (*p != '/')
+		return NULL;
+	char *out = xmalloc(strlen(p) + 1), *o = out;
+	for (; *p; p++) {
+		if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+			char hex[3] = { p[1], p[2], 0 };
+			*o++ = (char)strtol(hex, NULL, 16);
+			p += 2;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 static void fetch_cells(const struct manifest *m, const struct run_config *c, int ncol,
-			const int *col, char **path[], char **err[])
+			const int *col, const struct confine *cf, char **path[], char **err[])
 {
 	size_t cap = (size_t)ncol * (size_t)m->nrows + 1;
 	const char **urls = xmalloc(cap * sizeof *urls), **shas = xmalloc(cap * sizeof *shas);
@@ -1113,6 +1136,21 @@ static void fetch_cells(const struct manifest *m, const struct run_config *c, in
 			const char *s = m->rows[r].cells[col[k]];
 			if (!fetch_is_url(s))
 				continue;
+			/* a file:// URL reads a local file: the paths' confinement holds */
+			if (strncmp(s, "file://", 7) == 0) {
+				char why[1024] = "";
+				char *fp = file_url_path(s);
+				int refused = fp && confine_check(cf, fp, fp, why, sizeof why) != 0;
+				free(fp);
+				if (refused) {
+					if (!path[k]) {
+						path[k] = xcalloc((size_t)m->nrows, sizeof *path[k]);
+						err[k] = xcalloc((size_t)m->nrows, sizeof *err[k]);
+					}
+					err[k][r] = xstrdup(why);
+					continue;
+				}
+			}
 			const char *sha = sc >= 0 ? m->rows[r].cells[sc] : NULL;
 			urls[n] = s;
 			shas[n] = sha && sha[0] ? sha : NULL;
@@ -1394,10 +1432,9 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 		if (col[k] >= 0 && (k == 2 || c->mod[k].kind != MOD_INLINE))
 			fcol[k] = col[k];
 	char **fpath[3] = { NULL, NULL, NULL }, **ferr[3] = { NULL, NULL, NULL };
-	fetch_cells(&m, c, 3, fcol, fpath, ferr);
-
 	struct confine cf;
 	confine_init(&cf, m.dir, c->data_root);
+	fetch_cells(&m, c, 3, fcol, &cf, fpath, ferr);
 	struct reporter rp = { .path = manifest_path };
 	struct vec cell[2] = { { 0 }, { 0 } };
 	float *hot = multi ? xmalloc((size_t)c->classes * sizeof *hot) : NULL;
