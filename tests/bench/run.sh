@@ -144,6 +144,65 @@ else
 	note "no $build/bench/bench_step; run 'make bench'"
 fi
 
+# ---- 3b. convolutional models: mke and PyTorch, 1 and 2 threads -------------
+# Train steps (zero grad + forward + cross-entropy + backward + SGD) and
+# inference (evaluation forward) in samples/s of the nets of docs/models.md at
+# the example configs' sizes: $build/bench/bench_cnn against
+# tests/bench/cnn_torch.py (the modules of tests/fixtures/gen_net.py), wall
+# time, median of REPEATS timings of ITERS steps after one warm-up step.
+# MKE_BENCH_CNN=0 skips it.
+if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
+	have_torch=0
+	/usr/bin/python3 -c 'import torch' >/dev/null 2>&1 && have_torch=1
+	cnn_note=""
+	# model, iterations, repeats
+	if [ "$quick" = 1 ]; then
+		cnn_models="ravdess_teacher:3:3 ravdess_fusion:2:3 nyu_rgbd:1:1 vggsound_audio:1:1"
+	else
+		cnn_models="ravdess_teacher:10:5 ravdess_fusion:10:5 nyu_rgbd:3:3 vggsound_audio:2:3"
+	fi
+	sg=$("$build/bench/bench_cnn" sgemm 1 2>/dev/null | sed -n 's/^gflops //p')
+	row "cnn_sgemm1024_t1_gflops" "${sg:-n/a}" "GFLOP/s"
+	for spec in $cnn_models; do
+		m=${spec%%:*}
+		it=${spec#*:}
+		rp=${it#*:}
+		it=${it%%:*}
+		cnn_note="$cnn_note $m ${it}x$rp"
+		for th in 1 2; do
+			cpus=0
+			[ "$th" = 2 ] && cpus=0,1
+			cpin=""
+			[ -n "$pin" ] && taskset -c "$cpus" true 2>/dev/null && cpin="taskset -c $cpus"
+			OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th $cpin "$build/bench/bench_cnn" "$m" "$th" \
+				"$it" "$rp" >"$tmp/cnn_mke.txt" 2>"$tmp/err" ||
+				note "bench_cnn $m $th failed: $(tail -n 1 "$tmp/err")"
+			: >"$tmp/cnn_torch.txt"
+			if [ "$have_torch" = 1 ]; then
+				OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th $cpin /usr/bin/python3 tests/bench/cnn_torch.py \
+					"$m" "$th" "$it" "$rp" >"$tmp/cnn_torch.txt" 2>"$tmp/err" ||
+					note "cnn_torch.py $m $th failed: $(tail -n 1 "$tmp/err")"
+			fi
+			for ph in train infer; do
+				a=$(sed -n "s/^$ph //p" "$tmp/cnn_mke.txt")
+				b=$(sed -n "s/^$ph //p" "$tmp/cnn_torch.txt")
+				row "cnn_${m}_${ph}_t${th}_mke" "${a:-n/a}" "samples/s"
+				[ "$have_torch" = 1 ] || continue
+				row "cnn_${m}_${ph}_t${th}_torch" "${b:-n/a}" "samples/s"
+				row "cnn_${m}_${ph}_t${th}_mke_over_torch" \
+					"$(echo "$a $b" | awk 'NF == 2 && $2 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')" "x"
+			done
+		done
+	done
+	note "cnn: ravdess_teacher conv3 [32,64,128] 1x64x64 B32 8 classes; ravdess_fusion 2 x conv3 [32,64,128] + hidden 128;"
+	note "     vggsound_audio resnet [32,64,128,256] x1 block 1x257x500 B16 309 classes; nyu_rgbd rgbd_seg [32,64,128,256]"
+	note "     3x120x160 + 1x120x160 B8 40 classes; ITERSxREPEATS:$cnn_note; wall time, t2 = 2 BLAS/torch threads"
+	note "     (taskset 0,1 where available); mke BN statistics over micro-batches of 8, PyTorch over the batch"
+	[ "$have_torch" = 1 ] || note "cnn PyTorch skipped: /usr/bin/python3 has no torch (apt install python3-torch)"
+elif [ "${MKE_BENCH_CNN:-1}" = 1 ]; then
+	note "no $build/bench/bench_cnn; run 'make bench'"
+fi
+
 # ---- 4. scale: allreduce, sharding, a simulated and a real label phase --------
 scale=${MKE_BENCH_SCALE:-1}
 launches=${MKE_BENCH_LAUNCHES:-5}

@@ -1,0 +1,219 @@
+/*
+ * bench_cnn.c - throughput of the convolutional models (net.h), for
+ * tests/bench/run.sh; tests/bench/cnn_torch.py measures the same modules
+ * (tests/fixtures/gen_net.py) in PyTorch.
+ *
+ *     bench_cnn MODEL THREADS ITERS REPEATS
+ *         MODEL: ravdess_fusion | ravdess_teacher | vggsound_audio | nyu_rgbd
+ *         prints  train <samples/s>   (zero grad + forward + loss + backward + SGD)
+ *                 infer <samples/s>   (forward in evaluation mode)
+ *     bench_cnn sgemm THREADS
+ *         prints  gflops <GFLOP/s of a 1024^3 cblas_sgemm>
+ *
+ * One warm-up step, then REPEATS timings of ITERS steps each; the median.
+ * Wall time (the BLAS may use THREADS threads, openblas_set_num_threads).
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cnn.h"
+#include "net.h"
+#include "nn.h"
+#include "rng.h"
+#include "util.h"
+
+void openblas_set_num_threads(int n);
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void fill(float *x, size_t n, uint32_t tag)
+{
+	struct rng r;
+	rng_init(&r, 99, RNG_DATA, tag, 0);
+	rng_fill_normal(&r, x, n);
+}
+
+/* The benchmarked architectures; *B is the batch size. 0, or -1 if unknown. */
+static int arch_of(const char *name, struct net_arch *a, int *B)
+{
+	memset(a, 0, sizeof(*a));
+	a->bn_micro = 8;
+	a->bn_momentum = 0.1f;
+	a->bn_eps = 1e-5f;
+	if (strcmp(name, "ravdess_fusion") == 0 || strcmp(name, "ravdess_teacher") == 0) {
+		int two = strcmp(name, "ravdess_fusion") == 0;
+		a->task = NET_CLASSIFY;
+		a->ninputs = two ? 2 : 1;
+		for (int k = 0; k < a->ninputs; k++) {
+			a->in[k] = (struct net_input){ 1, 1, 64, 64 };
+			a->branch[k].type = NET_CONV3;
+			a->branch[k].nstage = 3;
+			a->branch[k].channels[0] = 32;
+			a->branch[k].channels[1] = 64;
+			a->branch[k].channels[2] = 128;
+		}
+		a->head_hidden = two ? 128 : 0;
+		a->classes = 8;
+		*B = 32;
+	} else if (strcmp(name, "vggsound_audio") == 0) {
+		a->task = NET_CLASSIFY;
+		a->ninputs = 1;
+		a->in[0] = (struct net_input){ 1, 1, 257, 500 };
+		a->branch[0].type = NET_RESNET;
+		a->branch[0].nstage = 4;
+		a->branch[0].blocks = 1;
+		for (int s = 0; s < 4; s++)
+			a->branch[0].channels[s] = 32 << s;
+		a->classes = 309;
+		*B = 16;
+	} else if (strcmp(name, "nyu_rgbd") == 0) {
+		a->task = NET_SEGMENT;
+		a->ninputs = 2;
+		a->in[0] = (struct net_input){ 1, 3, 120, 160 };
+		a->in[1] = (struct net_input){ 1, 1, 120, 160 };
+		a->seg_nstage = 4;
+		for (int s = 0; s < 4; s++)
+			a->seg_channels[s] = 32 << s;
+		a->classes = 40;
+		*B = 8;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+static void bench_sgemm(void)
+{
+	enum { N = 1024 };
+	float *a = xmalloc(sizeof(float) * N * N), *b = xmalloc(sizeof(float) * N * N);
+	float *c = xmalloc(sizeof(float) * N * N);
+	fill(a, (size_t)N * N, 1);
+	fill(b, (size_t)N * N, 2);
+	double t[5];
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
+	for (int r = 0; r < 5; r++) {
+		double t0 = now();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f,
+			    c, N);
+		t[r] = now() - t0;
+	}
+	printf("gflops %.1f\n", 2.0 * N * N * N / median(t, 5) * 1e-9);
+	free(a);
+	free(b);
+	free(c);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 3 && strcmp(argv[1], "sgemm") == 0) {
+		openblas_set_num_threads(atoi(argv[2]));
+		bench_sgemm();
+		return 0;
+	}
+	if (argc != 5) {
+		fprintf(stderr, "usage: bench_cnn MODEL THREADS ITERS REPEATS | bench_cnn sgemm THREADS\n");
+		return 2;
+	}
+	int threads = atoi(argv[2]), iters = atoi(argv[3]), repeats = atoi(argv[4]);
+	if (threads < 1 || iters < 1 || repeats < 1 || repeats > 64) {
+		fprintf(stderr, "bench_cnn: bad THREADS/ITERS/REPEATS\n");
+		return 2;
+	}
+	openblas_set_num_threads(threads);
+	struct net_arch a;
+	int B;
+	if (arch_of(argv[1], &a, &B) != 0) {
+		fprintf(stderr, "bench_cnn: unknown model %s\n", argv[1]);
+		return 2;
+	}
+	struct net n;
+	if (net_init(&n, &a) != 0)
+		return 1;
+	net_init_params(&n, 1);
+
+	float *x[NET_MAX_INPUTS] = { 0 };
+	const float *in[NET_MAX_INPUTS] = { 0 };
+	for (int k = 0; k < a.ninputs; k++) {
+		size_t per = (size_t)a.in[k].F * a.in[k].C * a.in[k].H * a.in[k].W;
+		x[k] = xmalloc(sizeof(float) * per * B);
+		fill(x[k], per * B, 10 + (uint32_t)k);
+		in[k] = x[k];
+	}
+	size_t nlog = net_logits_per_sample(&a) * (size_t)B;
+	size_t nlab = a.task == NET_SEGMENT ? (size_t)B * a.in[0].H * a.in[0].W : (size_t)B;
+	int *labels = xmalloc(sizeof(int) * nlab);
+	for (size_t i = 0; i < nlab; i++)
+		labels[i] = (int)((i * 2654435761u) % (unsigned)a.classes);
+	float *dlogits = xmalloc(sizeof(float) * nlog);
+
+	struct optim o;
+	struct optim_config oc = { .kind = OPTIM_SGD, .lr = 0.01f };
+	optim_init(&o, &oc, n.nparams);
+	struct fwd_ctx ctx = { .seed = 1 };
+	double t[64];
+
+	/* training steps */
+	for (int r = -1; r < repeats; r++) {
+		int its = r < 0 ? 1 : iters; /* r = -1: warm-up */
+		double t0 = now();
+		for (int i = 0; i < its; i++) {
+			ctx.step = (uint32_t)i;
+			net_zero_grad(&n);
+			net_forward(&n, in, B, &ctx);
+			memset(dlogits, 0, sizeof(float) * nlog);
+			if (a.task == NET_SEGMENT) {
+				long cnt = 0;
+				int HW = a.in[0].H * a.in[0].W;
+				pixel_xent(dlogits, n.logits, labels, B, a.classes, HW, 255,
+					   1.0f / ((float)B * HW), &cnt);
+			} else {
+				softmax_xent(dlogits, NULL, n.logits, labels, NULL, B, a.classes, LOSS_CE,
+					     1.0f / B);
+			}
+			net_backward(&n, dlogits, &ctx);
+			optim_step(&o, n.params, n.grads);
+		}
+		if (r >= 0)
+			t[r] = now() - t0;
+	}
+	printf("train %.2f\n", (double)B * iters / median(t, repeats));
+
+	/* inference */
+	for (int r = -1; r < repeats; r++) {
+		int its = r < 0 ? 1 : iters;
+		double t0 = now();
+		for (int i = 0; i < its; i++)
+			net_forward(&n, in, B, NULL);
+		if (r >= 0)
+			t[r] = now() - t0;
+	}
+	printf("infer %.2f\n", (double)B * iters / median(t, repeats));
+
+	optim_release(&o);
+	for (int k = 0; k < a.ninputs; k++)
+		free(x[k]);
+	free(labels);
+	free(dlogits);
+	net_release(&n);
+	return 0;
+}
