@@ -151,12 +151,13 @@ const struct cmd mke_commands[] = {
 	 "nyuv2 writes DIR/{rgb,depth,label}/NNNN.png and DIR/manifest.csv. See\n"
 	 "docs/importers.md.\n"},
 	{"gen", cmd_gen, "write a small synthetic dataset in a real dataset's native format",
-	 "usage: mke gen twomoon|vggsound|nyuv2|ravdess -o DIR [--n N] [--seed S]\n"
+	 "usage: mke gen twomoon|vggsound|vggsound-mp4|nyuv2|ravdess -o DIR [--n N] [--seed S]\n"
 	 "\n"
-	 "Learnable data where the class depends on a feature of each modality, in the\n"
-	 "files 'mke import' reads: vggsound.csv + WAVs (+ AudioSet CSVs), the NYU\n"
-	 "labeled .mat (HDF5) + splits.mat, RAVDESS-named WAVs and face PNGs, or\n"
-	 "TwoMoon manifests. Same seed, same bytes. See docs/importers.md.\n"},
+	 "Learnable data in the MKE setting (modality a faint for 35% of the samples,\n"
+	 "modality b clear), in the files 'mke import' reads: vggsound.csv + WAVs and\n"
+	 "frame folders or MP4 clips (+ AudioSet CSVs), the NYU labeled .mat (HDF5) +\n"
+	 "splits.mat, RAVDESS-named WAVs and face PNGs, or TwoMoon manifests. Same seed,\n"
+	 "same bytes. See docs/importers.md.\n"},
 	{"help", cmd_help, "show help for mke or one command", "usage: mke help [COMMAND]\n"},
 	{NULL, NULL, NULL, NULL},
 };
