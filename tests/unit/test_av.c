@@ -17,34 +17,8 @@
 
 #include "av.h"
 #include "test.h"
+#include "tmpdir.h"
 #include "util.h"
-
-static char tmp[64];
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void tmp_make(void)
-{
-	snprintf(tmp, sizeof tmp, "/tmp/mke-av-XXXXXX");
-	if (!mkdtemp(tmp))
-		abort();
-}
-
-static void tmp_clean(void)
-{
-	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *tpath(const char *rel)
-{
-	return xasprintf("%s/%s", tmp, rel);
-}
 
 /* The clip: 1.5 s of a 440 Hz tone at 16 kHz; 15 frames at 10 fps, 48 x 64,
  * frame f has colour top(f) in its top half and bot(f) in its bottom half. */
@@ -197,7 +171,7 @@ done:
 }
 static void test_audio_roundtrip(void)
 {
-	tmp_make();
+	tmp_make("mke-av");
 	char *p = write_clip("clip.mp4", 1, 1), why[512];
 	static const int rates[] = {16000, 8000, 22050, 0};
 	for (int r = 0; r < 4; r++) {
@@ -234,7 +208,7 @@ static double region_mean(const float *out, int j, int c, int H, int W, int y0, 
 
 static void test_frames_roundtrip(void)
 {
-	tmp_make();
+	tmp_make("mke-av");
 	char *p = write_clip("clip.mp4", 1, 1), why[512];
 	/* F = 5 of 15 frames: frames floor((i + 0.5) * 3) = 1, 4, 7, 10, 13;
 	 * at 24 x 32 (half size); then at full size and at 16 x 16 */
@@ -276,7 +250,7 @@ static void test_frames_roundtrip(void)
 
 static void test_deterministic(void)
 {
-	tmp_make();
+	tmp_make("mke-av");
 	char *a = write_clip("a.mp4", 1, 1), *b = write_clip("b.mp4", 1, 1);
 	size_t na = 0, nb = 0;
 	char *x = read_file(a, &na), *y = read_file(b, &nb);
@@ -290,7 +264,7 @@ static void test_deterministic(void)
 
 static void test_truncated_and_corrupt(void)
 {
-	tmp_make();
+	tmp_make("mke-av");
 	char *p = write_clip("clip.mp4", 1, 1), why[512];
 	size_t n = 0;
 	char *bytes = read_file(p, &n);
@@ -357,7 +331,7 @@ static void test_truncated_and_corrupt(void)
  * (index first) and a Matroska file cut short still fail. */
 static void test_mkv_and_faststart(void)
 {
-	tmp_make();
+	tmp_make("mke-av");
 	char *p = write_clip("clip.mp4", 1, 1), *mkv = tpath("clip.mkv"), *fs = tpath("fs.mp4");
 	char why[512];
 	CHECK(remux(p, mkv, "matroska", NULL) == 0);
@@ -405,7 +379,7 @@ static void test_mkv_and_faststart(void)
 
 static void test_missing_streams(void)
 {
-	tmp_make();
+	tmp_make("mke-av");
 	char *ao = write_clip("audio_only.mp4", 1, 0), *vo = write_clip("video_only.mp4", 0, 1);
 	char why[512];
 	float *out = xmalloc((size_t)2 * 3 * 8 * 8 * sizeof *out), *x = NULL;
@@ -426,7 +400,7 @@ static void test_missing_streams(void)
 
 static void test_bad_arguments(void)
 {
-	tmp_make();
+	tmp_make("mke-av");
 	char *p = tpath("x.mp4"), why[256];
 	float a[4] = {0};
 	unsigned char v[6 * 6 * 3] = {0};

@@ -27,34 +27,8 @@
 #include "rng.h"
 #include "spectrogram.h"
 #include "test.h"
+#include "tmpdir.h"
 #include "util.h"
-
-static char tmp[64];
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void tmp_make(void)
-{
-	snprintf(tmp, sizeof tmp, "/tmp/mke-gen-XXXXXX");
-	if (!mkdtemp(tmp))
-		abort();
-}
-
-static void tmp_clean(void)
-{
-	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *tpath(const char *rel)
-{
-	return xasprintf("%s/%s", tmp, rel);
-}
 
 /* ---- a labelled feature table and a small network ---------------------------- */
 
@@ -233,7 +207,7 @@ static void report(const char *name, const char *a, double acc_a, const char *b,
  * class = 2 pitch + bright, so each alone is at best 50%. */
 static void test_vggsound_mp4_learnable(void)
 {
-	tmp_make();
+	tmp_make("mke-gen");
 	char *dir = tpath("v"), *csv = tpath("v/vggsound.csv"), *media = tpath("v/media");
 	char *out = tpath("v.csv");
 	CHECK(gen_dataset("vggsound-mp4", dir, 100, 3) == 0);
@@ -286,7 +260,7 @@ static void test_vggsound_mp4_learnable(void)
  * the voice alone ~25%. */
 static void test_ravdess_learnable(void)
 {
-	tmp_make();
+	tmp_make("mke-gen");
 	char *dir = tpath("r"), *out = tpath("r.csv");
 	CHECK(gen_dataset("ravdess", dir, 240, 3) == 0);
 	struct import_stats st;
@@ -337,7 +311,7 @@ static void test_ravdess_learnable(void)
  * from the wall nor near from far; depth cannot tell red from green. */
 static void test_nyuv2_learnable(void)
 {
-	tmp_make();
+	tmp_make("mke-gen");
 	char *dir = tpath("n"), *mat = tpath("n/nyu_depth_v2_labeled.mat");
 	char *spl = tpath("n/splits.mat"), *out = tpath("o"), *man = tpath("o/manifest.csv");
 	char *map = xasprintf("%s/deploy/data/nyuv2_40class.csv",

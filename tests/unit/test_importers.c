@@ -22,34 +22,8 @@
 #include "manifest.h"
 #include "media.h"
 #include "test.h"
+#include "tmpdir.h"
 #include "util.h"
-
-static char tmp[64];
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void tmp_make(void)
-{
-	snprintf(tmp, sizeof tmp, "/tmp/mke-imp-XXXXXX");
-	if (!mkdtemp(tmp))
-		abort();
-}
-
-static void tmp_clean(void)
-{
-	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *tpath(const char *rel)
-{
-	return xasprintf("%s/%s", tmp, rel);
-}
 
 static void put(const char *rel, const char *text)
 {
@@ -132,7 +106,7 @@ static void test_sbuf_csv(void)
 
 static void test_path_relative(void)
 {
-	tmp_make();
+	tmp_make("mke-imp");
 	put("m/a/x.wav", "");
 	put("o/p/y", "");
 	char *m = tpath("m/a"), *o = tpath("o/p"), *t = tpath(""), *r;
@@ -155,7 +129,7 @@ static void test_path_relative(void)
 
 static void test_vggsound_import(void)
 {
-	tmp_make();
+	tmp_make("mke-imp");
 	put("vggsound.csv", "abc,30,\"male speech, man speaking\",train\n"
 			    "def,5,dog barking,test\n"
 			    "ghi,7,dog barking,train\n"
@@ -199,7 +173,7 @@ static void test_vggsound_import(void)
 
 static void test_audioset_import(void)
 {
-	tmp_make();
+	tmp_make("mke-imp");
 	put("labels.csv", "index,mid,display_name\n"
 			  "0,/m/09x0r,\"Speech\"\n"
 			  "1,/m/05zppz,\"Male speech, man speaking\"\n"
@@ -268,7 +242,7 @@ static void test_ravdess_names(void)
 
 static void test_ravdess_import(void)
 {
-	tmp_make();
+	tmp_make("mke-imp");
 	put("audio/Actor_01/03-01-05-01-02-01-01.wav", "");
 	put("video/Actor_01/01-01-05-01-02-01-01.png", "");
 	put("audio/Actor_22/03-01-02-02-01-01-22.wav", "");
@@ -314,7 +288,7 @@ static void test_nyu_mapping(void)
 	for (int k = 1; k <= NYU_CLASSES_RAW; k++)
 		ok &= map[k] >= 1 && map[k] <= NYU_CLASSES;
 	CHECK(ok);
-	tmp_make();
+	tmp_make("mke-imp");
 	char *p = tpath("map.csv");
 	put("map.csv", "nyu894,nyu40\n0,0\n1,1\n");   /* incomplete */
 	CHECK(nyu_mapping_load(p, map) == -1);
@@ -343,7 +317,7 @@ static void test_nyu_default_split(void)
 
 static void test_nyu_roundtrip(void)
 {
-	tmp_make();
+	tmp_make("mke-imp");
 	char *dir = tpath("gen"), *mat = tpath("gen/nyu_depth_v2_labeled.mat");
 	char *spl = tpath("gen/splits.mat"), *out = tpath("out"), *man = tpath("out/manifest.csv");
 	CHECK(gen_dataset("nyuv2", dir, 6, 3) == 0);
@@ -427,7 +401,7 @@ static void test_nyu_roundtrip(void)
 
 static void test_gen_deterministic(void)
 {
-	tmp_make();
+	tmp_make("mke-imp");
 	char *a = tpath("a"), *b = tpath("b"), *c = tpath("c");
 	CHECK(gen_dataset("twomoon", a, 100, 7) == 0);
 	CHECK(gen_dataset("twomoon", b, 100, 7) == 0);
@@ -452,7 +426,7 @@ static void test_gen_deterministic(void)
 
 static void test_gen_vggsound_ravdess(void)
 {
-	tmp_make();
+	tmp_make("mke-imp");
 	char *dir = tpath("v"), *csv = tpath("v/vggsound.csv"), *media = tpath("v/media");
 	char *out = tpath("v.csv");
 	CHECK(gen_dataset("vggsound", dir, 20, 1) == 0);
