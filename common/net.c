@@ -793,15 +793,6 @@ void net_zero_grad(struct net *n)
 
 /* ---- activations ------------------------------------------------------- */
 
-/* Hand out n floats at *off from base (or just count when base is NULL);
- * every buffer starts on a 32-byte boundary. */
-static float *carve(float *base, size_t *off, size_t n)
-{
-	float *p = base ? base + *off : NULL;
-	*off += (n + 7) & ~(size_t)7;
-	return p;
-}
-
 static int owns(const struct tensor *t, int flags)
 {
 	return !t->input && (t->share < 0 || (t->own_flags & flags));
@@ -1014,15 +1005,15 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 		for (int i = 0; i < P->nt; i++) {
 			struct tensor *t = &P->t[i];
 			if (owns(t, flags))
-				t->x = carve(base, &off, (size_t)B * t->sz);
+				t->x = carve_floats(base, &off, (size_t)B * t->sz);
 			else if (!t->input)
 				t->x = P->t[t->share].x;
 		}
 		size_t ng = plan_grads(P, NULL, B, flags);
-		plan_grads(P, carve(base, &off, ng), B, flags);
+		plan_grads(P, carve_floats(base, &off, ng), B, flags);
 	} else {
 		size_t nv = plan_values(P, NULL, B, flags);
-		plan_values(P, carve(base, &off, nv), B, flags);
+		plan_values(P, carve_floats(base, &off, nv), B, flags);
 		for (int i = 0; i < P->nt; i++)
 			P->t[i].g = NULL;
 	}
@@ -1041,52 +1032,41 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 		}
 		case OP_BN:
 			if (train) {
-				L->save_mean = carve(base, &off, (size_t)groups * L->C);
-				L->save_rstd = carve(base, &off, (size_t)groups * L->C);
+				L->save_mean = carve_floats(base, &off, (size_t)groups * L->C);
+				L->save_rstd = carve_floats(base, &off, (size_t)groups * L->C);
 			}
 			break;
 		case OP_MAXPOOL:
 			/* kept for backward in training; one shared buffer in evaluation */
 			if (train)
-				L->argmax = (int *)carve(base, &off, (size_t)B * P->t[L->out].sz);
+				L->argmax = (int *)carve_floats(base, &off, (size_t)B * P->t[L->out].sz);
 			else if ((size_t)B * P->t[L->out].sz > amax)
 				amax = (size_t)B * P->t[L->out].sz;
 			break;
 		case OP_DROPOUT:
 		case OP_NOISE:
 			if (owns(&P->t[L->out], flags))
-				L->draw = carve(base, &off, (size_t)B * sz);
+				L->draw = carve_floats(base, &off, (size_t)B * sz);
 			break;
 		default:
 			break;
 		}
 	}
 	if (!train) {
-		int *am = (int *)carve(base, &off, amax);
+		int *am = (int *)carve_floats(base, &off, amax);
 		for (int i = 0; i < P->nl; i++)
 			if (P->l[i].op == OP_MAXPOOL)
 				P->l[i].argmax = am;
 	}
-	P->scratch = carve(base, &off, scratch);
+	P->scratch = carve_floats(base, &off, scratch);
 	for (int k = 0; k < a->ninputs; k++) {
 		P->crop[k] = P->aug[k] = NULL;
 		if (P->cw[k] < a->in[k].W)
-			P->crop[k] = carve(base, &off, (size_t)B * P->in_sz[k]);
+			P->crop[k] = carve_floats(base, &off, (size_t)B * P->in_sz[k]);
 		if ((flags & NEED_AUG) && P->image[k])
-			P->aug[k] = carve(base, &off, (size_t)B * P->in_sz[k]);
+			P->aug[k] = carve_floats(base, &off, (size_t)B * P->in_sz[k]);
 	}
 	return off;
-}
-
-static float *acts_alloc(size_t n)
-{
-	size_t bytes = (n * sizeof(float) + 31) & ~(size_t)31;
-	float *p = aligned_alloc(32, bytes ? bytes : 32);
-	if (!p) {
-		fprintf(stderr, "fatal: out of memory (%zu bytes)\n", bytes);
-		abort();
-	}
-	return p;
 }
 
 /* Make acts hold a pass of B samples with flags, and point this pass's
@@ -1099,7 +1079,7 @@ static void net_reserve(struct net *n, int B, int flags)
 	size_t need = net_layout(n, NULL, B, flags);
 	if (!P->acts || need > P->nacts) {
 		free(P->acts);
-		P->acts = acts_alloc(need);
+		P->acts = xalloc_floats32(need);
 		P->nacts = need;
 	}
 	if (B > P->max_batch) {

@@ -1343,15 +1343,6 @@ void mlp_zero_grad(struct mlp *m)
 	memset(m->grads, 0, m->nparams * sizeof(float));
 }
 
-/* Hand out n floats at *off from base (or just count when base is NULL);
- * every buffer starts on a 32-byte boundary. */
-static float *carve(float *base, size_t *off, size_t n)
-{
-	float *p = base ? base + *off : NULL;
-	*off += (n + 7) & ~(size_t)7;
-	return p;
-}
-
 static int row_len(int B)
 {
 	return (B + 7) & ~7;
@@ -1364,44 +1355,31 @@ static size_t mlp_layout(struct mlp *m, float *base, int B, int flags)
 	struct mlp_priv *P = m->priv;
 	size_t off = 0, N = (size_t)row_len(B);
 	P->N = (int)N;
-	P->xin = carve(base, &off, N * P->cin);
+	P->xin = carve_floats(base, &off, N * P->cin);
 	P->xn = P->xeps = NULL;
 	if (flags & NEED_NOISE_IN) {
-		P->xn = carve(base, &off, N * P->cin);
-		P->xeps = carve(base, &off, N * P->cin);
+		P->xn = carve_floats(base, &off, N * P->cin);
+		P->xeps = carve_floats(base, &off, N * P->cin);
 	}
 	P->cat = P->dcat = NULL;
 	if (is_late(m)) {
-		P->cat = carve(base, &off, N * P->ct);
-		P->dcat = carve(base, &off, N * P->ct);
+		P->cat = carve_floats(base, &off, N * P->ct);
+		P->dcat = carve_floats(base, &off, N * P->ct);
 	}
 	for (int l = 0; l < P->head; l++) {
 		struct hidden_acts *ha = &P->ha[l];
 		size_t n = N * m->lin[l].out;
 		int noise = (flags & NEED_NOISE_H) && P->noise_layer[l];
-		ha->h = carve(base, &off, n);
-		ha->g = carve(base, &off, n);
-		ha->eps = noise ? carve(base, &off, n) : NULL;
-		ha->mask = (flags & NEED_DROPOUT) ? carve(base, &off, n) : NULL;
-		ha->o = noise || (flags & NEED_DROPOUT) ? carve(base, &off, n) : ha->h;
+		ha->h = carve_floats(base, &off, n);
+		ha->g = carve_floats(base, &off, n);
+		ha->eps = noise ? carve_floats(base, &off, n) : NULL;
+		ha->mask = (flags & NEED_DROPOUT) ? carve_floats(base, &off, n) : NULL;
+		ha->o = noise || (flags & NEED_DROPOUT) ? carve_floats(base, &off, n) : ha->h;
 	}
-	P->zt = carve(base, &off, N * m->arch.classes);
-	P->dzt = carve(base, &off, N * m->arch.classes);
-	m->logits = carve(base, &off, (size_t)B * m->arch.classes);
+	P->zt = carve_floats(base, &off, N * m->arch.classes);
+	P->dzt = carve_floats(base, &off, N * m->arch.classes);
+	m->logits = carve_floats(base, &off, (size_t)B * m->arch.classes);
 	return off;
-}
-
-/* n floats on a 32-byte boundary (whole AVX vectors never split a cache
- * line); aborts when out of memory, like xmalloc */
-static float *acts_alloc(size_t n)
-{
-	size_t bytes = (n * sizeof(float) + 31) & ~(size_t)31;
-	float *p = aligned_alloc(32, bytes ? bytes : 32);
-	if (!p) {
-		fprintf(stderr, "fatal: out of memory (%zu bytes)\n", bytes);
-		abort();
-	}
-	return p;
 }
 
 /* Make acts hold B rows with the buffers flags need, and point the buffers of
@@ -1415,7 +1393,7 @@ static void mlp_reserve(struct mlp *m, int B, int flags)
 		int cflags = P->cap_flags | flags;
 		size_t n = mlp_layout(m, NULL, cap, cflags);
 		free(m->acts);
-		m->acts = acts_alloc(n);
+		m->acts = xalloc_floats32(n);
 		m->nacts = n;
 		m->max_batch = cap;
 		P->cap_flags = cflags;

@@ -38,6 +38,22 @@ void *xcalloc(size_t count, size_t size)
 	return p;
 }
 
+float *xalloc_floats32(size_t n)
+{
+	size_t bytes = (n * sizeof(float) + 31) & ~(size_t)31;
+	float *p = aligned_alloc(32, bytes ? bytes : 32);
+	if (!p)
+		oom(bytes);
+	return p;
+}
+
+float *carve_floats(float *base, size_t *off, size_t n)
+{
+	float *p = base ? base + *off : NULL;
+	*off += (n + 7) & ~(size_t)7;
+	return p;
+}
+
 void *xrealloc(void *p, size_t n)
 {
 	void *q = realloc(p, n ? n : 1);

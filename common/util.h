@@ -24,6 +24,13 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* n floats on a 32-byte boundary (whole AVX vectors never split a cache
+ * line); aborts when out of memory, like xmalloc. Release with free(). */
+float *xalloc_floats32(size_t n);
+/* Layout of one allocation: the view of n floats at *off into base (NULL
+ * when base is NULL, to size a layout first), *off advanced by n rounded up
+ * to 8 floats so every view stays 32-byte aligned. */
+float *carve_floats(float *base, size_t *off, size_t n);
 /* xasprintf: formatted string; the caller owns it (free()). */
 char *xasprintf(const char *fmt, ...) MKE_PRINTF(1, 2);
 
