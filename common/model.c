@@ -12,11 +12,14 @@
 #include "cnn.h"
 #include "util.h"
 
-/* Loss-gradient and label-map scratch, grown with B. */
+/* Loss-gradient and label-map scratch, grown with B. maps_of is the target
+ * maps whose (augmented) copy maps holds, so that model_loss_count and
+ * model_loss_backward transform a step's label maps once. */
 struct model_scratch {
 	int cap;
 	float *dlogits;
 	int *maps;
+	const int *maps_of;
 };
 
 void model_arch(struct mlp_arch *arch, const struct model_spec *ms, const int *dims, int classes)
@@ -37,7 +40,7 @@ void model_arch(struct mlp_arch *arch, const struct model_spec *ms, const int *d
 
 static struct model_scratch *scratch_of(const struct model *m)
 {
-	return m->type == MODEL_MLP ? NULL : (struct model_scratch *)m->scratch;
+	return (struct model_scratch *)m->scratch;
 }
 
 int model_init(struct model *m, const struct run_config *c, const struct model_spec *ms,
@@ -47,6 +50,7 @@ int model_init(struct model *m, const struct run_config *c, const struct model_s
 	m->type = ms->type;
 	m->task = c->task;
 	m->classes = c->classes;
+	m->scratch = xcalloc(1, sizeof(struct model_scratch));
 	if (ms->ninputs != in->ninputs)
 		return mke_error("model '%s': takes %d inputs, the data gives %d", ms->name,
 				 ms->ninputs, in->ninputs);
@@ -103,7 +107,6 @@ int model_init(struct model *m, const struct run_config *c, const struct model_s
 	m->nparams = m->net.nparams;
 	m->params = m->net.params;
 	m->grads = m->net.grads;
-	m->scratch = xcalloc(1, sizeof(struct model_scratch));
 	return 0;
 }
 
@@ -117,17 +120,16 @@ void model_init_params(struct model *m, uint64_t seed)
 
 void model_release(struct model *m)
 {
-	if (m->type == MODEL_MLP) {
-		mlp_release(&m->mlp);
-	} else {
-		struct model_scratch *s = scratch_of(m);
-		if (s) {
-			free(s->dlogits);
-			free(s->maps);
-			free(s);
-		}
-		net_release(&m->net);
+	struct model_scratch *s = scratch_of(m);
+	if (s) {
+		free(s->dlogits);
+		free(s->maps);
+		free(s);
 	}
+	if (m->type == MODEL_MLP)
+		mlp_release(&m->mlp);
+	else
+		net_release(&m->net);
 	memset(m, 0, sizeof *m);
 }
 
@@ -161,22 +163,35 @@ static void scratch_grow(struct model_scratch *s, int B, size_t out_dim, int map
 	s->dlogits = xmalloc(sizeof(float) * (size_t)B * out_dim);
 	s->maps = map_hw ? xmalloc(sizeof(int) * (size_t)B * (size_t)map_hw) : NULL;
 	s->cap = B;
+	s->maps_of = NULL;
 }
 
-long model_loss_count(const struct model *m, const struct batch_targets *t, int B)
+/* The last forward's targets t->maps as the loss sees them (flipped and
+ * scale-cropped like the inputs in training), made once per step. */
+static const int *step_maps(struct model *m, const struct batch_targets *t)
+{
+	struct model_scratch *s = scratch_of(m);
+	struct net *n = &m->net;
+	scratch_grow(s, n->B, m->out_dim, m->map_hw);
+	if (s->maps_of != t->maps) {
+		if (n->train)
+			net_augment_labels(n, s->maps, t->maps, -1);
+		else
+			memcpy(s->maps, t->maps, sizeof(int) * (size_t)n->B * (size_t)m->map_hw);
+		s->maps_of = t->maps;
+	}
+	return s->maps;
+}
+
+long model_loss_count(struct model *m, const struct batch_targets *t, int B)
 {
 	if (m->task != TASK_SEGMENT)
 		return B;
+	const int *maps = step_maps(m, t);
 	size_t n = (size_t)B * (size_t)m->map_hw;
-	int *maps = xmalloc(sizeof(int) * n);
-	if (m->net.train)
-		net_augment_labels(&m->net, maps, t->maps, -1);
-	else
-		memcpy(maps, t->maps, sizeof(int) * n);
 	long count = 0;
 	for (size_t i = 0; i < n; i++)
 		count += maps[i] >= 0 && maps[i] < m->classes;
-	free(maps);
 	return count;
 }
 
@@ -189,10 +204,11 @@ double model_loss_backward(struct model *m, const struct batch_targets *t, enum 
 			return mlp_loss_backward(&m->mlp, t->soft ? NULL : t->labels, t->soft, kind,
 						 grad_scale, ctx);
 		int B = m->mlp.B;
-		float *d = xcalloc((size_t)B * (size_t)K, sizeof(float));
-		double l = bce_logits(d, m->mlp.logits, t->soft, B, K, grad_scale);
-		mlp_backward(&m->mlp, d, ctx);
-		free(d);
+		struct model_scratch *s = scratch_of(m);
+		scratch_grow(s, B, m->out_dim, 0);
+		memset(s->dlogits, 0, sizeof(float) * (size_t)B * (size_t)K);
+		double l = bce_logits(s->dlogits, m->mlp.logits, t->soft, B, K, grad_scale);
+		mlp_backward(&m->mlp, s->dlogits, ctx);
 		return l;
 	}
 	struct net *n = &m->net;
@@ -202,12 +218,10 @@ double model_loss_backward(struct model *m, const struct batch_targets *t, enum 
 	memset(s->dlogits, 0, sizeof(float) * (size_t)B * m->out_dim);
 	double l;
 	if (m->task == TASK_SEGMENT) {
-		if (n->train)
-			net_augment_labels(n, s->maps, t->maps, -1);
-		else
-			memcpy(s->maps, t->maps, sizeof(int) * (size_t)B * (size_t)m->map_hw);
+		const int *maps = step_maps(m, t);
+		s->maps_of = NULL; /* the next step transforms its own maps */
 		long count = 0;
-		l = pixel_xent(s->dlogits, n->logits, s->maps, B, K, m->map_hw, -1, grad_scale,
+		l = pixel_xent(s->dlogits, n->logits, maps, B, K, m->map_hw, -1, grad_scale,
 			       &count);
 	} else if (m->task == TASK_MULTILABEL) {
 		l = bce_logits(s->dlogits, n->logits, t->soft, B, K, grad_scale);

@@ -72,7 +72,7 @@ double model_loss_backward(struct model *m, const struct batch_targets *t, enum 
 			   float grad_scale, const struct fwd_ctx *ctx);
 /* Segment: labeled pixels of maps (B, map_hw) after the last forward's
  * augmentation (which model_loss_backward applies to the maps); else B. */
-long model_loss_count(const struct model *m, const struct batch_targets *t, int B);
+long model_loss_count(struct model *m, const struct batch_targets *t, int B);
 
 /* Probabilities of the last forward into out (B, out_dim): softmax over
  * classes (classify; per pixel for segment) or sigmoid (multilabel). */
