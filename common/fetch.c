@@ -44,6 +44,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include "meter.h"
 #include "util.h"
 
 #define LOCK_WAIT_S 0.5       /* look again at a part another process holds ... */
@@ -230,6 +231,7 @@ struct xfer {
 	CURL *h;
 	char errbuf[CURL_ERROR_SIZE];
 	char *path, *err;
+	double *moved;              /* the batch's byte count */
 };
 
 struct batch {
@@ -241,6 +243,8 @@ struct batch {
 	int running;
 	struct fetch_stats st;
 	uint64_t rng;
+	double moved;               /* bytes written to parts */
+	struct meter meter;
 };
 
 static double jitter01(struct batch *b)
@@ -302,6 +306,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 		}
 		done += (size_t)w;
 	}
+	*x->moved += (double)n;
 	return n;
 }
 
@@ -560,7 +565,7 @@ static int run_batch(struct batch *b)
 {
 	for (;;) {
 		double now = now_seconds(), next = INFINITY;
-		int left = 0;
+		int left = 0, ended = 0;
 		for (int i = 0; i < b->n; i++) {
 			struct xfer *x = &b->x[i];
 			if ((x->state == X_PENDING || x->state == X_WAITING) &&
@@ -570,7 +575,11 @@ static int run_batch(struct batch *b)
 				next = x->not_before;
 			if (x->state == X_PENDING || x->state == X_WAITING || x->state == X_RUNNING)
 				left++;
+			else if (x->part)
+				ended++;
 		}
+		if (b->o->progress)
+			meter_update(&b->meter, ended, b->moved);
 		if (!left)
 			return 0;
 		int still = 0;
@@ -672,6 +681,7 @@ int fetch_many(const struct fetch_opts *opts, const char *const *urls, const cha
 			x->url = urls[i];
 			x->want = want;
 			x->fd = -1;
+			x->moved = &b.moved;
 		} else if (!b.x[b.n - 1].want && want) {
 			b.x[b.n - 1].want = want;
 		}
@@ -721,7 +731,11 @@ int fetch_many(const struct fetch_opts *opts, const char *const *urls, const cha
 			x->part = xasprintf("%s/partial/%s.part", cache, x->key);
 		}
 	}
+	if (opts->progress && b.multi)
+		meter_start(&b.meter, opts->progress, "files", nok);
 	int rc = b.multi ? run_batch(&b) : 0;
+	if (opts->progress && b.multi)
+		meter_end(&b.meter);
 
 	int nfail = 0;
 	for (int i = 0; i < n; i++) {

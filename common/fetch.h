@@ -29,6 +29,8 @@ struct fetch_opts {
 	long connect_timeout_ms;   /* default 15000 */
 	long low_speed_limit;      /* abort below this many bytes/s ... (default 1024) */
 	long low_speed_time;       /* ... for this many seconds (default 30) */
+	const char *progress;      /* non-NULL: show a meter (common/meter.h) with this
+				      first word while the batch runs; NULL: silent */
 };
 
 /* What a batch did; counts over the URLs given (duplicates counted once). */

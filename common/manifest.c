@@ -1161,6 +1161,7 @@ static void fetch_cells(const struct manifest *m, const struct run_config *c, in
 		struct fetch_opts o;
 		fetch_opts_default(&o);
 		o.cache_dir = c->cache_dir;
+		o.progress = "fetch";
 		char **p = xmalloc((size_t)n * sizeof *p), **e = xmalloc((size_t)n * sizeof *e);
 		struct fetch_stats st;
 		fetch_many(&o, urls, shas, n, p, e, &st);

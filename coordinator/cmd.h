@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "meter.h"
+
 struct cmd {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -68,10 +70,9 @@ void run_list_release(struct run_list *l);
  * reporting why (no such run: "error: no run 'x' in 'runs/x/mke.db'"). */
 int run_open(const char *run, const char *db_opt, struct store **db, char **db_path,
 	     struct store_run *r);
-/* "2026-11-25 15:11:08" in local time ("-" for 0), and "1h02m", "3m05s",
- * "12.3s" ("-" for a negative duration). */
+/* "2026-11-25 15:11:08" in local time ("-" for 0); durations are
+ * fmt_duration of common/meter.h. */
 void fmt_time(char *buf, size_t n, long long ms);
-void fmt_duration(char *buf, size_t n, double seconds);
 
 /*
  * A run's result (cmd_status.c): the latest test accuracy and rectification

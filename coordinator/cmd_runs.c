@@ -49,22 +49,6 @@ void fmt_time(char *buf, size_t n, long long ms)
 	strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-void fmt_duration(char *buf, size_t n, double s)
-{
-	if (!(s >= 0)) {
-		snprintf(buf, n, "-");
-		return;
-	}
-	long t = (long)s;
-	if (s < 60)
-		snprintf(buf, n, "%.1fs", s);
-	else if (t < 3600)
-		snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-	else if (t < 86400)
-		snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-	else
-		snprintf(buf, n, "%ldd%02ldh", t / 86400, t / 3600 % 24);
-}
 
 /* ---- the scan ------------------------------------------------------------- */
 

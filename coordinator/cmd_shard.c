@@ -34,6 +34,8 @@ static int parse(int argc, char **argv, struct shard_opts *o)
 			o->db = argv[++i];
 		else if (strcmp(a, "--redis") == 0 && has)
 			o->redis = argv[++i];
+		else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0)
+			mke_quiet = 1;
 		else if (strcmp(a, "--shard-size") == 0 && has) {
 			if (parse_long(argv[++i], &o->size) != 0 || o->size < 1 || o->size > 1000000) {
 				fprintf(stderr, "error: --shard-size must be a number from 1 to 1000000, not '%s'\n",

@@ -128,14 +128,17 @@ const struct cmd mke_commands[] = {
 	 "are picked by a hash of (seed, id): the same seed gives the same split.\n"},
 	{"shard", cmd_shard, "validate a manifest and cut it into shards for a run's queue",
 	 "usage: mke shard MANIFEST --run RUN [--shard-size K] [--config CONFIG] [--db FILE]\n"
-	 "                 [--redis URL]\n"
+	 "                 [--redis URL] [--quiet]\n"
 	 "\n"
 	 "Checks every row of MANIFEST (bad rows are reported as file:line: reason,\n"
 	 "counted and skipped; with --config the modality cells are decoded too),\n"
 	 "records shards of K rows (default: the config's pipeline.shard_size, else 64)\n"
 	 "in the run's database (created if new) and pushes the unfinished ones to the\n"
 	 "run's Redis queue (--redis, else the URL the run recorded; none: record only).\n"
-	 "Safe to repeat: known shards are left alone and done ones are not pushed.\n"},
+	 "Safe to repeat: known shards are left alone and done ones are not pushed.\n"
+	 "Fetching URL cells, recording and pushing show a progress meter on a terminal\n"
+	 "(plain lines every MKE_PROGRESS_INTERVAL seconds otherwise); --quiet keeps\n"
+	 "only errors, warnings and the summary line.\n"},
 	{"import", cmd_import, "turn a dataset's native files into a manifest",
 	 "usage: mke import vggsound vggsound.csv --media DIR -o MANIFEST\n"
 	 "       mke import audioset SEGMENTS.csv --labels class_labels_indices.csv\n"

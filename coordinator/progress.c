@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "meter.h"
 #include "store.h"
 #include "util.h"
 
@@ -168,17 +169,9 @@ void progress_tick(struct progress *p, int force)
 		snprintf(rate, sizeof rate, "%.1f shards/s", (double)p->done / elapsed);
 	if (p->tty) {
 		/* teacher  [########............]  41%  epoch 412/1000  3.1s  ETA 4.4s */
-		char bar[24] = "";
-		int pct = -1;
-		if (f >= 0) {
-			int w = 20, full = (int)(f * w + 0.5);
-			bar[0] = '[';
-			for (int i = 0; i < w; i++)
-				bar[1 + i] = i < full ? '#' : '.';
-			bar[w + 1] = ']';
-			bar[w + 2] = '\0';
-			pct = (int)(f * 100);
-		}
+		char bar[32];
+		meter_bar(bar, sizeof bar, f, 20);
+		int pct = f >= 0 ? (int)(f * 100) : -1;
 		fprintf(stderr, "\r\033[K%-8s %s", p->phase, bar);
 		if (pct >= 0)
 			fprintf(stderr, " %3d%%", pct);

@@ -7,7 +7,11 @@
 
 #include <stdlib.h>
 
+#include "meter.h"
 #include "util.h"
+
+/* Shards recorded or pushed per call between two progress updates. */
+#define CHUNK 4096
 
 struct done_mark {
 	unsigned char *done;
@@ -36,7 +40,16 @@ int shard_rows(struct store *db, struct queue *q, const char *run, int rows, int
 		sh[i].state = SHARD_NEW;
 	}
 	size_t added = 0, pushed = 0, nq = 0;
-	int rc = store_shard_add(db, run, sh, (size_t)n, &added);
+	struct meter m;
+	meter_start(&m, "record", "shards", n);
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i += CHUNK) {
+		size_t got = 0;
+		rc = store_shard_add(db, run, sh + i, (size_t)(n - i < CHUNK ? n - i : CHUNK), &got);
+		added += got;
+		meter_update(&m, i + CHUNK < n ? i + CHUNK : n, 0);
+	}
+	meter_end(&m);
 	struct done_mark dm = {done, n};
 	if (rc == 0)
 		rc = store_shards_each(db, run, SHARD_DONE, mark_done, &dm);
@@ -50,8 +63,16 @@ int shard_rows(struct store *db, struct queue *q, const char *run, int rows, int
 	}
 	/* SQLite learns of the push (new -> ready) from the queue's journal;
 	 * pushing is idempotent, so a resumed run may push again */
-	if (q && rc == 0 && nq > 0)
-		rc = queue_push(q, qs, nq, &pushed);
+	if (q && rc == 0 && nq > 0) {
+		meter_start(&m, "push", "shards", (long)nq);
+		for (size_t i = 0; i < nq && rc == 0; i += CHUNK) {
+			size_t got = 0;
+			rc = queue_push(q, qs + i, nq - i < CHUNK ? nq - i : CHUNK, &got);
+			pushed += got;
+			meter_update(&m, (long)(i + CHUNK < nq ? i + CHUNK : nq), 0);
+		}
+		meter_end(&m);
+	}
 	if (q && rc == 0)
 		rc = queue_seal(q);
 	if (rc == 0 && detail)

@@ -53,7 +53,7 @@ r4,0,$U/redirect/s4.npy,
 r5,1,$U/files/s5.npy,
 CSV
 
-"$MKE" shard "$T/good.csv" --run r1 --config "$T/cfg.json" >"$T/out1" 2>"$T/err1" ||
+MKE_PROGRESS_INTERVAL=0.05 "$MKE" shard "$T/good.csv" --run r1 --config "$T/cfg.json" >"$T/out1" 2>"$T/err1" ||
 	{ cat "$T/err1"; fail "mke shard on http:// cells failed"; }
 cat "$T/out1" "$T/err1"
 grep -q "quarantined" "$T/err1" && fail "rows were quarantined: $(cat "$T/err1")"
@@ -61,6 +61,12 @@ grep -q "6 URLs: 0 from the cache, 6 downloaded, 0 failed" "$T/err1" ||
 	fail "expected 6 URLs downloaded"
 grep -q ": 6 rows (0 bad" "$T/out1" || fail "expected 6 rows in: $(cat "$T/out1")"
 ok "http:// npy cells: every row accepted"
+# the retries take over a second: the fetch meter prints plain lines (stderr
+# is a file) and its last one is the batch's end
+grep -q "^fetch: [0-9]*% ([0-6]/6 files, [0-9.]* [kM]*B, " "$T/err1" || fail "no fetch progress: $(cat "$T/err1")"
+grep "^fetch: " "$T/err1" | tail -n 1 | grep -q "^fetch: 100% (6/6 files" ||
+	fail "last fetch line: $(grep "^fetch: " "$T/err1" | tail -n 1)"
+ok "fetch progress lines with files, bytes and rate"
 
 grep -q "GET /drop/2/s2.npy range=bytes=[1-9][0-9]*- status=206" "$T/srv.log" ||
 	fail "the dropped transfer was not resumed with a Range request: $(cat "$T/srv.log")"
