@@ -46,6 +46,14 @@ static void sleep_ms(int ms)
 		;
 }
 
+/* Sleep ms unless *stop is (or becomes, through a signal) set. */
+static void sleep_ms_unless(int ms, const volatile sig_atomic_t *stop)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while ((!stop || !*stop) && ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static struct timeval ms_tv(int ms)
 {
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -734,6 +742,9 @@ static int conn_connect(struct redis_conn *c)
 				 c->ep.display);
 	int delay = c->backoff_ms;
 	for (int attempt = 1;; attempt++) {
+		if (c->stop && *c->stop)
+			return mke_error("redis '%s': not reconnecting: the process was asked to stop",
+					 c->ep.display);
 		int rc = conn_try(c, err, sizeof(err));
 		if (rc == 0)
 			return 0;
@@ -744,7 +755,7 @@ static int conn_connect(struct redis_conn *c)
 		/* equal jitter: half the delay fixed, half random */
 		struct rng r;
 		rng_init(&r, c->jitter_seed, RNG_JITTER, 0, c->jitter_n++);
-		sleep_ms(delay / 2 + (int)(rng_uniform(&r) * (float)(delay / 2 + 1)));
+		sleep_ms_unless(delay / 2 + (int)(rng_uniform(&r) * (float)(delay / 2 + 1)), c->stop);
 		delay = delay * 2 > c->backoff_cap_ms ? c->backoff_cap_ms : delay * 2;
 	}
 	return mke_error("cannot connect to redis '%s' after %d attempts: %s", c->ep.display,
@@ -767,6 +778,7 @@ int redis_conn_open(struct redis_conn *c, const char *url, const struct redis_co
 	c->retries = o->retries ? o->retries : 8;
 	c->backoff_ms = o->backoff_ms ? o->backoff_ms : 50;
 	c->backoff_cap_ms = o->backoff_cap_ms ? o->backoff_cap_ms : 2000;
+	c->stop = o->stop;
 	if (c->backoff_ms > c->backoff_cap_ms) {
 		int b = c->backoff_ms, cap = c->backoff_cap_ms;
 		redis_endpoint_release(&c->ep);

@@ -31,6 +31,7 @@
 #define MKE_REDIS_SERVER_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -114,6 +115,9 @@ struct redis_conn_opts {
 	int retries;              /* connect attempts before giving up; 0 means 8 */
 	int backoff_ms;           /* first retry delay (doubles, jittered); 0 means 50 */
 	int backoff_cap_ms;       /* longest retry delay; 0 means 2000 */
+	const volatile sig_atomic_t *stop; /* may be NULL; when *stop is set (a signal
+				      handler's flag), connecting gives up at once instead
+				      of retrying and backing off */
 };
 
 struct redis_conn {
@@ -125,6 +129,7 @@ struct redis_conn {
 	int retries, backoff_ms, backoff_cap_ms;
 	int auth_failed;          /* 1 after a rejected password: never retried */
 	unsigned long reconnects; /* successful reconnects after the first connect */
+	const volatile sig_atomic_t *stop; /* see redis_conn_opts */
 	uint64_t jitter_seed;     /* backoff jitter stream (RNG_JITTER) */
 	uint32_t jitter_n;
 };

@@ -30,6 +30,9 @@
 
 #define POLL_BLOCK_MS 100
 #define REAP_EVERY_S 0.5
+/* A cancelled run waits this long for its workers to see the cancel in Redis
+ * and stop; then (Redis down, a rank stuck) the job is stopped by signal. */
+#define CANCEL_WAIT_S 15.0
 
 static volatile sig_atomic_t got_signal;
 
@@ -549,6 +552,7 @@ static int drive(struct coord *co)
 		if (got_signal && !co->cancelled) {
 			co->cancelled = 1;
 			co->cancel_reason = xasprintf("coordinator received signal %d", (int)got_signal);
+			co->cancel_t0 = now_seconds();
 			queue_cancel(&co->q, co->cancel_reason);
 		}
 		if (!co->cancelled) {
@@ -556,6 +560,7 @@ static int drive(struct coord *co)
 			if (queue_cancelled(&co->q, &reason) == 1) {
 				co->cancelled = 1;
 				co->cancel_reason = reason ? reason : xstrdup("cancelled");
+				co->cancel_t0 = now_seconds();
 				progress_clear(&co->prog);
 				mke_info("run %s: cancelled (%s); waiting for the workers to stop", co->run_id,
 					 co->cancel_reason);
@@ -583,6 +588,12 @@ static int drive(struct coord *co)
 		if (co->job > 0 && waitpid(co->job, &st, WNOHANG) == co->job) {
 			if (job_exited(co, st))
 				continue;
+			break;
+		}
+		if (co->cancelled && now_seconds() - co->cancel_t0 > CANCEL_WAIT_S) {
+			progress_clear(&co->prog);
+			mke_warn("run %s: the workers did not stop within %.0f s of the cancel; "
+				 "stopping the job", co->run_id, CANCEL_WAIT_S);
 			break;
 		}
 	}
@@ -639,7 +650,7 @@ static int connect_redis(struct coord *co)
 	} else {
 		co->redis_url = xstrdup(co->o.redis_url ? co->o.redis_url : co->c.pipeline.redis_url);
 	}
-	struct redis_conn_opts ro = {.password = co->password};
+	struct redis_conn_opts ro = {.password = co->password, .stop = &got_signal};
 	if (redis_conn_open(&co->rc, co->redis_url, &ro) != 0)
 		return -1;
 	struct queue_opts qo;

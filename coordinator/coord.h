@@ -58,6 +58,7 @@ struct coord {
 	int teacher_ready, student_done, eval_done;
 	int cancelled;
 	char *cancel_reason;
+	double cancel_t0;         /* when cancelled (now_seconds) */
 	double last_reap;
 	int created;            /* the run is in the database: it gets a summary */
 	int resumed;            /* driven by `mke resume` */
