@@ -3,7 +3,7 @@
 # to reconnect at once (it does not sit out the reconnect backoff), gives the
 # workers CANCEL_WAIT_S (15 s) to see a cancel they cannot read, stops the
 # job itself, and exits 3 with the run recorded as cancelled; no worker is
-# left behind, and `mke resume` could continue it (the database is intact).
+# left behind; the database is intact and `mke resume` finishes the run.
 . tests/integration/lib.sh
 
 EPOCHS=60000
@@ -35,3 +35,10 @@ wait_for 10 sh -c "! pgrep -f '^[^ ]*(mpirun|mke-worker) .*--run [$(echo "$RUN" 
 	fail "workers outlived the coordinator"
 [ "$(sql "$DB" "pragma integrity_check")" = ok ] || fail "integrity"
 ok "stopped $((t1 - t0)) s after SIGTERM with Redis down: exit 3, cancelled, no workers left, integrity ok"
+
+# the cancelled run continues: a fresh private Redis (from its AOF), the
+# cancel of the last attempt cleared, the student from its checkpoint
+"$MKE" resume "$RUN" --db "$DB" >"$T/out2" 2>"$T/err2" || { tail -n 30 "$T/err2"; fail "resume of the cancelled run failed"; }
+[ "$(sql "$DB" "select status || ' ' || phase from runs")" = "done done" ] || fail "not done after resume"
+[ "$(sql "$DB" "select count(*) from metrics where key = 'test_accuracy' and variant like '%/%'")" = 1 ] || fail "student metrics"
+ok "mke resume finished the cancelled run"
