@@ -4,16 +4,13 @@
 . tests/integration/lib.sh
 
 mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [5]; c["student"]["epochs"] = 200000; c["variants"] = {"mm_student": {"model": "mm"}}'
-"$MKE" run "$T/c.json" --ranks 2 --run-dir "$T/run" >"$T/out" 2>"$T/err" &
-pid=$!
-echo $pid >"$T/coord.pid"
-DB="$T/run/mke.db"
-wait_for 120 sh -c "[ \"\$(sqlite3 $DB \"select phase from runs\" 2>/dev/null)\" = student ]" || fail "never reached the student phase"
-RUN=$(run_id_of "$T/out")
+run_in_background "$T/c.json" "$T/run"
+wait_phase "$DB" student
+RUN=$(run_id_of "$T/run.out")
 "$MKE" cancel "$RUN" --db "$DB" --reason "test cancel" || fail "mke cancel failed"
 rc=0
 wait $pid || rc=$?
-[ "$rc" = 3 ] || { tail -n 20 "$T/err"; fail "mke run exited $rc, want 3 (cancelled)"; }
+[ "$rc" = 3 ] || { tail -n 20 "$T/run.err"; fail "mke run exited $rc, want 3 (cancelled)"; }
 [ "$(sql "$DB" "select status from runs")" = cancelled ] || fail "status $(sql "$DB" "select status from runs")"
 pgrep -f "^[^ ]*(mpirun|mke-worker) .*$T" >/dev/null && fail "workers still running"
 pgrep -f "^redis-server unixsocket:$T" >/dev/null && fail "private redis still running"

@@ -7,16 +7,13 @@
 EPOCHS=60000
 case "$BIN" in *build-san*) EPOCHS=6000 ;; esac
 mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [17]; c["student"]["epochs"] = '$EPOCHS'; c["variants"] = {"um_student": {"model": "um"}}; c["pipeline"]["checkpoint_every"] = 500'
-"$MKE" run "$T/c.json" --ranks 2 --run-dir "$T/run" >"$T/out" 2>"$T/err" &
-pid=$!
-echo $pid >"$T/coord.pid"
-DB="$T/run/mke.db"
-wait_for 120 sh -c "[ \"\$(sqlite3 $DB \"select phase from runs\" 2>/dev/null)\" = student ]" || fail "never reached the student phase"
+run_in_background "$T/c.json" "$T/run"
+wait_phase "$DB" student
 wait_for 60 test -f "$T/run/students/um_student-seed17.safetensors" || fail "no student checkpoint"
 
 kill -9 $pid
 wait $pid 2>/dev/null || true
-RUN=$(run_id_of "$T/out")
+RUN=$(run_id_of "$T/run.out")
 ok "coordinator of $RUN killed in the student phase"
 before=$(sql "$DB" "select group_concat(shard_id || ':' || attempts || ':' || sha256, ',') from shards order by shard_id")
 wait_for 20 sh -c "! pgrep -f '^[^ ]*(mpirun|mke-worker) .*--run [$(echo "$RUN" | cut -c1)]$(echo "$RUN" | cut -c2-)'" || fail "workers outlived the coordinator"

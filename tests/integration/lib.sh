@@ -57,6 +57,37 @@ wait_for() {
 	return 0
 }
 
+# run_in_background CONFIG DIR [ARG...]: `mke run CONFIG --ranks 2 --run-dir
+# DIR ARG...` in the background, stdout in DIR.out, stderr in DIR.err; sets
+# pid (also kept for cleanup) and DB (DIR/mke.db)
+run_in_background() {
+	local cfg=$1 dir=$2; shift 2
+	"$MKE" run "$cfg" --ranks 2 --run-dir "$dir" "$@" >"$dir.out" 2>"$dir.err" &
+	pid=$!
+	echo $pid >"$T/coord.pid"
+	DB="$dir/mke.db"
+}
+
+# wait_phase DB PHASE [SECONDS]: until the run in DB is in PHASE (default 120 s)
+wait_phase() {
+	wait_for "${3:-120}" sh -c "[ \"\$(sqlite3 $1 \"select phase from runs\" 2>/dev/null)\" = $2 ]" ||
+		fail "never reached the $2 phase: $(tail -n 3 "${1%/mke.db}.err" 2>/dev/null)"
+}
+
+# start_redis [CONFIG-LINE...]: a private redis-server on $T/redis.sock (no
+# TCP port, no persistence, extra config lines appended, the file 0600), its
+# pid in $T/redis.pid for cleanup; fails the test if it does not come up
+start_redis() {
+	{
+		printf 'port 0\nunixsocket %s/redis.sock\nunixsocketperm 700\ndir %s\nsave ""\nappendonly no\n' "$T" "$T"
+		for l in "$@"; do printf '%s\n' "$l"; done
+	} >"$T/redis.conf"
+	chmod 600 "$T/redis.conf"
+	redis-server "$T/redis.conf" >"$T/redis.log" 2>&1 &
+	echo $! >"$T/redis.pid"
+	wait_for 10 test -S "$T/redis.sock" || fail "redis-server did not start: $(tail -n 3 "$T/redis.log")"
+}
+
 # small_example KIND: the small version of deploy/examples/KIND.json end to
 # end - `mke gen` files in the dataset's native format, `mke import`, `mke
 # split` (deploy/examples/prepare-small.sh), then `mke run --ranks 2` through

@@ -8,17 +8,7 @@
 # remote_data.sh.
 . tests/integration/lib.sh
 
-cat >"$T/redis.conf" <<CONF
-port 0
-unixsocket $T/redis.sock
-unixsocketperm 700
-dir $T
-save ""
-appendonly no
-CONF
-redis-server "$T/redis.conf" >"$T/redis.log" 2>&1 &
-echo $! >"$T/redis.pid"
-wait_for 10 test -S "$T/redis.sock" || fail "redis-server did not start"
+start_redis
 
 awk 'BEGIN { print "id,label,x"; for (i = 0; i < 30000; i++) printf "r%05d,,%d\n", i, i }' >"$T/m.csv"
 

@@ -6,19 +6,7 @@
 . tests/integration/lib.sh
 
 PASS="s3cret-$(date +%s%N)"
-cat >"$T/redis.conf" <<CONF
-port 0
-unixsocket $T/redis.sock
-unixsocketperm 700
-dir $T
-save ""
-appendonly no
-requirepass $PASS
-CONF
-chmod 600 "$T/redis.conf"
-redis-server "$T/redis.conf" >"$T/redis.log" 2>&1 &
-echo $! >"$T/redis.pid"
-wait_for 10 test -S "$T/redis.sock" || fail "redis-server did not start"
+start_redis "requirepass $PASS"
 
 mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [3]; c["variants"] = {"mm_student": {"model": "mm"}}'
 

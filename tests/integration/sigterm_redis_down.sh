@@ -9,12 +9,8 @@
 EPOCHS=60000
 case "$BIN" in *build-san*) EPOCHS=6000 ;; esac
 mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [17]; c["student"]["epochs"] = '$EPOCHS'; c["variants"] = {"um_student": {"model": "um"}}'
-"$MKE" run "$T/c.json" --ranks 2 --run-dir "$T/run" >"$T/out" 2>"$T/err" &
-pid=$!
-echo $pid >"$T/coord.pid"
-DB="$T/run/mke.db"
-wait_for 120 sh -c "[ \"\$(sqlite3 $DB \"select phase from runs\" 2>/dev/null)\" = student ]" ||
-	{ tail "$T/err"; fail "never reached the student phase"; }
+run_in_background "$T/c.json" "$T/run"
+wait_phase "$DB" student
 rpid=$(cat "$T/run/redis/redis.pid")
 kill -9 "$rpid"
 ok "private redis-server (pid $rpid) killed in the student phase"
@@ -24,13 +20,13 @@ kill -TERM $pid
 rc=0
 wait $pid || rc=$?
 t1=$(date +%s)
-[ "$rc" = 3 ] || { tail -n 20 "$T/err"; fail "exit status $rc, expected 3 (cancelled)"; }
+[ "$rc" = 3 ] || { tail -n 20 "$T/run.err"; fail "exit status $rc, expected 3 (cancelled)"; }
 # CANCEL_WAIT_S plus the job's SIGTERM/SIGKILL grace (5 s) and slack; the
 # reconnect backoff alone used to take about 40 s
 [ $((t1 - t0)) -le 30 ] || fail "took $((t1 - t0)) s to stop after SIGTERM"
 [ "$(sql "$DB" "select status from runs")" = cancelled ] || fail "run not recorded as cancelled"
 sql "$DB" "select error from runs" | grep -q "signal 15" || fail "the cancel reason does not name the signal"
-RUN=$(run_id_of "$T/out")
+RUN=$(run_id_of "$T/run.out")
 wait_for 10 sh -c "! pgrep -f '^[^ ]*(mpirun|mke-worker) .*--run [$(echo "$RUN" | cut -c1)]$(echo "$RUN" | cut -c2-)'" ||
 	fail "workers outlived the coordinator"
 [ "$(sql "$DB" "pragma integrity_check")" = ok ] || fail "integrity"

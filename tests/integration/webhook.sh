@@ -129,17 +129,13 @@ c["teacher"]["epochs"] = 100
 c["student"]["epochs"] = 200000
 c["variants"] = {"um_student": {"model": "um"}}'
 listen 200
-"$MKE" run "$T/long.json" --ranks 2 --run-dir "$T/run4" --notify "http://127.0.0.1:$PORT/c" \
-	>"$T/out4" 2>"$T/err4" &
-pid=$!
-echo $pid >"$T/coord.pid"
-wait_for 120 sh -c "[ \"\$(sqlite3 $T/run4/mke.db \"select phase from runs\" 2>/dev/null)\" = student ]" \
-	|| fail "never reached the student phase"
+run_in_background "$T/long.json" "$T/run4" --notify "http://127.0.0.1:$PORT/c"
+wait_phase "$DB" student
 kill -TERM $pid
 rc=0; wait $pid || rc=$?
 stop_listener
-[ "$rc" = 3 ] || { tail -n 20 "$T/err4"; fail "a cancelled run exited $rc, want 3"; }
+[ "$rc" = 3 ] || { tail -n 20 "$T/run4.err"; fail "a cancelled run exited $rc, want 3"; }
 "$PY" -c 'import json,sys; b = json.load(open(sys.argv[1])); assert b["status"] == "cancelled", b["status"]' \
 	"$T/hook/post-0.json" || fail "the cancelled run's webhook body: $(cat "$T/hook/post-0.json")"
-grep -q '^  status  cancelled in ' "$T/out4" || fail "no summary after the cancel: $(cat "$T/out4")"
+grep -q '^  status  cancelled in ' "$T/run4.out" || fail "no summary after the cancel: $(cat "$T/run4.out")"
 ok "a cancelled run POSTs status cancelled and exits 3"
