@@ -32,8 +32,8 @@ static int nyu_classes(const struct import_opts *o)
 		fprintf(stderr,
 			"error: nyuv2's 40-class task needs the official 894 -> 40 mapping: give "
 			"--class-map classMapping40.mat (Gupta et al., CVPR 2013; mapClass and "
-			"className; e.g. from the nyuv2-meta-data repository, see "
-			"docs/importers.md) or a CSV of nyu_id,class40[,name] rows; or "
+			"className; e.g. from github.com/ankurhanda/nyuv2-meta-data, the "
+			"nyuv2-meta-data repository, see docs/importers.md) or a CSV of nyu_id,class40[,name] rows; or "
 			"--classes 894 for the raw NYU class ids\n");
 		return -1;
 	}
