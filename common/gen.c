@@ -341,7 +341,11 @@ static int h5_write(hid_t f, const char *name, hid_t file_type, hid_t mem_type, 
 		    const hsize_t *dims, const void *data, const char *cls)
 {
 	hid_t s = H5Screate_simple(rank, dims, NULL);
-	hid_t d = H5Dcreate2(f, name, file_type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	/* no modification times in the file: the same seed gives the same bytes */
+	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	H5Pset_obj_track_times(dcpl, 0);
+	hid_t d = H5Dcreate2(f, name, file_type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	H5Pclose(dcpl);
 	int rc = d < 0 || H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ||
 			 h5_matlab_class(d, cls) ? -1 : 0;
 	if (d >= 0)

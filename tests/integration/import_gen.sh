@@ -107,8 +107,12 @@ ok "audioset"
 # ---- nyuv2 ------------------------------------------------------------------------------
 "$MKE" gen nyuv2 -o "$D/nyu" --n 10 --seed 4 >/dev/null || fail "gen nyuv2"
 head -c 10 "$D/nyu/nyu_depth_v2_labeled.mat" | grep -q 'MATLAB 7.3' || fail "nyuv2: no MATLAB 7.3 header"
+"$MKE" gen nyuv2 -o "$D/nyu_again" --n 10 --seed 4 >/dev/null || fail "gen nyuv2 again"
 for f in splits classMapping40; do
 	head -c 19 "$D/nyu/$f.mat" | grep -q 'MATLAB 5.0 MAT-file' || fail "nyuv2: $f.mat is not MATLAB v5"
+done
+for f in nyu_depth_v2_labeled splits classMapping40; do
+	cmp -s "$D/nyu/$f.mat" "$D/nyu_again/$f.mat" || fail "nyuv2: $f.mat differs for the same seed"
 done
 # the generated v5 files as scipy reads them: the real names, shapes, dtypes
 if /usr/bin/python3 -c 'import scipy.io' 2>/dev/null; then

@@ -546,6 +546,62 @@ static void test_nyu_splits(void)
 	tmp_clean();
 }
 
+static int starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* A labeled .mat written by matio as MATLAB v7.3 (MATLAB's H x W x 3 x N
+ * layout, as MATLAB writes it) with the 894 `names`: --classes 894 keeps the
+ * raw ids and takes the names from it. */
+static void test_nyu_raw_names(void)
+{
+	tmp_make("mke-imp");
+	enum { H = 4, W = 5, N = 2 };
+	static uint8_t img[H * W * 3 * N];
+	static float dep[H * W * N];
+	static uint16_t lab[H * W * N];
+	for (int i = 0; i < H * W * 3 * N; i++)
+		img[i] = (uint8_t)(i % 251);
+	for (int i = 0; i < H * W * N; i++) {
+		dep[i] = 1.5f;
+		lab[i] = (uint16_t)(i % 7 ? 1 + (i * 37) % NYU_CLASSES_RAW : 0);
+	}
+	mat_t *m = mat_new("lab.mat", MAT_FT_MAT73);
+	size_t di[4] = {H, W, 3, N}, dd[3] = {H, W, N};
+	matvar_t *v[3] = {Mat_VarCreate("images", MAT_C_UINT8, MAT_T_UINT8, 4, di, img, 0),
+			  Mat_VarCreate("depths", MAT_C_SINGLE, MAT_T_SINGLE, 3, dd, dep, 0),
+			  Mat_VarCreate("labels", MAT_C_UINT16, MAT_T_UINT16, 3, dd, lab, 0)};
+	for (int k = 0; k < 3; k++) {
+		CHECK(v[k] && Mat_VarWrite(m, v[k], MAT_COMPRESSION_NONE) == 0);
+		Mat_VarFree(v[k]);
+	}
+	mat_names(m, "names", NYU_CLASSES_RAW, "n");
+	Mat_Close(m);
+	char *mat = tpath("lab.mat"), *out = tpath("out");
+	struct import_stats st;
+	CHECK(import_nyuv2(mat, NULL, NULL, out, &st) == 0 && st.written == N &&
+	      st.classes == NYU_CLASSES_RAW);
+	char *cls = slurp("out/manifest.csv.classes.txt");
+	CHECK(starts(cls, "unlabeled\nn1\nn2\n") && strstr(cls, "\nn894\n"));
+	free(cls);
+	int same = 1;
+	for (int n = 0; n < N; n++) {
+		char *pl = xasprintf("%s/label/%04d.png", out, n);
+		int *ids = NULL, h = 0, w = 0;
+		same &= labelmap_load(&ids, &h, &w, pl) == 0 && h == H && w == W;
+		for (int y = 0; same && y < H; y++)
+			for (int x = 0; x < W; x++)
+				same &= ids[y * W + x] == lab[y + H * (x + W * n)];
+		free(ids);
+		free(pl);
+	}
+	CHECK(same);
+	free(mat);
+	free(out);
+	tmp_clean();
+}
+
 static void test_nyu_default_split(void)
 {
 	int nt = 0;
@@ -556,11 +612,6 @@ static void test_nyu_default_split(void)
 	for (int i = 0; i < 12; i++)
 		nt += nyu_default_is_test(i, 12);
 	CHECK(nt == 5);
-}
-
-static int starts(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
 /* The label PNG of sample i under out as ids (caller frees); NULL on failure. */
@@ -812,6 +863,7 @@ int main(void)
 	RUN(test_nyu_class_map_mat);
 	RUN(test_nyu_class_map_csv);
 	RUN(test_nyu_splits);
+	RUN(test_nyu_raw_names);
 	RUN(test_nyu_default_split);
 	RUN(test_nyu_roundtrip);
 	RUN(test_gen_deterministic);
