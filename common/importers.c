@@ -1103,6 +1103,7 @@ static mat_t *mat_open(const char *path, const char *what)
 	return m;
 }
 
+/* MATLAB's name of v's class, for reports. */
 static const char *mat_class_name(const matvar_t *v)
 {
 	static const char *const n[] = {"empty", "cell", "struct", "object", "char", "sparse",

@@ -31,10 +31,10 @@ static int nyu_classes(const struct import_opts *o)
 	if (c40 && !o->class_map) {
 		fprintf(stderr,
 			"error: nyuv2's 40-class task needs the official 894 -> 40 mapping: give "
-			"--class-map classMapping40.mat (Gupta et al., CVPR 2013; mapClass and "
-			"className; e.g. from github.com/ankurhanda/nyuv2-meta-data, the "
-			"nyuv2-meta-data repository, see docs/importers.md) or a CSV of nyu_id,class40[,name] rows; or "
-			"--classes 894 for the raw NYU class ids\n");
+			"--class-map classMapping40.mat (mapClass and className, Gupta et al., CVPR "
+			"2013; from the nyuv2-meta-data repository, "
+			"https://github.com/ankurhanda/nyuv2-meta-data; docs/importers.md) or a CSV "
+			"of nyu_id,class40[,name] rows, or --classes 894 for the raw NYU class ids\n");
 		return -1;
 	}
 	return 0;
@@ -62,8 +62,7 @@ static int parse(int argc, char **argv, struct import_opts *o)
 			fprintf(stderr, "error: --mapping is now --class-map (classMapping40.mat or "
 					"a nyu_id,class40[,name] CSV)\n");
 			return -1;
-		}
-		else if (a[0] == '-') {
+		} else if (a[0] == '-') {
 			fprintf(stderr, "error: unknown or incomplete option '%s'\n", a);
 			return -1;
 		} else if (!o->kind) {
