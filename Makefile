@@ -10,7 +10,7 @@
 #   make fixtures        regenerate the PyTorch fixtures (needs python3-torch)
 
 CC      ?= cc
-PKGS    := libcjson hiredis sqlite3 openblas libcrypto sndfile samplerate fftw3f libpng libjpeg libcurl hdf5 libavformat libavcodec libavutil libswscale libswresample
+PKGS    := libcjson hiredis sqlite3 openblas libcrypto sndfile samplerate fftw3f libpng libjpeg libcurl hdf5 matio libavformat libavcodec libavutil libswscale libswresample
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)

@@ -3,7 +3,8 @@
  *
  * Each generator writes what the real dataset ships (CSV dialects, WAV via
  * libsndfile, PNG via libpng, the NYU .mat as HDF5 with MATLAB's dataset
- * names, dtypes, transposed shapes and 512-byte MATLAB header), small
+ * names, dtypes, transposed shapes and 512-byte MATLAB header, its
+ * splits.mat and classMapping40.mat as MATLAB v5 through libmatio), small
  * enough for a test to import in a second. Sample i draws from the stream
  * (seed, RNG_DATA, dataset number, i), so a sample does not depend on n.
  */
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include <hdf5.h>
+#include <matio.h>
 #include <sndfile.h>
 
 #include "av.h"
@@ -339,7 +341,11 @@ static int h5_write(hid_t f, const char *name, hid_t file_type, hid_t mem_type, 
 		    const hsize_t *dims, const void *data, const char *cls)
 {
 	hid_t s = H5Screate_simple(rank, dims, NULL);
-	hid_t d = H5Dcreate2(f, name, file_type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	/* no modification times in the file: the same seed gives the same bytes */
+	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	H5Pset_obj_track_times(dcpl, 0);
+	hid_t d = H5Dcreate2(f, name, file_type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	H5Pclose(dcpl);
 	int rc = d < 0 || H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ||
 			 h5_matlab_class(d, cls) ? -1 : 0;
 	if (d >= 0)
@@ -388,7 +394,7 @@ static int mat_header(const char *path)
  * nearly the wall's gray for GEN_AMBIGUOUS of the scenes; the depth (b) puts
  * it at 1.0 + 0.7 k m. A one-pixel border is unlabeled (0)
  * with no depth reading. Raw 894-class ids are written as c40 + 40 j, which
- * deploy/data/nyuv2_40class.csv (the placeholder) maps back to c40.
+ * the generator's classMapping40.mat (nyu_write_class_map) maps back to c40.
  */
 static void nyu_scene(struct rng *r, uint8_t *img, float *dep, uint16_t *lab)
 {
@@ -421,6 +427,91 @@ static void nyu_scene(struct rng *r, uint8_t *img, float *dep, uint16_t *lab)
 		}
 }
 
+/* A MATLAB v5 file as MATLAB writes one (a fixed header text, so the same
+ * seed gives the same bytes); NULL reported. */
+static mat_t *mat5_create(const char *path)
+{
+	mat_t *m = Mat_CreateVer(path, "MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: mke gen",
+				 MAT_FT_MAT5);
+	if (!m)
+		mke_error("cannot create the MATLAB v5 file '%s'", path);
+	return m;
+}
+
+/* Write the variable v (NULL: a failed create) into m, compressed with z;
+ * frees v. */
+static int mat5_put(mat_t *m, matvar_t *v, const char *path, enum matio_compression z)
+{
+	int rc = v && Mat_VarWrite(m, v, z) == 0 ? 0 : -1;
+	if (rc)
+		mke_error("cannot write variable '%s' to '%s'", v ? v->name : "?", path);
+	Mat_VarFree(v);
+	return rc;
+}
+
+/* splits.mat as the NYU toolbox ships it: MATLAB v5, trainNdxs and testNdxs
+ * double column vectors (k x 1) of 1-based indices; odd 0-based samples are
+ * test. */
+static int nyu_write_splits(const char *path, int n)
+{
+	int ntest = n / 2, ntrain = n - ntest;
+	double *tr = xmalloc((size_t)(ntrain + 1) * sizeof *tr);
+	double *te = xmalloc((size_t)(ntest + 1) * sizeof *te);
+	for (int i = 0, a = 0, b = 0; i < n; i++) {
+		if (i % 2)
+			te[b++] = i + 1;
+		else
+			tr[a++] = i + 1;
+	}
+	mat_t *m = mat5_create(path);
+	int rc = -1;
+	if (m) {
+		size_t d1[2] = {(size_t)ntrain, 1}, d2[2] = {(size_t)ntest, 1};
+		rc = mat5_put(m, Mat_VarCreate("trainNdxs", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d1, tr, 0),
+			      path, MAT_COMPRESSION_NONE) ||
+		     mat5_put(m, Mat_VarCreate("testNdxs", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d2, te, 0),
+			      path, MAT_COMPRESSION_NONE) ? -1 : 0;
+		Mat_Close(m);
+	}
+	free(tr);
+	free(te);
+	return rc;
+}
+
+/* classMapping40.mat in the official file's layout (MATLAB v5, zlib):
+ * mapClass 1x894 double, the 40-class id of each NYU class id, and
+ * className 1x40 cell of char. The generator's mapping is its own rule,
+ * NYU id k -> ((k - 1) mod 40) + 1 (so its raw ids c40 + 40 j map back to
+ * c40), NOT the official mapping; the names are the NYU-40 names. */
+static int nyu_write_class_map(const char *path)
+{
+	double v[NYU_CLASSES_RAW];
+	for (int k = 1; k <= NYU_CLASSES_RAW; k++)
+		v[k - 1] = (k - 1) % NYU_CLASSES + 1;
+	mat_t *m = mat5_create(path);
+	if (!m)
+		return -1;
+	size_t dm[2] = {1, NYU_CLASSES_RAW}, dn[2] = {1, NYU_CLASSES};
+	int rc = mat5_put(m, Mat_VarCreate("mapClass", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dm, v, 0),
+			  path, MAT_COMPRESSION_ZLIB);
+	matvar_t *cell = Mat_VarCreate("className", MAT_C_CELL, MAT_T_CELL, 2, dn, NULL, 0);
+	/* chars as UTF-16 code units, as MATLAB stores them (matio 1.5.23 cannot
+	 * read back the compressed UTF-8 cells it writes) */
+	for (int k = 1; cell && k <= NYU_CLASSES; k++) {
+		uint16_t s[32];
+		size_t ds[2] = {1, strlen(nyu40_names[k])};
+		for (size_t i = 0; i < ds[1]; i++)
+			s[i] = (unsigned char)nyu40_names[k][i];
+		Mat_VarSetCell(cell, k - 1, Mat_VarCreate(NULL, MAT_C_CHAR, MAT_T_UINT16, 2, ds, s, 0));
+	}
+	if (!rc)
+		rc = mat5_put(m, cell, path, MAT_COMPRESSION_ZLIB);
+	else
+		Mat_VarFree(cell);
+	Mat_Close(m);
+	return rc;
+}
+
 static int gen_nyuv2(const char *dir, int n, uint64_t seed)
 {
 	if (mkdir_p(dir, 0755) != 0)
@@ -437,6 +528,7 @@ static int gen_nyuv2(const char *dir, int n, uint64_t seed)
 	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 	char *mat = path_join(dir, "nyu_depth_v2_labeled.mat");
 	char *spl = path_join(dir, "splits.mat");
+	char *map = path_join(dir, "classMapping40.mat");
 	int rc = -1;
 	hid_t f = mat_create(mat);
 	if (f >= 0) {
@@ -452,36 +544,14 @@ static int gen_nyuv2(const char *dir, int n, uint64_t seed)
 		else
 			rc = mat_header(mat);
 	}
-	/* splits.mat (v7.3): odd 0-based samples are test; MATLAB's 1-based
-	 * column vectors k x 1 are 1 x k in HDF5 */
-	if (!rc && (f = mat_create(spl)) >= 0) {
-		int ntest = n / 2, ntrain = n - ntest;
-		double *tr = xmalloc((size_t)(ntrain + 1) * sizeof *tr);
-		double *te = xmalloc((size_t)(ntest + 1) * sizeof *te);
-		for (int i = 0, a = 0, b = 0; i < n; i++) {
-			if (i % 2)
-				te[b++] = i + 1;
-			else
-				tr[a++] = i + 1;
-		}
-		hsize_t d1[2] = {1, (hsize_t)ntrain}, d2[2] = {1, (hsize_t)ntest};
-		rc = h5_write(f, "trainNdxs", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d1, tr,
-			      "double") ||
-		     h5_write(f, "testNdxs", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, te, "double")
-			     ? -1 : 0;
-		if (H5Fclose(f) < 0)
-			rc = -1;
-		if (rc)
-			mke_error("cannot write '%s'", spl);
-		else
-			rc = mat_header(spl);
-		free(tr);
-		free(te);
-	} else if (!rc) {
-		rc = -1;
-	}
+	/* splits.mat: odd 0-based samples are test */
+	if (!rc)
+		rc = nyu_write_splits(spl, n);
+	if (!rc)
+		rc = nyu_write_class_map(map);
 	free(mat);
 	free(spl);
+	free(map);
 	free(img);
 	free(dep);
 	free(lab);

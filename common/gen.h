@@ -9,7 +9,9 @@
  *              same clips
  *   vggsound-mp4  the same, each clip one media/<id>_<start:06d>.mp4 (AAC
  *              audio + H.264 frames, VGGSound's own layout; common/av.h)
- *   nyuv2      nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5) and splits.mat
+ *   nyuv2      nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5), splits.mat and
+ *              classMapping40.mat (MATLAB v5, the real variables; the
+ *              mapping is the generator's own, not the official one)
  *   ravdess    Actor_XX/03-01-EE-II-SS-RR-XX.wav + 01-...png face images
  *
  * Content is learnable and multimodal in the MKE sense: the class is a

@@ -7,8 +7,10 @@
  * reader stays strict. Every importer reads its native file whole, checks
  * each row, looks for the media the row names, and writes the manifest in
  * one atomic write; rows it cannot use are reported as file:line and counted
- * in struct import_stats. NYU's .mat is read with libhdf5 one sample at a
- * time (the full file is 2.8 GB), and its PNGs written with libpng.
+ * in struct import_stats. NYU's labeled .mat is read with libhdf5 one
+ * sample at a time (the full file is 2.8 GB), its splits.mat and
+ * classMapping40.mat (MATLAB v5, or any version) with libmatio, and its PNGs
+ * written with libpng.
  */
 #include "importers.h"
 
@@ -24,6 +26,7 @@
 #include <sys/stat.h>
 
 #include <hdf5.h>
+#include <matio.h>
 #include <png.h>
 
 #include "util.h"
@@ -1058,7 +1061,188 @@ int import_ravdess(const char *dir, const char *out, struct import_stats *st)
 	return rc;
 }
 
+/* The 40 class names of the NYU-40 task (Gupta et al. 2013), line k = class
+ * k; used when a mapping gives no names (a CSV without a name column, a
+ * .mat without className) and by `mke gen nyuv2` for its className. */
+const char *const nyu40_names[NYU_CLASSES + 1] = {
+	"unlabeled", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door",
+	"window", "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain",
+	"dresser", "pillow", "mirror", "floor mat", "clothes", "ceiling", "books",
+	"refridgerator", "television", "paper", "towel", "shower curtain", "box", "whiteboard",
+	"person", "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
+	"otherfurniture", "otherprop"};
+
+/* ---- MATLAB files through matio ------------------------------------------------------ */
+
+static void matio_drop(int level, char *msg)
+{
+	(void)level;
+	(void)msg;
+}
+
+/* Open a MATLAB v4, v5 or v7.3 file read-only; matio's own log lines are
+ * dropped (failures are reported with the file, the variable and what to
+ * do). NULL, reported, when it cannot be read. */
+static mat_t *mat_open(const char *path, const char *what)
+{
+	static int quiet;
+	if (!quiet) {
+		Mat_LogInitFunc("mke", matio_drop);
+		quiet = 1;
+	}
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
+		mke_error("cannot open %s '%s': %s", what, path, strerror(errno));
+		return NULL;
+	}
+	fclose(fp);
+	mat_t *m = Mat_Open(path, MAT_ACC_RDONLY);
+	if (!m)
+		mke_error("'%s' is not a MATLAB file (v4, v5 or v7.3) that libmatio can read; "
+			  "expected %s", path, what);
+	return m;
+}
+
+/* MATLAB's name of v's class, for reports. */
+static const char *mat_class_name(const matvar_t *v)
+{
+	static const char *const n[] = {"empty", "cell", "struct", "object", "char", "sparse",
+					"double", "single", "int8", "uint8", "int16", "uint16",
+					"int32", "uint32", "int64", "uint64", "function", "opaque"};
+	return (unsigned)v->class_type < sizeof n / sizeof *n ? n[v->class_type] : "?";
+}
+
+/* Element i of a real numeric matvar as a double. */
+static double mat_elem(const matvar_t *v, size_t i)
+{
+	const void *d = v->data;
+	switch (v->class_type) {
+	case MAT_C_DOUBLE: return ((const double *)d)[i];
+	case MAT_C_SINGLE: return ((const float *)d)[i];
+	case MAT_C_INT8: return ((const int8_t *)d)[i];
+	case MAT_C_UINT8: return ((const uint8_t *)d)[i];
+	case MAT_C_INT16: return ((const int16_t *)d)[i];
+	case MAT_C_UINT16: return ((const uint16_t *)d)[i];
+	case MAT_C_INT32: return ((const int32_t *)d)[i];
+	case MAT_C_UINT32: return ((const uint32_t *)d)[i];
+	case MAT_C_INT64: return (double)((const int64_t *)d)[i];
+	case MAT_C_UINT64: return (double)((const uint64_t *)d)[i];
+	default: return NAN;
+	}
+}
+
+/* Elements of v, and whether it is a vector (every dimension but one is 1). */
+static size_t mat_count(const matvar_t *v, int *vector)
+{
+	size_t n = 1;
+	int big = 0;
+	for (int k = 0; k < v->rank; k++) {
+		n *= v->dims[k];
+		big += v->dims[k] != 1;
+	}
+	*vector = big <= 1;
+	return v->rank > 0 ? n : 0;
+}
+
+/* The variable `name` of m, a real numeric vector, as *n doubles (caller
+ * frees *out). Reports name the file, the variable and, with hint, what the
+ * file should hold. */
+static int mat_vector(mat_t *m, const char *file, const char *name, const char *hint,
+		      double **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	matvar_t *v = Mat_VarRead(m, name);
+	if (!v)
+		return mke_error("'%s': no variable '%s'; %s", file, name, hint);
+	int vec, rc = 0;
+	size_t k = mat_count(v, &vec);
+	if (v->class_type < MAT_C_DOUBLE || v->class_type > MAT_C_UINT64 || v->isComplex ||
+	    (k && !v->data)) {
+		rc = mke_error("'%s': variable '%s' is a %s%s array, not real numbers; %s", file,
+			       name, v->isComplex ? "complex " : "", mat_class_name(v), hint);
+	} else if (!vec) {
+		rc = mke_error("'%s': variable '%s' is %zux%zu%s, not a vector; %s", file, name,
+			       v->dims[0], v->rank > 1 ? v->dims[1] : (size_t)1,
+			       v->rank > 2 ? "x..." : "", hint);
+	} else {
+		*out = xmalloc((k ? k : 1) * sizeof **out);
+		for (size_t i = 0; i < k; i++)
+			(*out)[i] = mat_elem(v, i);
+		*n = k;
+	}
+	Mat_VarFree(v);
+	return rc;
+}
+
+/* A MATLAB char array as a NUL-terminated UTF-8 string (UTF-16 code units
+ * encoded; a surrogate pair becomes '?'). NULL when v is not a char array. */
+static char *mat_string(const matvar_t *v)
+{
+	int vec;
+	if (!v)
+		return NULL;
+	size_t n = mat_count(v, &vec);
+	if (v->class_type != MAT_C_CHAR || (n && !v->data))
+		return NULL;
+	struct sbuf b = {0};
+	sbuf_puts(&b, "");
+	for (size_t i = 0; i < n; i++) {
+		unsigned c = v->data_size == 1 ? ((const uint8_t *)v->data)[i]
+			   : v->data_size == 2 ? ((const uint16_t *)v->data)[i]
+			   : ((const uint32_t *)v->data)[i];
+		if (v->data_size == 1 || c < 0x80) {
+			sbuf_printf(&b, "%c", (char)c);
+		} else if (c < 0x800) {
+			sbuf_printf(&b, "%c%c", (char)(0xc0 | c >> 6), (char)(0x80 | (c & 63)));
+		} else if (c >= 0xd800 && c < 0xe000) {
+			sbuf_puts(&b, "?");
+		} else {
+			sbuf_printf(&b, "%c%c%c", (char)(0xe0 | c >> 12), (char)(0x80 | (c >> 6 & 63)),
+				    (char)(0x80 | (c & 63)));
+		}
+	}
+	return b.p;
+}
+
+/* The cell array `name` of m holding n strings into names[1..n] (owned).
+ * 1 when it is absent, 0 when read, -1 reported. */
+static int mat_strings(mat_t *m, const char *file, const char *name, int n, char **names,
+		       const char *hint)
+{
+	matvar_t *v = Mat_VarRead(m, name);
+	if (!v)
+		return 1;
+	int vec, rc = 0;
+	size_t k = mat_count(v, &vec);
+	if (v->class_type != MAT_C_CELL || !vec || k != (size_t)n) {
+		rc = mke_error("'%s': variable '%s' is a %s with %zu elements, expected a cell "
+			       "array of %d strings; %s", file, name, mat_class_name(v), k, n, hint);
+	}
+	for (int i = 0; !rc && i < n; i++) {
+		char *s = mat_string(Mat_VarGetCell(v, i));
+		if (!s || !*s || strpbrk(s, "\r\n")) {
+			rc = mke_error("'%s': %s{%d} is %s; %s", file, name, i + 1,
+				       !s ? "not a string" : *s ? "a name with a line break"
+							     : "an empty name", hint);
+			free(s);
+		} else {
+			names[i + 1] = s;
+		}
+	}
+	Mat_VarFree(v);
+	return rc;
+}
+
 /* ---- NYU Depth V2 ------------------------------------------------------------------- */
+
+#define NYU_MAP_HINT                                                                      \
+	"the official classMapping40.mat (Gupta et al., CVPR 2013) holds mapClass (1x894, "   \
+	"the 40-class id of each NYU class id) and className (1x40 cell); docs/importers.md " \
+	"says where to get it"
+#define NYU_SPLIT_HINT                                                                 \
+	"the NYU Depth V2 toolbox's splits.mat holds trainNdxs (795x1) and testNdxs (654x1), " \
+	"1-based image indices; docs/importers.md"
 
 int nyu_default_is_test(int i, int n)
 {
@@ -1068,48 +1252,197 @@ int nyu_default_is_test(int i, int n)
 	return (long long)(i + 1) * ntest / n > (long long)i * ntest / n;
 }
 
-int nyu_mapping_load(const char *path, uint16_t map[NYU_CLASSES_RAW + 1])
+void nyu_class_map_release(struct nyu_class_map *cm)
+{
+	for (int k = 0; k <= NYU_CLASSES_RAW; k++)
+		free(cm->names[k]);
+	memset(cm, 0, sizeof *cm);
+}
+
+/* Classes without a name from the mapping get the NYU-40 names. */
+static void nyu_default_names(struct nyu_class_map *cm)
+{
+	for (int k = 0; k <= NYU_CLASSES; k++)
+		if (!cm->names[k])
+			cm->names[k] = xstrdup(nyu40_names[k]);
+}
+
+/* mapClass and className of classMapping40.mat (any MATLAB version). */
+static int nyu_map_mat(struct nyu_class_map *cm, const char *path)
+{
+	mat_t *m = mat_open(path, "classMapping40.mat (" NYU_MAP_HINT ")");
+	if (!m)
+		return -1;
+	double *v = NULL;
+	size_t n = 0;
+	int rc = mat_vector(m, path, "mapClass", NYU_MAP_HINT, &v, &n);
+	if (!rc && n != NYU_CLASSES_RAW)
+		rc = mke_error("'%s': mapClass has %zu values, expected %d (one per NYU class id "
+			       "1..%d); is this the 894-class NYU Depth V2 mapping? %s", path, n,
+			       NYU_CLASSES_RAW, NYU_CLASSES_RAW, NYU_MAP_HINT);
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (!(v[i] >= 1 && v[i] <= NYU_CLASSES) || v[i] != floor(v[i]))
+			rc = mke_error("'%s': mapClass(%zu) = %g, not a 40-class id in 1..%d; the "
+				       "file is damaged or not the 40-class mapping (%s)", path,
+				       i + 1, v[i], NYU_CLASSES, NYU_MAP_HINT);
+		else
+			cm->map[i + 1] = (uint16_t)v[i];
+	}
+	free(v);
+	if (!rc) {
+		int got = mat_strings(m, path, "className", NYU_CLASSES, cm->names, NYU_MAP_HINT);
+		if (got < 0)
+			rc = -1;
+		else if (got > 0)
+			mke_warn("'%s': no className; the classes get the NYU-40 names", path);
+	}
+	Mat_Close(m);
+	return rc;
+}
+
+/* The text form: `nyu_id,class40[,name]` rows, # comments and a header
+ * allowed; every id 1..894 once (0, if present, maps to 0). */
+static int nyu_map_csv(struct nyu_class_map *cm, const char *path)
 {
 	size_t len;
 	char *text = read_file(path, &len);
 	if (!text)
-		return mke_error("the NYU 894->40 class table '%s' cannot be read (give --mapping "
-				 "FILE; deploy/data/nyuv2_40class.csv)", path);
+		return mke_error("cannot read the NYU class mapping '%s'", path);
 	struct csv_in r;
 	csv_in_init(&r, path, text, len, 1, 1);
-	int seen[NYU_CLASSES_RAW + 1] = {0};
-	int got, rc = 0, header = 1;
-	while ((got = csv_in_next(&r)) != 0) {
+	unsigned char seen[NYU_CLASSES_RAW + 1] = {0};
+	int got, rc = 0, first = 1;
+	while (!rc && (got = csv_in_next(&r)) != 0) {
 		if (got < 0) {
 			rc = -1;
 			break;
 		}
-		if (header) {
-			header = 0;
-			if (r.nf == 2 && !isdigit((unsigned char)r.f[0][0]))
-				continue;
+		if (first && r.nf >= 1 && !isdigit((unsigned char)r.f[0][0])) {
+			first = 0;   /* a header */
+			continue;
 		}
+		first = 0;
 		long a, b;
-		if (r.nf != 2 || parse_long(r.f[0], &a) != 0 || parse_long(r.f[1], &b) != 0 ||
-		    a < 0 || a > NYU_CLASSES_RAW || b < 0 || b > NYU_CLASSES) {
-			rc = mke_error("'%s' line %d: expected 'nyu894,nyu40' with 0..%d and 0..%d",
-				       path, r.rec_line, NYU_CLASSES_RAW, NYU_CLASSES);
-			break;
+		if ((r.nf != 2 && r.nf != 3) || parse_long(r.f[0], &a) != 0 ||
+		    parse_long(r.f[1], &b) != 0 || a < 0 || a > NYU_CLASSES_RAW ||
+		    b < (a ? 1 : 0) || b > (a ? NYU_CLASSES : 0)) {
+			rc = mke_error("'%s' line %d: expected 'nyu_id,class40[,name]' with nyu_id "
+				       "in 1..%d and class40 in 1..%d (or the row 0,0)", path,
+				       r.rec_line, NYU_CLASSES_RAW, NYU_CLASSES);
+		} else if (seen[a]++) {
+			rc = mke_error("'%s' line %d: NYU class %ld is mapped twice", path,
+				       r.rec_line, a);
+		} else if (r.nf == 3 && b > 0 && r.f[2][0]) {
+			if (!cm->names[b])
+				cm->names[b] = xstrdup(r.f[2]);
+			else if (strcmp(cm->names[b], r.f[2]) != 0)
+				rc = mke_error("'%s' line %d: class %ld is named '%s' here and '%s' "
+					       "earlier", path, r.rec_line, b, r.f[2],
+					       cm->names[b]);
 		}
-		if (seen[a]++) {
-			rc = mke_error("'%s' line %d: class %ld is mapped twice", path, r.rec_line, a);
-			break;
-		}
-		map[a] = (uint16_t)b;
+		if (!rc)
+			cm->map[a] = (uint16_t)b;
 	}
-	for (int k = 0; !rc && k <= NYU_CLASSES_RAW; k++)
+	for (int k = 1; !rc && k <= NYU_CLASSES_RAW; k++)
 		if (!seen[k])
-			rc = mke_error("'%s': class %d has no mapping", path, k);
-	if (!rc && map[0] != 0)
-		rc = mke_error("'%s': class 0 (unlabeled) must map to 0", path);
+			rc = mke_error("'%s': NYU class %d has no row; the mapping needs one row "
+				       "per id 1..%d", path, k, NYU_CLASSES_RAW);
 	csv_in_release(&r);
 	free(text);
 	return rc ? -1 : 0;
+}
+
+int nyu_class_map_load(struct nyu_class_map *cm, const char *path)
+{
+	memset(cm, 0, sizeof *cm);
+	cm->nclasses = NYU_CLASSES;
+	char head[20] = {0};
+	FILE *fp = fopen(path, "rb");
+	if (!fp)
+		return mke_error("cannot open the NYU class mapping '%s': %s (%s)", path,
+				 strerror(errno), NYU_MAP_HINT);
+	size_t got = fread(head, 1, sizeof head - 1, fp);
+	fclose(fp);
+	size_t len = strlen(path);
+	int mat = (got >= 6 && memcmp(head, "MATLAB", 6) == 0) ||
+		  (len > 4 && strcmp(path + len - 4, ".mat") == 0);
+	int rc = mat ? nyu_map_mat(cm, path) : nyu_map_csv(cm, path);
+	if (rc == 0)
+		nyu_default_names(cm);
+	else
+		nyu_class_map_release(cm);
+	return rc;
+}
+
+/* Raw labels: class k is NYU id k, named from the labeled .mat's `names`
+ * (894x1 cell) when matio can read it, else "nyu_K". */
+static void nyu_class_map_raw(struct nyu_class_map *cm, const char *mat)
+{
+	memset(cm, 0, sizeof *cm);
+	cm->nclasses = NYU_CLASSES_RAW;
+	for (int k = 0; k <= NYU_CLASSES_RAW; k++)
+		cm->map[k] = (uint16_t)k;
+	cm->names[0] = xstrdup("unlabeled");
+	mat_t *m = Mat_Open(mat, MAT_ACC_RDONLY);
+	matvar_t *v = m ? Mat_VarRead(m, "names") : NULL;
+	int vec, ok = v && v->class_type == MAT_C_CELL &&
+		      mat_count(v, &vec) == NYU_CLASSES_RAW && vec;
+	for (int k = 1; ok && k <= NYU_CLASSES_RAW; k++) {
+		char *s = mat_string(Mat_VarGetCell(v, k - 1));
+		ok = s && *s && !strpbrk(s, "\r\n");
+		cm->names[k] = s;
+	}
+	Mat_VarFree(v);
+	if (m)
+		Mat_Close(m);
+	if (!ok) {
+		mke_warn("'%s': no readable 'names' (894 strings); raw class k is named nyu_k",
+			 mat);
+		for (int k = 1; k <= NYU_CLASSES_RAW; k++) {
+			free(cm->names[k]);
+			cm->names[k] = xasprintf("nyu_%d", k);
+		}
+	}
+}
+
+/* split[i] = 1 train, 2 test, 0 neither, from splits.mat (1-based indices
+ * into the n images of mat). */
+static int nyu_splits_load(const char *path, const char *mat, int n, unsigned char *split)
+{
+	mat_t *m = mat_open(path, "splits.mat (" NYU_SPLIT_HINT ")");
+	if (!m)
+		return -1;
+	static const char *const names[2] = {"trainNdxs", "testNdxs"};
+	int rc = 0;
+	memset(split, 0, (size_t)n);
+	for (int s = 0; s < 2 && !rc; s++) {
+		double *v = NULL;
+		size_t k = 0;
+		rc = mat_vector(m, path, names[s], NYU_SPLIT_HINT, &v, &k);
+		for (size_t j = 0; j < k && !rc; j++) {
+			double x = v[j];
+			if (!(x >= 1 && x <= n) || x != floor(x))
+				rc = mke_error("'%s': %s(%zu) = %g is not an image index in 1..%d "
+					       "('%s' has %d images); use the splits.mat that goes "
+					       "with this labeled .mat", path, names[s], j + 1, x, n,
+					       mat, n);
+			else if (split[(int)x - 1])
+				rc = mke_error("'%s': image %d is listed twice (in %s and %s); "
+					       "the file is damaged", path, (int)x,
+					       names[split[(int)x - 1] - 1], names[s]);
+			else
+				split[(int)x - 1] = (unsigned char)(s + 1);
+		}
+		free(v);
+	}
+	Mat_Close(m);
+	int neither = 0;
+	for (int i = 0; !rc && i < n; i++)
+		neither += !split[i];
+	if (neither)
+		mke_warn("'%s': %d of the %d images are in neither trainNdxs nor testNdxs; their "
+			 "split cell is empty", path, neither, n);
+	return rc;
 }
 
 /* HDF5 reports go through mke_error; its own error stack printing is off. */
@@ -1169,91 +1502,28 @@ static int h5var_read(struct h5var *v, hsize_t i, hid_t mem_type, void *buf, con
 	return rc;
 }
 
-/* Every number of one dataset as doubles (splits.mat's trainNdxs). */
-static int h5_read_all(hid_t f, const char *file, const char *name, double **out, size_t *n)
-{
-	if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
-		return mke_error("'%s': no dataset '%s'", file, name);
-	hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-	if (d < 0)
-		return mke_error("'%s': cannot open dataset '%s'", file, name);
-	hid_t s = H5Dget_space(d);
-	hssize_t k = H5Sget_simple_extent_npoints(s);
-	int rc = 0;
-	*out = NULL;
-	*n = 0;
-	if (k < 0 || k > 100000000) {
-		rc = mke_error("'%s': dataset '%s' has a bad size", file, name);
-	} else {
-		*out = xmalloc((size_t)(k ? k : 1) * sizeof **out);
-		*n = (size_t)k;
-		if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
-			rc = mke_error("'%s': cannot read '%s' as numbers", file, name);
-			free(*out);
-			*out = NULL;
-		}
-	}
-	H5Sclose(s);
-	H5Dclose(d);
-	return rc;
-}
-
-/* split[i] = 1 train, 2 test, 0 neither, from splits.mat (1-based indices). */
-static int nyu_splits_load(const char *path, int n, unsigned char *split)
-{
-	FILE *fp = fopen(path, "rb");
-	if (!fp)
-		return mke_error("cannot open '%s': %s", path, strerror(errno));
-	char head[20] = {0};
-	size_t got = fread(head, 1, sizeof head - 1, fp);
-	fclose(fp);
-	if (got >= 10 && memcmp(head, "MATLAB 5.0", 10) == 0 && H5Fis_hdf5(path) <= 0)
-		return mke_error("'%s' is a MATLAB v5 file; mke reads v7.3 (HDF5): re-save it "
-				 "with `save -v7.3` in MATLAB, or with scipy.io.loadmat + h5py "
-				 "(docs/importers.md)", path);
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	if (f < 0)
-		return mke_error("'%s' is not an HDF5 (MATLAB v7.3) file", path);
-	static const char *const names[2] = {"trainNdxs", "testNdxs"};
-	int rc = 0;
-	memset(split, 0, (size_t)n);
-	for (int s = 0; s < 2 && !rc; s++) {
-		double *v = NULL;
-		size_t k = 0;
-		if (h5_read_all(f, path, names[s], &v, &k) != 0) {
-			rc = -1;
-			break;
-		}
-		for (size_t j = 0; j < k && !rc; j++) {
-			double x = v[j];
-			if (x != floor(x) || x < 1 || x > n)
-				rc = mke_error("'%s': %s holds %g, not an index in 1..%d", path,
-					       names[s], x, n);
-			else if (split[(int)x - 1])
-				rc = mke_error("'%s': sample %d is listed twice", path, (int)x);
-			else
-				split[(int)x - 1] = (unsigned char)(s + 1);
-		}
-		free(v);
-	}
-	H5Fclose(f);
-	return rc;
-}
-
-int import_nyuv2(const char *mat, const char *splits_mat, const char *mapping,
+int import_nyuv2(const char *mat, const char *splits_mat, const char *class_map,
 		 const char *out_dir, struct import_stats *st)
 {
 	memset(st, 0, sizeof *st);
-	st->classes = NYU_CLASSES;
-	uint16_t map[NYU_CLASSES_RAW + 1];
-	if (nyu_mapping_load(mapping, map) != 0)
-		return -1;
 	h5_quiet();
 	if (H5Fis_hdf5(mat) <= 0)
-		return mke_error("'%s' is not a MATLAB v7.3 (HDF5) file", mat);
+		return mke_error("'%s' is not a MATLAB v7.3 (HDF5) file; expected "
+				 "nyu_depth_v2_labeled.mat", mat);
+	struct nyu_class_map cm;
+	if (class_map) {
+		if (nyu_class_map_load(&cm, class_map) != 0)
+			return -1;
+	} else {
+		nyu_class_map_raw(&cm, mat);
+	}
+	st->classes = cm.nclasses;
+	const uint16_t *map = cm.map;
 	hid_t f = H5Fopen(mat, H5F_ACC_RDONLY, H5P_DEFAULT);
-	if (f < 0)
+	if (f < 0) {
+		nyu_class_map_release(&cm);
 		return mke_error("cannot open '%s' with libhdf5", mat);
+	}
 	struct h5var im, dp, lb;
 	int rc = -1;
 	unsigned char *split = NULL;
@@ -1283,7 +1553,7 @@ int import_nyuv2(const char *mat, const char *splits_mat, const char *mapping,
 	}
 	split = xmalloc((size_t)n);
 	if (splits_mat) {
-		if (nyu_splits_load(splits_mat, (int)n, split) != 0)
+		if (nyu_splits_load(splits_mat, mat, (int)n, split) != 0)
 			goto out;
 	} else {
 		for (hsize_t i = 0; i < n; i++)
@@ -1350,24 +1620,16 @@ int import_nyuv2(const char *mat, const char *splits_mat, const char *mapping,
 			 nbadlab, NYU_CLASSES_RAW);
 	char *mp = path_join(out_dir, "manifest.csv");
 	rc = write_text(mp, &b);
-	if (!rc) {
-		/* line k names label value k; 0 is unlabeled (the ignore label) */
-		static const char *const names[NYU_CLASSES + 1] = {
-			"unlabeled", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table",
-			"door", "window", "bookshelf", "picture", "counter", "blinds", "desk",
-			"shelves", "curtain", "dresser", "pillow", "mirror", "floor mat", "clothes",
-			"ceiling", "books", "refridgerator", "television", "paper", "towel",
-			"shower curtain", "box", "whiteboard", "person", "night stand", "toilet",
-			"sink", "lamp", "bathtub", "bag", "otherstructure", "otherfurniture",
-			"otherprop"};
-		rc = write_classes(mp, (char **)names, NYU_CLASSES + 1);
-	}
+	/* line k names label value k; 0 is unlabeled (the ignore label) */
+	if (!rc)
+		rc = write_classes(mp, cm.names, cm.nclasses + 1);
 	free(mp);
 out:
 	h5var_close(&im);
 	h5var_close(&dp);
 	h5var_close(&lb);
 	H5Fclose(f);
+	nyu_class_map_release(&cm);
 	free(split);
 	free(rgb_in);
 	free(rgb);

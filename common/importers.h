@@ -7,7 +7,8 @@
  *   AudioSet   segment CSVs (# comments, YTID, start, end, "mid,mid")
  *              + class_labels_indices.csv (index,mid,display_name)
  *   NYU V2     nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5) -> rgb/, depth/,
- *              label/ PNGs with the 894 -> 40 class mapping, 795/654 split
+ *              label/ PNGs with the 894 -> 40 class mapping of
+ *              classMapping40.mat and the 795/654 split of splits.mat
  *   RAVDESS    MM-VV-EE-II-SS-RR-AA.ext file names: audio-only WAVs paired
  *              with a face image of the same recording
  *
@@ -114,9 +115,11 @@ int import_audioset(const char *segments, const char *labels_csv, const char *me
 		    const char *split, const char *out, struct import_stats *st);
 
 /* NYU Depth V2: labeled .mat (HDF5) -> out_dir/{rgb,depth,label}/NNNN.png and
- * out_dir/manifest.csv (id,split,rgb,depth,labelmap). splits_mat may be NULL
- * (then nyu_default_split); mapping is the 894->40 table (CSV nyu894,nyu40). */
-int import_nyuv2(const char *mat, const char *splits_mat, const char *mapping,
+ * out_dir/manifest.csv (id,split,rgb,depth,labelmap), class names in
+ * manifest.csv.classes.txt. splits_mat (trainNdxs/testNdxs, MATLAB v4/v5/
+ * v7.3) may be NULL: then nyu_default_is_test. class_map is the 894 -> 40
+ * mapping (nyu_class_map_load); NULL writes the raw 894-class ids. */
+int import_nyuv2(const char *mat, const char *splits_mat, const char *class_map,
 		 const char *out_dir, struct import_stats *st);
 
 /* RAVDESS: every audio-only WAV under dir (recursively) paired with its face
@@ -137,9 +140,22 @@ const char *ravdess_split(int actor);
 
 #define NYU_CLASSES_RAW 894
 #define NYU_CLASSES 40
-/* Read the 894 -> 40 table: map[k] for k in 0..894 (0 -> 0, unlabeled).
- * Every k must appear once with a value in 0..40. */
-int nyu_mapping_load(const char *path, uint16_t map[NYU_CLASSES_RAW + 1]);
+/* The NYU-40 class names; [0] is "unlabeled". */
+extern const char *const nyu40_names[NYU_CLASSES + 1];
+
+/* NYU class id (0..894) -> the class written to the label PNGs. */
+struct nyu_class_map {
+	int nclasses;                       /* 40, or 894 for raw labels */
+	uint16_t map[NYU_CLASSES_RAW + 1];  /* map[0] = 0: unlabeled, the ignore label */
+	char *names[NYU_CLASSES_RAW + 1];   /* names[0..nclasses], owned */
+};
+/* Load the 894 -> 40 mapping from path: classMapping40.mat (a MATLAB file,
+ * any version, with mapClass 1x894 of values 1..40 and className 1x40 cell;
+ * told apart by its MATLAB header or a .mat name) or a CSV of
+ * `nyu_id,class40[,name]` rows (every id 1..894 once). Names the mapping
+ * does not give are nyu40_names. */
+int nyu_class_map_load(struct nyu_class_map *cm, const char *path);
+void nyu_class_map_release(struct nyu_class_map *cm);
 /* Without splits.mat: 1 when sample i of n is a test sample. Spreads
  * round(n * 654 / 1449) test samples evenly (exactly 654 of 1449). */
 int nyu_default_is_test(int i, int n);

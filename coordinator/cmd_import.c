@@ -3,38 +3,41 @@
  * an mke manifest (common/importers.h, docs/importers.md). One handler for
  * the four kinds; each kind's options are checked up front.
  */
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cmd.h"
 #include "importers.h"
 #include "util.h"
 
 struct import_opts {
-	const char *kind, *input, *media, *labels, *split, *splits, *mapping, *out;
+	const char *kind, *input, *media, *labels, *split, *splits, *class_map, *classes, *out;
 };
 
-/* deploy/data/nyuv2_40class.csv: under the working directory, else beside
- * the binary's checkout (bin/mke -> ../deploy/data). */
-static const char *default_mapping(void)
+/* nyuv2's classes: --class-map FILE (the 40-class task, --classes 40 or no
+ * --classes) or --classes 894 (raw NYU ids, no mapping); nothing is guessed. */
+static int nyu_classes(const struct import_opts *o)
 {
-	static const char rel[] = "deploy/data/nyuv2_40class.csv";
-	static char buf[PATH_MAX + sizeof rel + 8];
-	if (access(rel, R_OK) == 0)
-		return rel;
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0)
-		return rel;
-	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
-	if (!slash)
-		return rel;
-	*slash = '\0';
-	snprintf(buf, sizeof buf, "%s/../%s", exe, rel);
-	return access(buf, R_OK) == 0 ? buf : rel;
+	int c40 = !o->classes || strcmp(o->classes, "40") == 0;
+	if (!c40 && strcmp(o->classes, "894") != 0) {
+		fprintf(stderr, "error: --classes is 40 (with --class-map) or 894 (raw NYU ids)\n");
+		return -1;
+	}
+	if (!c40 && o->class_map) {
+		fprintf(stderr, "error: --classes 894 keeps the raw NYU class ids; it takes no "
+				"--class-map\n");
+		return -1;
+	}
+	if (c40 && !o->class_map) {
+		fprintf(stderr,
+			"error: nyuv2's 40-class task needs the official 894 -> 40 mapping: give "
+			"--class-map classMapping40.mat (mapClass and className, Gupta et al., CVPR "
+			"2013; from the nyuv2-meta-data repository, "
+			"https://github.com/ankurhanda/nyuv2-meta-data; docs/importers.md) or a CSV "
+			"of nyu_id,class40[,name] rows, or --classes 894 for the raw NYU class ids\n");
+		return -1;
+	}
+	return 0;
 }
 
 static int parse(int argc, char **argv, struct import_opts *o)
@@ -51,9 +54,15 @@ static int parse(int argc, char **argv, struct import_opts *o)
 			o->labels = argv[++i];
 		else if (strcmp(a, "--split") == 0 && has)
 			o->split = argv[++i];
-		else if (strcmp(a, "--mapping") == 0 && has)
-			o->mapping = argv[++i];
-		else if (a[0] == '-') {
+		else if (strcmp(a, "--class-map") == 0 && has)
+			o->class_map = argv[++i];
+		else if (strcmp(a, "--classes") == 0 && has)
+			o->classes = argv[++i];
+		else if (strcmp(a, "--mapping") == 0) {
+			fprintf(stderr, "error: --mapping is now --class-map (classMapping40.mat or "
+					"a nyu_id,class40[,name] CSV)\n");
+			return -1;
+		} else if (a[0] == '-') {
 			fprintf(stderr, "error: unknown or incomplete option '%s'\n", a);
 			return -1;
 		} else if (!o->kind) {
@@ -97,15 +106,14 @@ static int parse(int argc, char **argv, struct import_opts *o)
 				"(splits.mat)\n");
 		return -1;
 	}
-	if (o->mapping && !nyu) {
-		fprintf(stderr, "error: --mapping is for nyuv2\n");
+	if ((o->class_map || o->classes) && !nyu) {
+		fprintf(stderr, "error: --class-map and --classes are for nyuv2\n");
 		return -1;
 	}
 	if (nyu) {
 		o->splits = o->split;
 		o->split = NULL;
-		if (!o->mapping)
-			o->mapping = default_mapping();
+		return nyu_classes(o);
 	}
 	return 0;
 }
@@ -124,7 +132,7 @@ int cmd_import(int argc, char **argv)
 	else if (strcmp(o.kind, "audioset") == 0)
 		rc = import_audioset(o.input, o.labels, o.media, o.split, o.out, &st);
 	else if (strcmp(o.kind, "nyuv2") == 0)
-		rc = import_nyuv2(o.input, o.splits, o.mapping, o.out, &st);
+		rc = import_nyuv2(o.input, o.splits, o.class_map, o.out, &st);
 	else
 		rc = import_ravdess(o.input, o.out, &st);
 	if (rc != 0)

@@ -144,23 +144,26 @@ const struct cmd mke_commands[] = {
 	 "       mke import audioset SEGMENTS.csv --labels class_labels_indices.csv\n"
 	 "                           --media DIR [--split NAME] -o MANIFEST\n"
 	 "       mke import nyuv2 nyu_depth_v2_labeled.mat [--split splits.mat]\n"
-	 "                        [--mapping nyuv2_40class.csv] -o DIR\n"
+	 "                        --class-map classMapping40.mat | --classes 894 -o DIR\n"
 	 "       mke import ravdess DIR -o MANIFEST\n"
 	 "\n"
 	 "Writes a manifest (id,label,split,<modality paths>) and MANIFEST.classes.txt\n"
 	 "(line k names class k). Clips are <id>_<start:06d>.wav in --media (a frame\n"
 	 "folder of the same name becomes a frames column). Rows whose media are\n"
 	 "missing, or that are malformed, are reported as file:line and skipped.\n"
-	 "nyuv2 writes DIR/{rgb,depth,label}/NNNN.png and DIR/manifest.csv. See\n"
-	 "docs/importers.md.\n"},
+	 "nyuv2 writes DIR/{rgb,depth,label}/NNNN.png and DIR/manifest.csv: the labels\n"
+	 "mapped to the 40 classes by --class-map (the official classMapping40.mat,\n"
+	 "MATLAB v4/v5/v7.3, or a nyu_id,class40[,name] CSV), or the raw NYU ids with\n"
+	 "--classes 894; splits.mat (trainNdxs/testNdxs, any MATLAB version) gives the\n"
+	 "795/654 split. See docs/importers.md.\n"},
 	{"gen", cmd_gen, "write a small synthetic dataset in a real dataset's native format",
 	 "usage: mke gen twomoon|vggsound|vggsound-mp4|nyuv2|ravdess -o DIR [--n N] [--seed S]\n"
 	 "\n"
 	 "Learnable data in the MKE setting (modality a faint for 35% of the samples,\n"
 	 "modality b clear), in the files 'mke import' reads: vggsound.csv + WAVs and\n"
 	 "frame folders or MP4 clips (+ AudioSet CSVs), the NYU labeled .mat (HDF5) +\n"
-	 "splits.mat, RAVDESS-named WAVs and face PNGs, or TwoMoon manifests. Same seed,\n"
-	 "same bytes. See docs/importers.md.\n"},
+	 "splits.mat and classMapping40.mat (MATLAB v5), RAVDESS-named WAVs and face\n"
+	 "PNGs, or TwoMoon manifests. Same seed, same bytes. See docs/importers.md.\n"},
 	{"help", cmd_help, "show help for mke or one command", "usage: mke help [COMMAND]\n"},
 	{NULL, NULL, NULL, NULL},
 };

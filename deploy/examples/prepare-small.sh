@@ -1,7 +1,8 @@
 #!/bin/sh
 # prepare-small.sh KIND DIR [N]: the small version of an example, in the
 # dataset's native format. `mke gen` writes KIND's files (RAVDESS WAVs and face
-# PNGs; the NYU Depth V2 .mat (HDF5) and splits.mat; VGGSound MP4 clips, H.264
+# PNGs; the NYU Depth V2 .mat (HDF5), splits.mat and classMapping40.mat (MATLAB
+# v5; the generator's own 894 -> 40 mapping, not the official one); VGGSound MP4 clips, H.264
 # video + AAC audio, and vggsound.csv), `mke import` turns them into a
 # manifest, and `mke split` cuts it into the labeled / unlabeled / test
 # manifests deploy/examples/KIND-small.json reads from DIR:
@@ -24,7 +25,7 @@ ravdess)
 nyuv2)
 	"$MKE" gen nyuv2 -o "$DIR/raw" --n "${3:-240}" --seed 7
 	"$MKE" import nyuv2 "$DIR/raw/nyu_depth_v2_labeled.mat" --split "$DIR/raw/splits.mat" \
-		--mapping "$(dirname "$0")/../data/nyuv2_40class.csv" -o "$DIR/nyu"
+		--class-map "$DIR/raw/classMapping40.mat" -o "$DIR/nyu"
 	"$MKE" split "$DIR/nyu/manifest.csv" --labeled 0.1 --seed 7
 	;;
 vggsound)

@@ -107,16 +107,59 @@ ok "audioset"
 # ---- nyuv2 ------------------------------------------------------------------------------
 "$MKE" gen nyuv2 -o "$D/nyu" --n 10 --seed 4 >/dev/null || fail "gen nyuv2"
 head -c 10 "$D/nyu/nyu_depth_v2_labeled.mat" | grep -q 'MATLAB 7.3' || fail "nyuv2: no MATLAB 7.3 header"
-"$MKE" import nyuv2 "$D/nyu/nyu_depth_v2_labeled.mat" --split "$D/nyu/splits.mat" -o "$D/nyu_out" \
-	>/dev/null 2>"$T/imp.err" || { cat "$T/imp.err"; fail "import nyuv2"; }
+"$MKE" gen nyuv2 -o "$D/nyu_again" --n 10 --seed 4 >/dev/null || fail "gen nyuv2 again"
+for f in splits classMapping40; do
+	head -c 19 "$D/nyu/$f.mat" | grep -q 'MATLAB 5.0 MAT-file' || fail "nyuv2: $f.mat is not MATLAB v5"
+done
+for f in nyu_depth_v2_labeled splits classMapping40; do
+	cmp -s "$D/nyu/$f.mat" "$D/nyu_again/$f.mat" || fail "nyuv2: $f.mat differs for the same seed"
+done
+# the generated v5 files as scipy reads them: the real names, shapes, dtypes
+if /usr/bin/python3 -c 'import scipy.io' 2>/dev/null; then
+	/usr/bin/python3 - "$D/nyu" <<'PYEOF' || fail "nyuv2: scipy.io.loadmat of splits.mat / classMapping40.mat"
+import sys, numpy as np, scipy.io as sio
+d = sys.argv[1]
+s = sio.loadmat(d + "/splits.mat")
+assert s["trainNdxs"].shape == (5, 1) and s["trainNdxs"].dtype == np.float64, s["trainNdxs"]
+assert s["testNdxs"].shape == (5, 1) and s["testNdxs"].dtype == np.float64, s["testNdxs"]
+assert list(s["testNdxs"].ravel()) == [2, 4, 6, 8, 10], s["testNdxs"]
+m = sio.loadmat(d + "/classMapping40.mat")
+mc, cn = m["mapClass"], m["className"]
+assert mc.shape == (1, 894) and mc.dtype == np.float64, (mc.shape, mc.dtype)
+assert mc.min() == 1 and mc.max() == 40 and (mc == np.round(mc)).all()
+assert cn.shape == (1, 40) and cn.dtype == object, (cn.shape, cn.dtype)
+assert [str(x[0]) for x in cn[0, :3]] == ["wall", "floor", "cabinet"], cn[0, :3]
+PYEOF
+	ok "nyuv2: scipy reads the v5 splits.mat and classMapping40.mat"
+else
+	echo "skip: nyuv2 scipy check (no python3-scipy)"
+fi
+IMP="$D/nyu/nyu_depth_v2_labeled.mat"
+"$MKE" import nyuv2 "$IMP" --split "$D/nyu/splits.mat" --class-map "$D/nyu/classMapping40.mat" \
+	-o "$D/nyu_out" >/dev/null 2>"$T/imp.err" || { cat "$T/imp.err"; fail "import nyuv2"; }
 M="$D/nyu_out/manifest.csv"
 [ "$(rows "$M")" = 10 ] || fail "nyuv2: 10 rows"
 [ "$(grep -c ',test,' "$M")" = 5 ] || fail "nyuv2: splits.mat's 5 test samples"
 for k in rgb depth label; do [ -f "$D/nyu_out/$k/0009.png" ] || fail "nyuv2: no $k/0009.png"; done
+[ "$(wc -l <"$M.classes.txt")" = 41 ] && [ "$(sed -n 2p "$M.classes.txt")" = wall ] || fail "nyuv2: className's 40 names"
 cfg "$T/nyu.json" "$M" 41 '"a": {"column": "rgb", "kind": "image", "channels": 3}, "b": {"column": "depth", "kind": "depth"}'
 shard_all "$M" "$T/nyu.json" 10
-"$MKE" import nyuv2 "$D/nyu/nyu_depth_v2_labeled.mat" -o "$D/nyu_out2" >/dev/null 2>&1 || fail "import nyuv2 without splits"
+"$MKE" import nyuv2 "$IMP" --class-map "$D/nyu/classMapping40.mat" -o "$D/nyu_out2" >/dev/null 2>&1 \
+	|| fail "import nyuv2 without splits"
 [ "$(grep -c ',test,' "$D/nyu_out2/manifest.csv")" = 5 ] || fail "nyuv2: default split round(10*654/1449) = 5"
+# no mapping: refused, naming the option and where to get the official file
+if "$MKE" import nyuv2 "$IMP" -o "$D/nyu_out3" >/dev/null 2>"$T/imp.err"; then fail "nyuv2 without --class-map must fail"; fi
+grep -q -- '--class-map classMapping40.mat' "$T/imp.err" && grep -q 'nyuv2-meta-data' "$T/imp.err" \
+	&& grep -q -- '--classes 894' "$T/imp.err" || { cat "$T/imp.err"; fail "nyuv2: the no-mapping message"; }
+# --classes 894: the raw ids (the generator writes ids above 40)
+"$MKE" import nyuv2 "$IMP" --classes 894 -o "$D/nyu_raw" >/dev/null 2>&1 || fail "import nyuv2 --classes 894"
+[ "$(wc -l <"$D/nyu_raw/manifest.csv.classes.txt")" = 895 ] || fail "nyuv2 --classes 894: 895 class lines"
+# a CSV mapping gives the same label maps as the .mat
+awk 'BEGIN { print "nyu_id,class40"; for (k = 1; k <= 894; k++) print k "," ((k - 1) % 40) + 1 }' >"$T/map.csv"
+"$MKE" import nyuv2 "$IMP" --split "$D/nyu/splits.mat" --class-map "$T/map.csv" -o "$D/nyu_csv" >/dev/null 2>&1 \
+	|| fail "import nyuv2 --class-map CSV"
+cmp -s "$D/nyu_out/label/0003.png" "$D/nyu_csv/label/0003.png" || fail "nyuv2: CSV and .mat mappings differ"
+cmp -s "$D/nyu_out/label/0003.png" "$D/nyu_raw/label/0003.png" && fail "nyuv2: raw and mapped labels are the same"
 ok "nyuv2"
 
 # ---- ravdess (48 clips over 24 actors, every 12th from the 12th without a face) ---------

@@ -314,8 +314,7 @@ static void test_nyuv2_learnable(void)
 	tmp_make("mke-gen");
 	char *dir = tpath("n"), *mat = tpath("n/nyu_depth_v2_labeled.mat");
 	char *spl = tpath("n/splits.mat"), *out = tpath("o"), *man = tpath("o/manifest.csv");
-	char *map = xasprintf("%s/deploy/data/nyuv2_40class.csv",
-			      getenv("MKE_ROOT") ? getenv("MKE_ROOT") : ".");
+	char *map = tpath("n/classMapping40.mat");
 	CHECK(gen_dataset("nyuv2", dir, 64, 3) == 0);
 	struct import_stats st;
 	CHECK(import_nyuv2(mat, spl, map, out, &st) == 0);
