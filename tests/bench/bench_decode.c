@@ -15,6 +15,9 @@
  *         (1) or off (0), 2 epochs of batches of 16; prints
  *             stream <samples/s wall> <peak RSS MB> <decoded MB>
  *
+ *     bench_decode inputs DIR ROWS
+ *         only writes ROWS RGB-D pairs and DIR/rgbd.csv (for an `mke run`)
+ *
  * Every sample goes through dataset_row(), the path training takes: a
  * dataset opened with a zero cache decodes each row each time it is read.
  */
@@ -280,8 +283,11 @@ int main(int argc, char **argv)
 		printf("decode rgbd %.2f\n", decode_rate(dir, rgbd_cfg(0, 1), "rgbd.csv", 2, repeats));
 		return 0;
 	}
+	if (argc == 4 && strcmp(argv[1], "inputs") == 0)
+		return make_inputs(argv[2], 0, atoi(argv[3])) != 0;
 	if (argc == 6 && strcmp(argv[1], "stream") == 0)
 		return stream(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-	fprintf(stderr, "usage: bench_decode decode DIR REPEATS | stream DIR ROWS PREFETCH CACHE_MB\n");
+	fprintf(stderr, "usage: bench_decode decode DIR REPEATS | stream DIR ROWS PREFETCH CACHE_MB | "
+		"inputs DIR ROWS\n");
 	return 2;
 }

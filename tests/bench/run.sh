@@ -434,7 +434,8 @@ fi
 # decoded lazily with an 8 MB cache, prefetch on and off interleaved (wall
 # samples/s, median; the ratio is the overlap of decoding and compute), and
 # the process's peak RSS with 64 and 128 rows: the peak does not grow with
-# the decoded size. MKE_BENCH_DECODE=0 skips it.
+# the decoded size; and `mke run` (1 rank, 8 MB cache) over the 128 rows:
+# the worker's peak RSS per phase. MKE_BENCH_DECODE=0 skips it.
 if [ "${MKE_BENCH_DECODE:-1}" = 1 ] && [ -x "$build/bench/bench_decode" ]; then
 	dd="$tmp/decode"
 	mkdir -p "$dd"
@@ -467,6 +468,36 @@ if [ "${MKE_BENCH_DECODE:-1}" = 1 ] && [ -x "$build/bench/bench_decode" ]; then
 	"$build/bench/bench_decode" stream "$dd/s" $((2 * srows)) 1 8 >"$tmp/stream2" 2>>"$tmp/decode.err"
 	row "stream_student_peak_rss_128rows" "$(awk '{ print $3 }' "$tmp/stream2")" "MB"
 	row "stream_student_decoded_128rows" "$(awk '{ print $4 }' "$tmp/stream2")" "MB"
+	# the worker's peak RSS in a real run over the 128 rows (1 rank)
+	if command -v redis-server >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+		cat >"$dd/s/run.json" <<JSON
+{
+  "name": "bench-stream",
+  "data": {"root": "$dd/s", "labeled": "rgbd.csv", "unlabeled": "rgbd.csv", "test": "rgbd.csv",
+    "classes": 2, "cache_mb": 8,
+    "modalities": {"a": {"column": "rgb", "kind": "image", "height": 240, "width": 320, "channels": 3},
+      "b": {"column": "depth", "kind": "depth", "height": 240, "width": 320}}},
+  "models": {"t": {"inputs": ["a"], "hidden": []}, "mm": {"inputs": ["a", "b"], "fusion": "early", "hidden": [8]}},
+  "teacher": {"model": "t", "epochs": 1, "batch_size": 16, "optimizer": {"type": "sgd", "lr": 0.001}},
+  "student": {"epochs": 1, "batch_size": 16, "optimizer": {"type": "sgd", "lr": 0.001}},
+  "variants": {"mm_student": {"model": "mm"}},
+  "pipeline": {"checkpoint_every": 1000000}
+}
+JSON
+		rdir="$dd/run"
+		if "$bindir/mke" run "$dd/s/run.json" --ranks 1 --run-dir "$rdir" --db "$rdir.db" >/dev/null 2>"$tmp/err"; then
+			rid=$("$bindir/mke" runs --db "$rdir.db" 2>/dev/null | awk 'NR == 2 { print $1 }')
+			"$bindir/mke" export "$rid" --metrics --format csv --db "$rdir.db" 2>/dev/null | tr -d '\r' |
+				awk -F, '$2 == "rank0" && $3 ~ /_peak_rss_kb$/ { print $3, $5 }' >"$tmp/stream_rss"
+			for ph in teacher label student; do
+				row "stream_worker_${ph}_peak_rss_128rows" \
+					"$(awk -v k="${ph}_peak_rss_kb" '$1 == k { printf "%.1f", $2 / 1024 }' "$tmp/stream_rss")" "MB"
+			done
+		else
+			note "mke run over the RGB-D rows failed: $(tail -n 1 "$tmp/err")"
+		fi
+		rm -rf "$rdir" "$rdir.db"*
+	fi
 	[ -s "$tmp/decode.err" ] && note "bench_decode: $(tail -n 1 "$tmp/decode.err")"
 	note "decode: one thread, CPU time; stream: wall time, prefetch needs a second free core (a busy machine shrinks the speedup); peak RSS = VmHWM of the whole process (libraries, model, 8 MB cache, batch buffers)"
 fi
