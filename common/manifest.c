@@ -1422,6 +1422,11 @@ static void src_free(struct dataset_src *s)
 {
 	if (!s)
 		return;
+	report_flush(&s->rp);
+	if (s->nlate)
+		mke_warn("manifest '%s': %ld row%s quarantined after the load (their files no "
+			 "longer decode); they read as zeros", s->m.path, s->nlate,
+			 s->nlate == 1 ? "" : "s");
 	for (int k = 0; k < 2; k++) {
 		free(s->mod[k].column);
 		for (int r = 0; s->fpath[k] && r < s->m.nrows; r++)
@@ -1765,6 +1770,10 @@ int dataset_open(struct dataset *d, const struct run_config *c, const char *mani
 			if (bytes > (double)cache_bytes) {
 				d->src = src_new(c, &m, nmod, col, cache_bytes);
 				d->row = xmalloc(cap * sizeof *d->row);
+				if (cache_bytes)
+					mke_info("manifest '%s': %.0f MB decoded is more than the "
+						 "%zu MB cache (data.cache_mb); decoding per batch",
+						 manifest_path, bytes / (1 << 20), cache_bytes >> 20);
 			}
 		}
 		for (int k = 0; k < nmod; k++) {
