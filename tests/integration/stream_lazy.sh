@@ -21,6 +21,8 @@ $extra"
 		{ tail -n 20 "$T/$v.err"; fail "mke experiment ($v)"; }
 done
 [ -s "$T/resident.csv" ] || fail "no results"
+grep -q "decoding per batch" "$T/resident.err" && fail "the default cache did not hold the small set"
+grep -q "decoding per batch" "$T/lazy.err" || { cat "$T/lazy.err"; fail "cache_mb 1 did not make the data lazy"; }
 lines=$(wc -l <"$T/resident.csv")
 [ "$lines" -ge 5 ] || fail "only $lines result lines"
 cmp -s "$T/resident.csv" "$T/lazy.csv" || { diff "$T/resident.csv" "$T/lazy.csv"; fail "lazy results differ from resident ones"; }
