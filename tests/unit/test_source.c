@@ -358,10 +358,45 @@ static void test_memory_bounded(void)
 	config_release(&c);
 }
 
+/* data.cache_mb and data.prefetch: defaults, values, strict checks */
+static void test_config_keys(void)
+{
+	const char *head = "{\"name\": \"s\", \"data\": {\"labeled\": \"l.csv\", \"classes\": 2, "
+			   "\"modalities\": {\"a\": {\"column\": \"f\", \"kind\": \"npy\"}}";
+	const char *tail = "}, \"models\": {\"m\": {\"inputs\": [\"a\"], \"hidden\": []}}, "
+			   "\"teacher\": {\"model\": \"m\"}}";
+	struct { const char *data; int ok, cache_mb, prefetch; } cases[] = {
+		{ "", 1, 0, 1 },
+		{ ", \"cache_mb\": 64, \"prefetch\": false", 1, 64, 0 },
+		{ ", \"cache_mb\": 0", 0, 0, 0 },
+		{ ", \"cache_mb\": \"64\"", 0, 0, 0 },
+		{ ", \"prefetch\": 1", 0, 0, 0 },
+		{ ", \"cache_mb\": 1.5", 0, 0, 0 },
+	};
+	char *p = tpath("cfg.json");
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char *json = xasprintf("%s%s%s", head, cases[i].data, tail);
+		struct run_config c;
+		capture_begin();
+		int rc = config_parse(&c, json, p);
+		free(capture_end());
+		CHECK_MSG((rc == 0) == cases[i].ok, "case %zu", i);
+		if (rc == 0) {
+			CHECK(c.cache_mb == cases[i].cache_mb && c.prefetch == cases[i].prefetch);
+			CHECK(dataset_cache_bytes(&c) ==
+			      (size_t)(c.cache_mb ? c.cache_mb : DATASET_CACHE_MB_DEFAULT) << 20);
+			config_release(&c);
+		}
+		free(json);
+	}
+	free(p);
+}
+
 int main(void)
 {
 	tmp_make("mke-source");
 	RUN(test_cache_lru);
+	RUN(test_config_keys);
 	RUN(test_lazy_rows_equal_eager);
 	RUN(test_prefetch_same_training);
 	RUN(test_late_quarantine);
