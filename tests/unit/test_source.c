@@ -167,6 +167,24 @@ static void test_lazy_rows_equal_eager(void)
 	/* resident rows come back through the same call */
 	CHECK(eager.n == NROWS && dataset_row(&eager, 0, 3, out) == 0 &&
 	      memcmp(out, eager.x[0] + 3 * DIM, row) == 0);
+	/* the worker's subset (rows without pseudo-labels dropped): the kept
+	   samples keep their rows, ids and labels, lazy or resident */
+	unsigned char keep[NROWS];
+	for (int i = 0; i < NROWS; i++)
+		keep[i] = i % 3 != 1;
+	uint32_t id8 = eager.n == NROWS ? eager.ids[8] : 0; /* kept rows 0,2,3,5,6,8: 8 is now 5 */
+	dataset_subset(&eager, keep);
+	dataset_subset(&lazy, keep);
+	int kept = 0, match = 0;
+	for (int i = 0; i < NROWS; i++)
+		kept += keep[i];
+	CHECK(eager.n == kept && lazy.n == kept && eager.ids[5] == id8 && lazy.ids[5] == id8);
+	float *want = xmalloc(row);
+	for (int i = 0; eager.n == kept && lazy.n == kept && i < kept; i++)
+		match += dataset_row(&lazy, 0, i, out) == 0 && dataset_row(&eager, 0, i, want) == 0 &&
+			 memcmp(out, want, row) == 0 && lazy.labels[i] == eager.labels[i];
+	CHECK(match == kept);
+	free(want);
 	free(out);
 	dataset_release(&eager);
 	dataset_release(&lazy);
