@@ -670,7 +670,7 @@ static int parse_data(struct walk *w, const cJSON *j, struct run_config *c)
 {
 	static const char *const keys[] = {
 		"root", "labeled", "unlabeled", "test", "classes", "modalities", "cache_dir",
-		"task", "target", NULL,
+		"task", "target", "cache_mb", "prefetch", NULL,
 	};
 	if (check_object(w, j, keys))
 		return -1;
@@ -680,6 +680,9 @@ static int parse_data(struct walk *w, const cJSON *j, struct run_config *c)
 	    get_string(w, j, "cache_dir", 0, &cache))
 		return -1;
 	c->cache_dir = cache ? path_join(w->dir, cache) : NULL;
+	if (opt_int(w, j, "cache_mb", 1, 1 << 24, &c->cache_mb) ||
+	    opt_bool(w, j, "prefetch", &c->prefetch))
+		return -1;
 	c->data_root = root ? path_join(w->dir, root) : xstrdup(w->dir);
 	c->labeled = path_join(c->data_root, lab);
 	c->unlabeled = unl ? path_join(c->data_root, unl) : NULL;
@@ -1320,6 +1323,8 @@ static void defaults(struct run_config *c)
 	c->pipeline.heartbeat_ms = 10000;
 	c->pipeline.max_attempts = 3;
 	c->pipeline.checkpoint_every = 100;
+	c->cache_mb = 0; /* DATASET_CACHE_MB_DEFAULT */
+	c->prefetch = 1;
 }
 
 /* Line and column (1-based) of byte offset off in text. */

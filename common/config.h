@@ -120,6 +120,8 @@ struct run_config {
 	char *data_root;          /* resolved data.root, or the config file's directory */
 	char *labeled, *unlabeled, *test;   /* resolved manifest paths; unlabeled/test may be NULL */
 	char *cache_dir;          /* resolved data.cache_dir for URL cells; NULL: common/fetch.h's default */
+	int cache_mb;             /* data.cache_mb: decoded samples kept per dataset, MB (0: the default) */
+	int prefetch;             /* data.prefetch (default 1): decode batch s+1 while s computes */
 	int classes;
 	enum task_kind task;      /* data.task (default classify) */
 	struct target_spec target; /* task segment */

@@ -68,6 +68,11 @@ void bind_inputs(struct train_data *td, const struct dataset *ds, const struct m
 		td->dim[k] = ds->dim[ms->inputs[k]];
 		memcpy(td->shape[k], ds->shape[ms->inputs[k]], sizeof td->shape[k]);
 	}
+	for (int k = 0; k < ms->ninputs; k++)
+		td->src.mod[k] = ms->inputs[k];
+	td->src.ds[0] = ds;
+	td->src.n1 = ds->n;
+	td->prefetch = ds->prefetch;
 	td->ids = ds->ids;
 	td->labels = ds->labels;
 	td->soft = ds->multi;
@@ -257,11 +262,15 @@ int train_student(struct model *m, const struct run_config *c, const struct exp_
 			td.soft = soft;
 		}
 		if (extra) {
+			/* resident inputs are concatenated; a lazy one reads D_l's
+			   rows after D_u's through the source */
 			size_t w = (size_t)u->dim[0];
-			xa = cat_rows(u->x[0], n, l->x[0], extra, w, sizeof(float));
+			if (u->x[0] && l->x[0])
+				xa = cat_rows(u->x[0], n, l->x[0], extra, w, sizeof(float));
 			ids = cat_rows(u->ids, n, l->ids, extra, 1, sizeof(uint32_t));
 			td.n = n + extra;
 			td.x[0] = xa;
+			td.src.ds[1] = l;
 			td.ids = ids;
 		}
 	}

@@ -38,12 +38,14 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "cache.h"
 #include "fetch.h"
 #include "media.h"
 #include "npy.h"
@@ -1326,6 +1328,8 @@ static void check_collisions(const struct dataset *d, const char *path)
 	free(h);
 }
 
+static void src_free(struct dataset_src *s);
+
 void dataset_release(struct dataset *d)
 {
 	for (int k = 0; k < 2; k++)
@@ -1338,15 +1342,16 @@ void dataset_release(struct dataset *d)
 		for (int i = 0; i < d->n; i++)
 			free(d->names[i]);
 	free(d->names);
+	free(d->row);
+	src_free(d->src);
 	memset(d, 0, sizeof *d);
 }
 
-/* Decode modality k's cell of row r into out. */
-static int decode_cell(const struct run_config *c, int k, const char *cell, const char *fetched,
+/* Decode a cell of modality ms into out. */
+static int decode_cell(const struct modality_spec *ms, const char *cell, const char *fetched,
 		       const char *dir, const struct confine *cf, struct spectrogram *sp,
 		       struct vec *out, char *why, size_t nwhy)
 {
-	const struct modality_spec *ms = &c->mod[k];
 	if (ms->kind == MOD_INLINE)
 		return decode_inline(cell, out, why, nwhy);
 	if (ms->kind == MOD_FRAMES)
@@ -1366,8 +1371,218 @@ static const char *shape_text(const int s[4], char *buf, size_t n)
 	return buf;
 }
 
+/* ---- lazy modalities: the sample source ---------------------------------------- */
+
+/*
+ * What a dataset keeps to decode its lazy modalities again: the manifest's
+ * rows, the fetched copies of URL cells, the modality specs, the confinement
+ * of paths, and the LRU cache of decoded rows (key row * 2 + modality). One
+ * lock guards the cache and the late-quarantine record; decoding runs outside
+ * it, so a prefetch thread and the caller decode at once.
+ */
+struct dataset_src {
+	struct manifest m;
+	struct modality_spec mod[2];   /* copies; column names owned */
+	int col[2];
+	int lazy[2];
+	char **fpath[2];               /* (m.nrows) fetched files of URL cells, or NULL */
+	char *root;
+	struct confine cf;
+	struct sample_cache cache;
+	pthread_mutex_t lock;
+	unsigned char *late;           /* (m.nrows) quarantined after the load */
+	long nlate;
+	struct reporter rp;
+};
+
+/* FFTW's planner is not thread-safe: plans are made and destroyed under this. */
+static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int sp_init(struct spectrogram *sp)
+{
+	pthread_mutex_lock(&plan_lock);
+	int rc = spectrogram_init(sp);
+	pthread_mutex_unlock(&plan_lock);
+	return rc;
+}
+
+static void sp_release(struct spectrogram *sp)
+{
+	pthread_mutex_lock(&plan_lock);
+	spectrogram_release(sp);
+	pthread_mutex_unlock(&plan_lock);
+}
+
+size_t dataset_cache_bytes(const struct run_config *c)
+{
+	size_t mb = c->cache_mb > 0 ? (size_t)c->cache_mb : DATASET_CACHE_MB_DEFAULT;
+	return mb << 20;
+}
+
+static void src_free(struct dataset_src *s)
+{
+	if (!s)
+		return;
+	report_flush(&s->rp);
+	if (s->nlate)
+		mke_warn("manifest '%s': %ld row%s quarantined after the load (their files no "
+			 "longer decode); they read as zeros", s->m.path, s->nlate,
+			 s->nlate == 1 ? "" : "s");
+	for (int k = 0; k < 2; k++) {
+		free(s->mod[k].column);
+		for (int r = 0; s->fpath[k] && r < s->m.nrows; r++)
+			free(s->fpath[k][r]);
+		free(s->fpath[k]);
+	}
+	confine_release(&s->cf);
+	free(s->root);
+	cache_release(&s->cache);
+	pthread_mutex_destroy(&s->lock);
+	free(s->late);
+	manifest_release(&s->m);
+	free(s);
+}
+
+/* Quarantine source row r after the load: reported once, counted. */
+static void src_late(struct dataset_src *s, int r, int k, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->late[r]) {
+		s->late[r] = 1;
+		s->nlate++;
+		report(&s->rp, s->m.rows[r].line, "column '%s': %s (quarantined after the load; "
+		       "the sample reads as zeros)", s->mod[k].column, why);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int dataset_row(const struct dataset *d, int k, int i, float *out)
+{
+	size_t n = (size_t)d->dim[k];
+	if (d->x[k]) {
+		memcpy(out, d->x[k] + (size_t)i * n, n * sizeof(float));
+		return 0;
+	}
+	struct dataset_src *s = d->src;
+	int r = d->row[i], key = r * 2 + k, hit, late;
+	pthread_mutex_lock(&s->lock);
+	late = s->late[r];
+	hit = !late && cache_get(&s->cache, key, out, n);
+	pthread_mutex_unlock(&s->lock);
+	if (hit)
+		return 0;
+	if (late) {
+		memset(out, 0, n * sizeof(float));
+		return -1;
+	}
+	const struct modality_spec *ms = &s->mod[k];
+	struct spectrogram sp;
+	int have_sp = ms->kind == MOD_AUDIO;
+	struct vec v = { 0 };
+	char why[1200] = "";
+	int bad;
+	if (have_sp && sp_init(&sp)) {
+		snprintf(why, sizeof why, "cannot make the spectrogram's FFT plan");
+		have_sp = 0;
+		bad = 1;
+	} else {
+		bad = decode_cell(ms, s->m.rows[r].cells[s->col[k]],
+				  s->fpath[k] ? s->fpath[k][r] : NULL, s->m.dir, &s->cf,
+				  have_sp ? &sp : NULL, &v, why, sizeof why);
+	}
+	if (have_sp)
+		sp_release(&sp);
+	if (!bad && (v.n != n || memcmp(v.shape, d->shape[k], sizeof v.shape) != 0)) {
+		snprintf(why, sizeof why, "decodes to %zu values, the load had %zu", v.n, n);
+		bad = 1;
+	}
+	if (bad) {
+		free(v.v);
+		src_late(s, r, k, why);
+		memset(out, 0, n * sizeof(float));
+		return -1;
+	}
+	memcpy(out, v.v, n * sizeof(float));
+	pthread_mutex_lock(&s->lock);
+	cache_put(&s->cache, key, v.v, n);
+	pthread_mutex_unlock(&s->lock);
+	free(v.v);
+	return 0;
+}
+
+void dataset_stats(const struct dataset *d, struct dataset_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	struct dataset_src *s = d->src;
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	st->hits = s->cache.hits;
+	st->misses = s->cache.misses;
+	st->evictions = s->cache.evictions;
+	st->late = s->nlate;
+	st->cached = s->cache.used;
+	st->budget = s->cache.budget;
+	pthread_mutex_unlock(&s->lock);
+	st->lazy = s->lazy[0] + s->lazy[1];
+}
+
+void dataset_subset(struct dataset *d, const unsigned char *keep)
+{
+	int j = 0;
+	size_t hw = (size_t)d->label_h * (size_t)d->label_w;
+	for (int i = 0; i < d->n; i++) {
+		if (!keep[i]) {
+			free(d->names[i]);
+			continue;
+		}
+		for (int k = 0; k < d->nmod; k++)
+			if (d->x[k])
+				memmove(d->x[k] + (size_t)j * d->dim[k], d->x[k] + (size_t)i * d->dim[k],
+					sizeof(float) * (size_t)d->dim[k]);
+		if (d->row)
+			d->row[j] = d->row[i];
+		if (d->labels)
+			d->labels[j] = d->labels[i];
+		if (d->multi)
+			memmove(d->multi + (size_t)j * d->classes, d->multi + (size_t)i * d->classes,
+				sizeof(float) * (size_t)d->classes);
+		if (d->pixel_labels)
+			memmove(d->pixel_labels + j * hw, d->pixel_labels + i * hw, sizeof(int) * hw);
+		d->ids[j] = d->ids[i];
+		d->names[j] = d->names[i];
+		j++;
+	}
+	d->n = j;
+}
+
 int dataset_load(struct dataset *d, const struct run_config *c, const char *manifest_path,
 		 int nmod)
+{
+	return dataset_open(d, c, manifest_path, nmod, dataset_cache_bytes(c));
+}
+
+/* A source for the lazy modalities of a dataset being loaded from m (rows
+ * are cached as the load decodes them; the rest is handed over at the end). */
+static struct dataset_src *src_new(const struct run_config *c, const struct manifest *m,
+				   int nmod, const int *col, size_t cache_bytes)
+{
+	struct dataset_src *s = xcalloc(1, sizeof *s);
+	for (int k = 0; k < nmod; k++) {
+		s->mod[k] = c->mod[k];
+		s->mod[k].column = xstrdup(c->mod[k].column);
+		s->col[k] = col[k];
+		s->lazy[k] = c->mod[k].kind != MOD_INLINE;
+	}
+	s->root = c->data_root ? xstrdup(c->data_root) : NULL;
+	cache_init(&s->cache, m->nrows * 2, cache_bytes);
+	pthread_mutex_init(&s->lock, NULL);
+	s->late = xcalloc((size_t)m->nrows + 1, 1);
+	return s;
+}
+
+int dataset_open(struct dataset *d, const struct run_config *c, const char *manifest_path,
+		 int nmod, size_t cache_bytes)
 {
 	memset(d, 0, sizeof *d);
 	if (nmod < 1 || nmod > 2)
@@ -1389,7 +1604,7 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	for (int k = 0; k < nmod && !have_sp; k++) {
 		if (c->mod[k].kind != MOD_AUDIO)
 			continue;
-		if (spectrogram_init(&sp)) {
+		if (sp_init(&sp)) {
 			manifest_release(&m);
 			return -1;
 		}
@@ -1403,7 +1618,7 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 			mke_error("manifest '%s' has no column '%s' (modality %c in config '%s')",
 				  manifest_path, c->mod[k].column, 'a' + k, c->path);
 			if (have_sp)
-				spectrogram_release(&sp);
+				sp_release(&sp);
 			manifest_release(&m);
 			return -1;
 		}
@@ -1415,6 +1630,8 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 
 	size_t cap = m.nrows ? (size_t)m.nrows : 1;
 	d->nmod = nmod;
+	d->classes = c->classes;
+	d->prefetch = c->prefetch;
 	d->ids = xmalloc(cap * sizeof *d->ids);
 	d->names = xcalloc(cap, sizeof *d->names);
 	if (m.label_col >= 0)
@@ -1440,7 +1657,7 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 	struct vec cell[2] = { { 0 }, { 0 } };
 	float *hot = multi ? xmalloc((size_t)c->classes * sizeof *hot) : NULL;
 	int *tids = NULL, nout_maps = 0;
-	int rc = 0;
+	int rc = 0, nrows = m.nrows;
 	for (int r = 0; r < m.nrows; r++) {
 		const struct manifest_row *row = &m.rows[r];
 		char why[1200] = "";
@@ -1471,8 +1688,8 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 				snprintf(why, sizeof why, "%s", ferr[k][r]);
 				bad = 1;
 			} else {
-				bad = decode_cell(c, k, s, fetched, m.dir, &cf, &sp, &cell[k], why,
-						  sizeof why);
+				bad = decode_cell(&c->mod[k], s, fetched, m.dir, &cf, &sp, &cell[k],
+						  why, sizeof why);
 			}
 			if (bad && fetched) {
 				char *safe = fetch_redact(s);
@@ -1484,7 +1701,7 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 				snprintf(why, sizeof why, "expected %d values, got %zu", d->dim[k],
 					 cell[k].n);
 				bad = 1;
-			} else if (!bad && d->x[k] &&
+			} else if (!bad && d->n > 0 &&
 				   memcmp(cell[k].shape, d->shape[k], sizeof d->shape[k]) != 0) {
 				snprintf(why, sizeof why, "has shape %s, the first row's is %s",
 					 shape_text(cell[k].shape, sh[0], sizeof sh[0]),
@@ -1544,7 +1761,31 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 			d->nquarantined++;
 			continue;
 		}
+		/* the first good row fixes the shapes and whether the media
+		   modalities are resident (their decoded size fits the budget) */
+		if (d->n == 0) {
+			double bytes = 0;
+			for (int k = 0; k < nmod; k++)
+				if (c->mod[k].kind != MOD_INLINE)
+					bytes += (double)cap * (double)cell[k].n * sizeof(float);
+			if (bytes > (double)cache_bytes) {
+				d->src = src_new(c, &m, nmod, col, cache_bytes);
+				d->row = xmalloc(cap * sizeof *d->row);
+				if (cache_bytes)
+					mke_info("manifest '%s': %.0f MB decoded is more than the "
+						 "%zu MB cache (data.cache_mb); decoding per batch",
+						 manifest_path, bytes / (1 << 20), cache_bytes >> 20);
+			}
+		}
 		for (int k = 0; k < nmod; k++) {
+			if (d->src && d->src->lazy[k]) {
+				if (d->n == 0) {
+					d->dim[k] = (int)cell[k].n;
+					memcpy(d->shape[k], cell[k].shape, sizeof d->shape[k]);
+				}
+				cache_put(&d->src->cache, r * 2 + k, cell[k].v, cell[k].n);
+				continue;
+			}
 			if (!d->x[k]) {
 				d->dim[k] = (int)cell[k].n;
 				memcpy(d->shape[k], cell[k].shape, sizeof d->shape[k]);
@@ -1580,6 +1821,8 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 		if (multi)
 			memcpy(d->multi + (size_t)d->n * (size_t)c->classes, hot,
 			       (size_t)c->classes * sizeof *hot);
+		if (d->row)
+			d->row[d->n] = r;
 		d->names[d->n] = xstrdup(row->cells[m.id_col]);
 		d->ids[d->n] = sample_id_hash(d->names[d->n]);
 		d->n++;
@@ -1603,6 +1846,21 @@ int dataset_load(struct dataset *d, const struct run_config *c, const char *mani
 			 "its size is unknown; the rows have no pixel labels", manifest_path,
 			 c->target.column);
 	check_collisions(d, manifest_path);
+	if (d->src) {
+		/* the source keeps the rows and the fetched files of its modalities */
+		struct dataset_src *sc = d->src;
+		sc->m = m;
+		memset(&m, 0, sizeof m);
+		for (int k = 0; k < nmod; k++)
+			if (sc->lazy[k]) {
+				sc->fpath[k] = fpath[k];
+				fpath[k] = NULL;
+			}
+		confine_init(&sc->cf, sc->m.dir, sc->root);
+		sc->rp.path = sc->m.path;
+		/* the cache's counters start with training, not the load */
+		sc->cache.hits = sc->cache.misses = sc->cache.evictions = 0;
+	}
 out:
 	free(tids);
 	free(hot);
@@ -1610,15 +1868,16 @@ out:
 	for (int k = 0; k < 2; k++)
 		free(cell[k].v);
 	for (int k = 0; k < 3; k++) {
-		for (int r = 0; fpath[k] && r < m.nrows; r++) {
-			free(fpath[k][r]);
+		for (int r = 0; ferr[k] && r < nrows; r++) {
+			if (fpath[k])
+				free(fpath[k][r]);
 			free(ferr[k][r]);
 		}
 		free(fpath[k]);
 		free(ferr[k]);
 	}
 	if (have_sp)
-		spectrogram_release(&sp);
+		sp_release(&sp);
 	manifest_release(&m);
 	if (rc)
 		dataset_release(d);

@@ -9,9 +9,13 @@
  * "file:line: reason", counted and skipped, never silently dropped. Structural errors (no header, no id
  * column, unreadable file) fail the load.
  *
- * A dataset is a manifest decoded for a run: one float matrix per modality,
- * labels, and a stable 32-bit id per sample (FNV-1a of the id string) that
- * keys every random draw for that sample.
+ * A dataset is a manifest decoded for a run: per modality either one float
+ * matrix (resident) or a sample source that decodes rows on demand through a
+ * bounded LRU cache (lazy), labels, and a stable 32-bit id per sample (FNV-1a
+ * of the id string) that keys every random draw for that sample. Inline
+ * modalities are always resident (they are the CSV itself); media and npy
+ * modalities are resident when the decoded set fits data.cache_mb, else lazy
+ * (docs/formats.md "Memory").
  */
 #ifndef MKE_MANIFEST_H
 #define MKE_MANIFEST_H
@@ -51,11 +55,14 @@ void manifest_release(struct manifest *m);
  * rest); 0 = no limit. Default 100. Every bad row is counted regardless. */
 extern int manifest_max_reports;
 
+struct dataset_src;  /* the lazy modalities' rows, decoder and cache (manifest.c) */
+
 struct dataset {
 	int n;
 	int nmod;
 	int dim[2];
-	float *x[2];       /* (n, dim[k]) per modality, owned */
+	float *x[2];       /* (n, dim[k]) per modality, owned; NULL when modality k is
+			      lazy: read its rows with dataset_row() */
 	int *labels;       /* (n); -1 where the row has no label; NULL when no label column */
 	int shape[2][4];   /* per modality (F, C, H, W) with F*C*H*W == dim[k]: F frames
 			      (frames kind, else 1); image C x H x W; depth and labelmap 1 x H x W; audio
@@ -68,10 +75,14 @@ struct dataset {
 	/* multi-label (c->task == TASK_MULTILABEL): the label cell lists classes
 	   separated by ';' */
 	float *multi;      /* (n, classes) multi-hot 0/1; labels[i] is then the first class */
+	int classes;       /* the config's class count (the width of multi) */
 	uint32_t *ids;     /* (n) FNV-1a of the id strings */
 	char **names;      /* (n) id strings, owned */
 	int nquarantined;  /* rows whose cells did not decode */
 	int nbad;          /* rows the CSV reader skipped (see struct manifest) */
+	int *row;          /* (n) the source row each sample decodes from; NULL when resident */
+	struct dataset_src *src;   /* NULL when every modality is resident */
+	int prefetch;      /* data.prefetch: decode the next batch while this one computes */
 };
 
 /* FNV-1a 32-bit hash of s. */
@@ -104,6 +115,35 @@ uint32_t sample_id_hash(const char *s);
  * usable row; on success the caller releases *d with dataset_release(). */
 int dataset_load(struct dataset *d, const struct run_config *c, const char *manifest_path,
 		 int nmod);
+/* The same with an explicit cache budget in bytes instead of data.cache_mb:
+ * every row is still decoded once to check it, and only what fits the budget
+ * is kept (0: nothing; the shard phase counts rows this way). */
+int dataset_open(struct dataset *d, const struct run_config *c, const char *manifest_path,
+		 int nmod, size_t cache_bytes);
 void dataset_release(struct dataset *d);
+
+/* The cache budget data.cache_mb gives (MB; 0 in a zeroed config: the default). */
+#define DATASET_CACHE_MB_DEFAULT 1024
+size_t dataset_cache_bytes(const struct run_config *c);
+
+/* Modality k of sample i into out (dim[k] floats): a copy of the resident
+ * row, or the lazy row from the cache or decoded (and cached). Thread-safe
+ * (a prefetch thread and the caller may read at once). A row that no longer
+ * decodes (a file changed or vanished after the load) is quarantined: it is
+ * reported once as file:line: reason, counted (dataset_stats' late), reads as
+ * zeros from then on, and -1 is returned; never a crash. */
+int dataset_row(const struct dataset *d, int k, int i, float *out);
+
+/* Keep the samples whose keep[i] is nonzero, in order (the worker's student
+ * drops rows without pseudo-labels). */
+void dataset_subset(struct dataset *d, const unsigned char *keep);
+
+struct dataset_stats {
+	long hits, misses, evictions;  /* lazy rows served from the cache / decoded / dropped */
+	long late;                     /* rows quarantined after the load */
+	size_t cached, budget;         /* bytes the cache holds / may hold */
+	int lazy;                      /* modalities read through the source */
+};
+void dataset_stats(const struct dataset *d, struct dataset_stats *s);
 
 #endif

@@ -20,12 +20,28 @@
 #include "model.h"
 #include "nn.h"
 
+struct dataset;
+
+/* Where the rows of an input whose x[k] is NULL come from (a lazy modality,
+ * manifest.h): row i < n1 is sample row0 + i of ds[0], row i >= n1 is sample
+ * i - n1 of ds[1] (the noisy student's D_l); mod[k] is input k's modality. */
+struct train_source {
+	const struct dataset *ds[2];
+	int row0, n1;
+	int mod[MLP_MAX_BRANCH];
+};
+
 /* Inputs and targets of one training or evaluation set, in model-input
- * order (not modality order): x[k] is (n, dim[k]). Borrowed pointers. */
+ * order (not modality order): x[k] is (n, dim[k]), or NULL when input k is
+ * read through src (decoded per batch; train_model and the evaluation
+ * gather their batches, with prefetch decoding the next batch on a second
+ * thread while this one computes). Borrowed pointers. */
 struct train_data {
 	int n;
 	int ninputs;
 	const float *x[MLP_MAX_BRANCH];
+	struct train_source src;
+	int prefetch;
 	int dim[MLP_MAX_BRANCH];
 	int shape[MLP_MAX_BRANCH][4]; /* per-sample (F,C,H,W) of x[k] */
 	const uint32_t *ids;   /* (n) sample ids keying the random draws */
@@ -67,6 +83,13 @@ struct train_opts {
  * (one extra reduce per step for the count). */
 int train_model(struct model *m, struct optim *o, const struct train_data *d,
 		const struct train_opts *t);
+
+/* Narrow d to its rows [lo, lo+n) (a shard, a rank's share); classes is the
+ * width of soft. Rows read through src must all come from src.ds[0]. */
+void train_data_slice(struct train_data *d, int lo, int n, int classes);
+/* Input k of rows rows[0..nr) of d into out (nr, dim[k]); returns how many
+ * rows were quarantined late (they read as zeros; manifest.h dataset_row). */
+int train_data_rows(const struct train_data *d, int k, const int *rows, int nr, float *out);
 
 /* The shapes of d's inputs, for model_init. */
 void train_data_shapes(const struct train_data *d, struct model_shapes *s);

@@ -414,8 +414,10 @@ static int ingest(struct coord *co, int block_ms)
 static int do_shard(struct coord *co)
 {
 	begin_phase(co, PHASE_SHARD);
+	/* every row is decoded once to count the good ones; nothing decoded is
+	   kept (cache budget 0), so memory does not grow with the set */
 	struct dataset u;
-	if (dataset_load(&u, &co->c, co->c.unlabeled, co->c.nmod) != 0)
+	if (dataset_open(&u, &co->c, co->c.unlabeled, co->c.nmod, 0) != 0)
 		return -1;
 	int rows = u.n, quarantined = u.nbad + u.nquarantined;
 	dataset_release(&u);

@@ -148,16 +148,7 @@ static double eval_and_emit(struct worker *w, struct model *m, const struct mode
 	struct train_data td, part;
 	bind_inputs(&td, &w->d.test, ms);
 	part = td;
-	part.n = hi - lo;
-	for (int k = 0; k < part.ninputs; k++)
-		part.x[k] += (size_t)lo * part.dim[k];
-	part.ids += lo;
-	if (part.labels)
-		part.labels += lo;
-	if (part.soft)
-		part.soft += (size_t)lo * K;
-	if (part.maps)
-		part.maps += (size_t)lo * part.map_hw;
+	train_data_slice(&part, lo, hi - lo, K);
 	double *per = xmalloc(sizeof(double) * (size_t)K);
 	double v;
 	if (w->c.task == TASK_SEGMENT) {
@@ -384,10 +375,7 @@ static int label_shard(struct worker *w, struct model *teacher, const struct que
 	const struct model_spec *ms = &w->c.models[w->c.teacher_model];
 	struct train_data td;
 	bind_inputs(&td, u, ms);
-	for (int k = 0; k < td.ninputs; k++)
-		td.x[k] += (size_t)l->first * td.dim[k];
-	td.ids += l->first;
-	td.n = n;
+	train_data_slice(&td, (int)l->first, n, K);
 	/* classify / multilabel: the teacher's probabilities; segment: its label
 	 * maps, class ids stored as floats (docs/formats.md) */
 	int width = w->c.task == TASK_SEGMENT ? teacher->map_hw : K;
@@ -562,34 +550,16 @@ static int load_pseudo_labels(struct worker *w, float *probs, int K, unsigned ch
 
 /* Keep only the rows with pseudo-labels (a no-op when every row has one);
  * probs rows are K wide. */
-static void subset_unlabeled(struct exp_data *d, float *probs, const unsigned char *keep, int K,
-			     int classes)
+static void subset_unlabeled(struct exp_data *d, float *probs, const unsigned char *keep, int K)
 {
 	struct dataset *u = &d->unlabeled;
 	int j = 0;
-	for (int i = 0; i < u->n; i++) {
-		if (!keep[i]) {
-			free(u->names[i]);
-			continue;
+	for (int i = 0; i < u->n; i++)
+		if (keep[i]) {
+			memmove(probs + (size_t)j * K, probs + (size_t)i * K, sizeof(float) * (size_t)K);
+			j++;
 		}
-		for (int k = 0; k < u->nmod; k++)
-			memmove(u->x[k] + (size_t)j * u->dim[k], u->x[k] + (size_t)i * u->dim[k],
-				sizeof(float) * (size_t)u->dim[k]);
-		memmove(probs + (size_t)j * K, probs + (size_t)i * K, sizeof(float) * (size_t)K);
-		if (u->labels)
-			u->labels[j] = u->labels[i];
-		if (u->multi)
-			memmove(u->multi + (size_t)j * classes, u->multi + (size_t)i * classes,
-				sizeof(float) * (size_t)classes);
-		if (u->pixel_labels) {
-			size_t hw = (size_t)u->label_h * (size_t)u->label_w;
-			memmove(u->pixel_labels + j * hw, u->pixel_labels + i * hw, sizeof(int) * hw);
-		}
-		u->ids[j] = u->ids[i];
-		u->names[j] = u->names[i];
-		j++;
-	}
-	u->n = j;
+	dataset_subset(u, keep);
 }
 
 static int phase_student(struct worker *w)
@@ -610,7 +580,7 @@ static int phase_student(struct worker *w)
 		if (w->rank == 0)
 			queue_emit_log(&w->q, 0, "warning",
 				       "some shards are dead: students train on the rows that have pseudo-labels");
-		subset_unlabeled(&w->d, probs, keep, width, K);
+		subset_unlabeled(&w->d, probs, keep, width);
 	}
 	if (u->n == 0) {
 		rc = mke_error("no unlabeled row has a pseudo-label; see 'mke status' for dead shards");

@@ -424,6 +424,84 @@ JSON
 	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; redis fraction = time in queue_take/ack/fail after the first shard over the label loop (target < 0.02); RSS = VmHWM of each phase (reset between phases)"
 fi
 
+# ---- 5. data: decoding and streaming (docs/formats.md "Memory") --------------
+# $build/bench/bench_decode: samples/s per core (process CPU time, median of
+# REPEATS) of reading rows through dataset_row() with a zero cache: a 5 s
+# clip to the 16 kHz log-spectrogram (257 x 500) from a 44.1 kHz WAV, from a
+# 16 kHz WAV, from the AAC track of an .mp4; a 480 x 640 PNG RGB + 16-bit
+# PNG depth pair resized to 240 x 320 (deploy/examples/nyuv2.json). Then a
+# student (mm_student_sup, MLP (8), batch 16, 2 epochs) over RGB-D pairs
+# decoded lazily with an 8 MB cache, prefetch on and off interleaved (wall
+# samples/s, median; the ratio is the overlap of decoding and compute), and
+# the process's peak RSS with 64 and 128 rows: the peak does not grow with
+# the decoded size; and `mke run` (1 rank, 8 MB cache) over the 128 rows:
+# the worker's peak RSS per phase. MKE_BENCH_DECODE=0 skips it.
+if [ "${MKE_BENCH_DECODE:-1}" = 1 ] && [ -x "$build/bench/bench_decode" ]; then
+	dd="$tmp/decode"
+	mkdir -p "$dd"
+	"$build/bench/bench_decode" decode "$dd" "$repeats" >"$tmp/decode.txt" 2>"$tmp/decode.err"
+	while read -r kind name val; do
+		[ "$kind" = decode ] && row "decode_${name}_samples_per_s_per_core" "$val" "samples/s"
+	done <"$tmp/decode.txt"
+	srows=64
+	: >"$tmp/stream1"
+	: >"$tmp/stream0"
+	i=0
+	while [ "$i" -lt "$repeats" ]; do
+		i=$((i + 1))
+		for pf in 1 0; do
+			rm -rf "$dd/s"
+			mkdir -p "$dd/s"
+			"$build/bench/bench_decode" stream "$dd/s" "$srows" "$pf" 8 >>"$tmp/stream$pf" 2>>"$tmp/decode.err"
+		done
+	done
+	on=$(awk '{ print $2 }' "$tmp/stream1" | median)
+	off=$(awk '{ print $2 }' "$tmp/stream0" | median)
+	row "stream_student_prefetch_samples_per_s" "$on" "samples/s"
+	row "stream_student_no_prefetch_samples_per_s" "$off" "samples/s"
+	row "stream_student_prefetch_speedup" \
+		"$(echo "$on $off" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')" "x"
+	row "stream_student_peak_rss_64rows" "$(awk '{ print $3 }' "$tmp/stream1" | median)" "MB"
+	row "stream_student_decoded_64rows" "$(awk 'NR == 1 { print $4 }' "$tmp/stream1")" "MB"
+	rm -rf "$dd/s"
+	mkdir -p "$dd/s"
+	"$build/bench/bench_decode" stream "$dd/s" $((2 * srows)) 1 8 >"$tmp/stream2" 2>>"$tmp/decode.err"
+	row "stream_student_peak_rss_128rows" "$(awk '{ print $3 }' "$tmp/stream2")" "MB"
+	row "stream_student_decoded_128rows" "$(awk '{ print $4 }' "$tmp/stream2")" "MB"
+	# the worker's peak RSS in a real run over the 128 rows (1 rank)
+	if command -v redis-server >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+		cat >"$dd/s/run.json" <<JSON
+{
+  "name": "bench-stream",
+  "data": {"root": "$dd/s", "labeled": "rgbd.csv", "unlabeled": "rgbd.csv", "test": "rgbd.csv",
+    "classes": 2, "cache_mb": 8,
+    "modalities": {"a": {"column": "rgb", "kind": "image", "height": 240, "width": 320, "channels": 3},
+      "b": {"column": "depth", "kind": "depth", "height": 240, "width": 320}}},
+  "models": {"t": {"inputs": ["a"], "hidden": []}, "mm": {"inputs": ["a", "b"], "fusion": "early", "hidden": [8]}},
+  "teacher": {"model": "t", "epochs": 1, "batch_size": 16, "optimizer": {"type": "sgd", "lr": 0.001}},
+  "student": {"epochs": 1, "batch_size": 16, "optimizer": {"type": "sgd", "lr": 0.001}},
+  "variants": {"mm_student": {"model": "mm"}},
+  "pipeline": {"checkpoint_every": 1000000}
+}
+JSON
+		rdir="$dd/run"
+		if "$bindir/mke" run "$dd/s/run.json" --ranks 1 --run-dir "$rdir" --db "$rdir.db" >/dev/null 2>"$tmp/err"; then
+			rid=$("$bindir/mke" runs --db "$rdir.db" 2>/dev/null | awk 'NR == 2 { print $1 }')
+			"$bindir/mke" export "$rid" --metrics --format csv --db "$rdir.db" 2>/dev/null | tr -d '\r' |
+				awk -F, '$2 == "rank0" && $3 ~ /_peak_rss_kb$/ { print $3, $5 }' >"$tmp/stream_rss"
+			for ph in teacher label student; do
+				row "stream_worker_${ph}_peak_rss_128rows" \
+					"$(awk -v k="${ph}_peak_rss_kb" '$1 == k { printf "%.1f", $2 / 1024 }' "$tmp/stream_rss")" "MB"
+			done
+		else
+			note "mke run over the RGB-D rows failed: $(tail -n 1 "$tmp/err")"
+		fi
+		rm -rf "$rdir" "$rdir.db"*
+	fi
+	[ -s "$tmp/decode.err" ] && note "bench_decode: $(tail -n 1 "$tmp/decode.err")"
+	note "decode: one thread, CPU time; stream: wall time, prefetch needs a second free core (a busy machine shrinks the speedup); peak RSS = VmHWM of the whole process (libraries, model, 8 MB cache, batch buffers)"
+fi
+
 printf '%-44s %12s  %s\n' "benchmark" "value" "unit"
 cat "$rows"
 echo "wrote $csv"
