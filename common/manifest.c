@@ -48,6 +48,7 @@
 #include "cache.h"
 #include "fetch.h"
 #include "media.h"
+#include "meter.h"
 #include "npy.h"
 #include "spectrogram.h"
 #include "util.h"
@@ -1658,9 +1659,12 @@ int dataset_open(struct dataset *d, const struct run_config *c, const char *mani
 	float *hot = multi ? xmalloc((size_t)c->classes * sizeof *hot) : NULL;
 	int *tids = NULL, nout_maps = 0;
 	int rc = 0, nrows = m.nrows;
+	struct meter dm;
+	meter_start(&dm, "decode", "rows", m.nrows);
 	for (int r = 0; r < m.nrows; r++) {
 		const struct manifest_row *row = &m.rows[r];
 		char why[1200] = "";
+		meter_update(&dm, r, 0);
 		int bad = 0, label = -1;
 		if (m.label_col >= 0) {
 			const char *lc = row->cells[m.label_col];
@@ -1827,6 +1831,8 @@ int dataset_open(struct dataset *d, const struct run_config *c, const char *mani
 		d->ids[d->n] = sample_id_hash(d->names[d->n]);
 		d->n++;
 	}
+	dm.done = m.nrows;
+	meter_end(&dm);
 	report_flush(&rp);
 	if (d->nquarantined)
 		mke_warn("manifest '%s': %d row%s quarantined (cells or labels that do not "

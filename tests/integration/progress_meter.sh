@@ -2,7 +2,8 @@
 # Progress of long work outside `mke run` (common/meter.h): `mke shard` of
 # 30,000 one-row shards into a private redis-server prints plain "record:"
 # and "push:" lines when stderr is not a terminal (MKE_PROGRESS_INTERVAL
-# makes them frequent), each count rising to 30000/30000; --quiet prints
+# makes them frequent), each count rising to 30000/30000, and "decode:"
+# lines while `mke shard --config` validates the rows; --quiet prints
 # none; on a terminal (script(1) gives one) the meter is a live line redrawn
 # with \r and erased at the end, and no live line is drawn into a file. Fetching URL cells is checked in
 # remote_data.sh.
@@ -10,7 +11,7 @@
 
 start_redis
 
-awk 'BEGIN { print "id,label,x"; for (i = 0; i < 30000; i++) printf "r%05d,,%d\n", i, i }' >"$T/m.csv"
+awk 'BEGIN { print "id,label,x,y"; for (i = 0; i < 30000; i++) printf "r%05d,,%d,%d\n", i, i, -i }' >"$T/m.csv"
 
 MKE_PROGRESS_INTERVAL=0.001 "$MKE" shard "$T/m.csv" --run p1 --shard-size 1 \
 	--redis "unix://$T/redis.sock" >"$T/out1" 2>"$T/err1" || { cat "$T/err1"; fail "mke shard failed"; }
@@ -25,6 +26,16 @@ for what in record push; do
 		awk 'NR > 1 && $1 < p { exit 1 } { p = $1 }' || fail "'$what:' counts went down"
 done
 ok "plain progress lines for recording and pushing, ending at 30000/30000"
+
+# decoding a manifest's rows (the validation pass of `mke shard --config`,
+# the shard phase and every worker's load)
+mkconfig deploy/examples/twomoon.json "$T/c.json" 'pass'
+MKE_PROGRESS_INTERVAL=0.001 "$MKE" shard "$T/m.csv" --run p0 --shard-size 100 --config "$T/c.json" \
+	>"$T/out0" 2>"$T/err0" || { cat "$T/err0"; fail "mke shard --config failed"; }
+grep -q "30000 rows (0 bad" "$T/out0" || fail "summary: $(cat "$T/out0")"
+grep "^decode: " "$T/err0" | tail -n 1 | grep -q "^decode: 100% (30000/30000 rows, [0-9]* rows/s)" ||
+	fail "no decode progress ending at 30000/30000: $(tail -n 3 "$T/err0")"
+ok "decode progress lines while a manifest is validated"
 
 MKE_PROGRESS_INTERVAL=0.001 "$MKE" shard "$T/m.csv" --run p2 --shard-size 1 --quiet \
 	--redis "unix://$T/redis.sock" >"$T/out2" 2>"$T/err2" || { cat "$T/err2"; fail "mke shard --quiet failed"; }
