@@ -65,7 +65,7 @@ int audio_resample(const float *in, size_t n, double ratio, float **out, size_t 
 		.src_ratio = ratio,
 		.end_of_input = 1,
 	};
-	int err = src_simple(&d, SRC_SINC_BEST_QUALITY, 1);
+	int err = src_simple(&d, SRC_SINC_MEDIUM_QUALITY, 1);
 	if (err) {
 		free(y);
 		return mke_error("'%s': resampling failed: %s", what, src_strerror(err));
