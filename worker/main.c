@@ -31,6 +31,7 @@
 
 #include "cnn.h"
 #include "config.h"
+#include "dp_mpi.h"
 #include "experiment.h"
 #include "labels.h"
 #include "queue.h"
@@ -56,24 +57,7 @@ struct worker {
 	int metric_every;
 };
 
-/* ---- MPI hooks ------------------------------------------------------------ */
-
-#define BUCKET_FLOATS (1u << 20)
-
-static void mpi_allreduce_f(float *buf, size_t n, void *arg)
-{
-	(void)arg;
-	for (size_t off = 0; off < n; off += BUCKET_FLOATS) {
-		size_t k = n - off < BUCKET_FLOATS ? n - off : BUCKET_FLOATS;
-		MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-	}
-}
-
-static void mpi_reduce_d(double *vals, int n, void *arg)
-{
-	(void)arg;
-	MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-}
+/* ---- cancellation (the training hooks over MPI are dp_mpi.c) ---------------- */
 
 /* Rank 0 asks Redis whether the run was cancelled; every rank learns the
  * answer at the same point, so no rank is left waiting in a collective. */
@@ -171,11 +155,7 @@ static double eval_and_emit(struct worker *w, struct model *m, const struct mode
 		float *probs = xcalloc((size_t)n * (size_t)K + 1, sizeof(float));
 		if (part.n > 0)
 			predict_probs(m, &part, probs + (size_t)lo * K);
-		for (size_t off = 0; off < (size_t)n * K; off += BUCKET_FLOATS) {
-			size_t c = (size_t)n * K - off < BUCKET_FLOATS ? (size_t)n * K - off : BUCKET_FLOATS;
-			MPI_Allreduce(MPI_IN_PLACE, probs + off, (int)c, MPI_FLOAT, MPI_SUM,
-				      MPI_COMM_WORLD);
-		}
+		dp_mpi_allreduce(probs, (size_t)n * K, NULL);
 		v = probs_metric(w->c.task, probs, &td, K, per);
 		free(probs);
 	}
@@ -802,8 +782,7 @@ int main(int argc, char **argv)
 	gethostname(host, sizeof host);
 	host[HOST_NAME_MAX] = '\0';
 	snprintf(w.id, sizeof w.id, "%.100s:%ld:%d", host, (long)getpid(), w.rank);
-	w.dp = (struct dp_hooks){.rank = w.rank, .world = w.world, .allreduce = mpi_allreduce_f,
-				 .reduce = mpi_reduce_d};
+	w.dp = dp_mpi_hooks();
 
 	int rc = run_worker(&w);
 	if (w.q.rc) {
