@@ -239,48 +239,123 @@ static void phase_stats(struct worker *w, const char *phase, double t0)
 #define LABEL_BATCH_MAX 64
 #define LABEL_BATCH_S 0.25
 
-/* The heartbeat thread renews the leases the main thread holds, on its own
- * connection (a hiredis context is not shared between threads). */
+/* The heartbeat thread, on its own connection (a hiredis context is not
+ * shared between threads), renews the leases the rank holds and acks a
+ * finished batch while the main thread takes and labels the next one, so
+ * the label loop does not wait for the ack's round trip. Two sets of leases:
+ * the batch being labeled (main thread) and the batch waiting for its ack
+ * (heartbeat thread); both are renewed, and a lease found lost (expired and
+ * taken elsewhere, or the run cancelled) is not acked. */
+struct lease_set {
+	size_t n;
+	struct queue_lease lease[LABEL_BATCH_MAX];
+	int lost[LABEL_BATCH_MAX];
+};
+
 struct heartbeat {
 	struct worker *w;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;   /* wakes the thread: stop, or an ack to send */
+	pthread_cond_t idle; /* wakes the main thread: the ack was sent */
 	int stop;
-	size_t nheld;
-	struct queue_lease lease[LABEL_BATCH_MAX];
-	int lost[LABEL_BATCH_MAX];
+	struct lease_set work, acking;
+	/* the batch to ack: acking.lease[i] with its file, sha256 and rows */
+	char sha[LABEL_BATCH_MAX][65];
+	char *path[LABEL_BATCH_MAX];
+	int ok[LABEL_BATCH_MAX];
+	long done, samples;  /* shards and rows acked */
 	struct redis_conn rc;
 	struct queue q;
 	pthread_t thread;
 };
+
+/* Renew every held lease (mu held; released during the call). */
+static void heartbeat_renew(struct heartbeat *hb)
+{
+	struct lease_set *set[2] = {&hb->work, &hb->acking};
+	struct queue_lease l[2 * LABEL_BATCH_MAX];
+	size_t n = 0;
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < set[k]->n; i++)
+			l[n++] = set[k]->lease[i];
+	if (!n)
+		return;
+	pthread_mutex_unlock(&hb->mu);
+	int held[2 * LABEL_BATCH_MAX], cancelled = 0;
+	int rc = queue_renew(&hb->q, hb->w->id, l, n, held, &cancelled);
+	pthread_mutex_lock(&hb->mu);
+	for (size_t j = 0; rc == 0 && j < n; j++) {
+		if (held[j] && !cancelled)
+			continue;
+		for (int k = 0; k < 2; k++)
+			for (size_t i = 0; i < set[k]->n; i++)
+				if (set[k]->lease[i].id == l[j].id && set[k]->lease[i].attempt == l[j].attempt)
+					set[k]->lost[i] = 1;
+	}
+}
+
+/* Ack the waiting batch's written, still held shards (mu held; released
+ * during the call), then free the batch and wake the main thread. */
+static void heartbeat_ack(struct heartbeat *hb)
+{
+	struct lease_set *a = &hb->acking;
+	struct queue_ack send[LABEL_BATCH_MAX];
+	int64_t count[LABEL_BATCH_MAX];
+	size_t ns = 0;
+	for (size_t i = 0; i < a->n; i++)
+		if (hb->ok[i] && !a->lost[i]) {
+			send[ns] = (struct queue_ack){.id = a->lease[i].id, .attempt = a->lease[i].attempt,
+						      .sha256 = hb->sha[i], .path = hb->path[i]};
+			count[ns++] = a->lease[i].count;
+		}
+	pthread_mutex_unlock(&hb->mu);
+	int status[LABEL_BATCH_MAX];
+	long done = 0, samples = 0;
+	if (ns > 0 && queue_ack(&hb->q, hb->w->id, send, ns, status) == 0)
+		for (size_t i = 0; i < ns; i++)
+			if (status[i] == QUEUE_ACK_OK) {
+				done++;
+				samples += count[i];
+			}
+	pthread_mutex_lock(&hb->mu);
+	hb->done += done;
+	hb->samples += samples;
+	for (size_t i = 0; i < a->n; i++) {
+		free(hb->path[i]);
+		hb->path[i] = NULL;
+	}
+	a->n = 0;
+	pthread_cond_broadcast(&hb->idle);
+}
 
 static void *heartbeat_main(void *arg)
 {
 	struct heartbeat *hb = arg;
 	int period = hb->w->c.pipeline.heartbeat_ms;
 	pthread_mutex_lock(&hb->mu);
-	while (!hb->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += period / 1000;
-		ts.tv_nsec += (long)(period % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
-		if (hb->stop || !hb->nheld)
+	struct timespec due;
+	clock_gettime(CLOCK_REALTIME, &due);
+	for (;;) {
+		if (hb->acking.n) {
+			heartbeat_ack(hb);
 			continue;
-		struct queue_lease l[LABEL_BATCH_MAX];
-		size_t n = hb->nheld;
-		memcpy(l, hb->lease, n * sizeof *l);
-		pthread_mutex_unlock(&hb->mu);
-		int held[LABEL_BATCH_MAX], cancelled = 0;
-		int rc = queue_renew(&hb->q, hb->w->id, l, n, held, &cancelled);
-		pthread_mutex_lock(&hb->mu);
-		for (size_t i = 0; rc == 0 && i < n && i < hb->nheld; i++)
-			if ((!held[i] || cancelled) && hb->lease[i].id == l[i].id)
-				hb->lost[i] = 1;
+		}
+		if (hb->stop)
+			break;
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec)) {
+			heartbeat_renew(hb);
+			clock_gettime(CLOCK_REALTIME, &due);
+			due.tv_sec += period / 1000;
+			due.tv_nsec += (long)(period % 1000) * 1000000L;
+			if (due.tv_nsec >= 1000000000L) {
+				due.tv_sec++;
+				due.tv_nsec -= 1000000000L;
+			}
+			continue;
+		}
+		pthread_cond_timedwait(&hb->cv, &hb->mu, &due);
 	}
 	pthread_mutex_unlock(&hb->mu);
 	return NULL;
@@ -303,6 +378,8 @@ static int heartbeat_start(struct heartbeat *hb, struct worker *w)
 	}
 	pthread_mutex_init(&hb->mu, NULL);
 	pthread_cond_init(&hb->cv, NULL);
+	pthread_cond_init(&hb->idle, NULL);
+	/* the first renewal one period after the start */
 	if (pthread_create(&hb->thread, NULL, heartbeat_main, hb) != 0) {
 		queue_release(&hb->q);
 		redis_conn_close(&hb->rc);
@@ -311,40 +388,59 @@ static int heartbeat_start(struct heartbeat *hb, struct worker *w)
 	return 0;
 }
 
+/* Wait until the batch handed to the thread is acked (mu held). */
+static void heartbeat_wait_acked(struct heartbeat *hb)
+{
+	while (hb->acking.n)
+		pthread_cond_wait(&hb->idle, &hb->mu);
+}
+
+/* Send the last ack, stop the thread; the counts of what it acked. */
 static void heartbeat_stop(struct heartbeat *hb)
 {
 	pthread_mutex_lock(&hb->mu);
+	heartbeat_wait_acked(hb);
 	hb->stop = 1;
 	pthread_cond_signal(&hb->cv);
 	pthread_mutex_unlock(&hb->mu);
 	pthread_join(hb->thread, NULL);
 	pthread_mutex_destroy(&hb->mu);
 	pthread_cond_destroy(&hb->cv);
+	pthread_cond_destroy(&hb->idle);
 	queue_release(&hb->q);
 	redis_conn_close(&hb->rc);
 }
 
-/* Hold leases l[0..n) (n = 0: none) for the heartbeat to renew. */
+/* Hold leases l[0..n) being labeled (n = 0: none) for the thread to renew. */
 static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l, size_t n)
 {
 	pthread_mutex_lock(&hb->mu);
 	for (size_t i = 0; i < n; i++) {
-		hb->lease[i] = l[i];
-		hb->lease[i].payload = NULL;
-		hb->lost[i] = 0;
+		hb->work.lease[i] = l[i];
+		hb->work.lease[i].payload = NULL;
+		hb->work.lost[i] = 0;
 	}
-	hb->nheld = n;
+	hb->work.n = n;
 	pthread_mutex_unlock(&hb->mu);
 }
 
-/* 1 if the lease at index i was lost (expired and taken elsewhere) or the
- * run was cancelled while it was held. */
-static int heartbeat_lost(struct heartbeat *hb, size_t i)
+/* Hand the labeled batch (the held leases; ok[i]: shard i's file is written,
+ * its sha256 sha[i] and path path[i], whose ownership passes) to the thread
+ * to ack, after the previous batch's ack is sent. */
+static void heartbeat_hand_ack(struct heartbeat *hb, const int *ok, char (*sha)[65], char **path)
 {
 	pthread_mutex_lock(&hb->mu);
-	int lost = hb->lost[i];
+	heartbeat_wait_acked(hb);
+	hb->acking = hb->work;
+	for (size_t i = 0; i < hb->acking.n; i++) {
+		hb->ok[i] = ok[i];
+		memcpy(hb->sha[i], sha[i], 65);
+		hb->path[i] = path[i];
+		path[i] = NULL;
+	}
+	hb->work.n = 0;
+	pthread_cond_signal(&hb->cv);
 	pthread_mutex_unlock(&hb->mu);
-	return lost;
 }
 
 static char *shard_path(const char *run_dir, int64_t id)
@@ -410,10 +506,10 @@ static int phase_label(struct worker *w, struct model *teacher)
 	struct heartbeat hb;
 	if (heartbeat_start(&hb, w) != 0)
 		return -1;
-	long done = 0, samples = 0;
 	size_t batch = 1;
-	/* make bench: time in take/ack/fail after the first shard came (until
-	 * then a rank waits, inside queue_take_n, for the coordinator to shard) */
+	/* make bench: time in take/fail, and waiting for the previous batch's
+	 * ack, after the first shard came (until then a rank waits, inside
+	 * queue_take_n, for the coordinator to shard) */
 	double t0 = now_seconds(), t_first = 0, queue_s = 0;
 	for (;;) {
 		struct queue_lease l[LABEL_BATCH_MAX];
@@ -460,31 +556,19 @@ static int phase_label(struct worker *w, struct model *teacher)
 		double per_shard = (now_seconds() - tb) / (double)n;
 		batch = per_shard * LABEL_BATCH_MAX < LABEL_BATCH_S ? LABEL_BATCH_MAX
 			: per_shard * 2 > LABEL_BATCH_S ? 1 : (size_t)(LABEL_BATCH_S / per_shard);
-		/* ack together what was written and is still held */
-		struct queue_ack send[LABEL_BATCH_MAX];
-		int64_t count[LABEL_BATCH_MAX];
-		size_t ns = 0;
-		for (size_t i = 0; i < n; i++)
-			if (ok[i] && !heartbeat_lost(&hb, i)) {
-				count[ns] = l[i].count;
-				send[ns++] = ack[i];
-			}
-		int status[LABEL_BATCH_MAX];
+		/* the heartbeat thread acks what was written and is still held
+		 * while this thread takes the next batch */
 		tq = now_seconds();
-		if (ns > 0 && queue_ack(&w->q, w->id, send, ns, status) == 0)
-			for (size_t i = 0; i < ns; i++)
-				if (status[i] == QUEUE_ACK_OK) {
-					done++;
-					samples += count[i];
-				}
+		heartbeat_hand_ack(&hb, ok, sha, path);
 		queue_s += now_seconds() - tq;
-		heartbeat_hold(&hb, NULL, 0);
-		for (size_t i = 0; i < n; i++) {
-			free(path[i]);
+		for (size_t i = 0; i < n; i++)
 			queue_lease_release(&l[i]);
-		}
 	}
+	double tq = now_seconds();
 	heartbeat_stop(&hb);
+	if (t_first > 0)
+		queue_s += now_seconds() - tq;
+	long done = hb.done, samples = hb.samples;
 	mke_info("rank %d: labeled %ld shards", w->rank, done);
 	char variant[32];
 	snprintf(variant, sizeof variant, "rank%d", w->rank);
