@@ -240,12 +240,13 @@ static void phase_stats(struct worker *w, const char *phase, double t0)
 #define LABEL_BATCH_S 0.25
 
 /* The heartbeat thread, on its own connection (a hiredis context is not
- * shared between threads), renews the leases the rank holds and acks a
- * finished batch while the main thread takes and labels the next one, so
- * the label loop does not wait for the ack's round trip. Two sets of leases:
- * the batch being labeled (main thread) and the batch waiting for its ack
- * (heartbeat thread); both are renewed, and a lease found lost (expired and
- * taken elsewhere, or the run cancelled) is not acked. */
+ * shared between threads), renews the leases the rank holds, acks a labeled
+ * batch, and then takes the next batch ahead (one try, no wait), all while
+ * the main thread labels: the label loop waits for Redis only when nothing
+ * was taken ahead (the start, the end, a queue that was empty). Three sets
+ * of leases, all renewed: the batch being labeled (main thread), the batch
+ * waiting for its ack, and the batch taken ahead; a lease found lost
+ * (expired and taken elsewhere, or the run cancelled) is not acked. */
 struct lease_set {
 	size_t n;
 	struct queue_lease lease[LABEL_BATCH_MAX];
@@ -258,7 +259,10 @@ struct heartbeat {
 	pthread_cond_t cv;   /* wakes the thread: stop, or an ack to send */
 	pthread_cond_t idle; /* wakes the main thread: the ack was sent */
 	int stop;
-	struct lease_set work, acking;
+	struct lease_set work, acking, ahead;
+	struct queue_lease ahead_full[LABEL_BATCH_MAX]; /* ahead's leases with payloads */
+	size_t want;         /* the size of the batch to take ahead, 0: none */
+	double redis_s;      /* the thread's time in ack and take-ahead calls */
 	/* the batch to ack: acking.lease[i] with its file, sha256 and rows */
 	char sha[LABEL_BATCH_MAX][65];
 	char *path[LABEL_BATCH_MAX];
@@ -272,22 +276,22 @@ struct heartbeat {
 /* Renew every held lease (mu held; released during the call). */
 static void heartbeat_renew(struct heartbeat *hb)
 {
-	struct lease_set *set[2] = {&hb->work, &hb->acking};
-	struct queue_lease l[2 * LABEL_BATCH_MAX];
+	struct lease_set *set[3] = {&hb->work, &hb->acking, &hb->ahead};
+	struct queue_lease l[3 * LABEL_BATCH_MAX];
 	size_t n = 0;
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < 3; k++)
 		for (size_t i = 0; i < set[k]->n; i++)
 			l[n++] = set[k]->lease[i];
 	if (!n)
 		return;
 	pthread_mutex_unlock(&hb->mu);
-	int held[2 * LABEL_BATCH_MAX], cancelled = 0;
+	int held[3 * LABEL_BATCH_MAX], cancelled = 0;
 	int rc = queue_renew(&hb->q, hb->w->id, l, n, held, &cancelled);
 	pthread_mutex_lock(&hb->mu);
 	for (size_t j = 0; rc == 0 && j < n; j++) {
 		if (held[j] && !cancelled)
 			continue;
-		for (int k = 0; k < 2; k++)
+		for (int k = 0; k < 3; k++)
 			for (size_t i = 0; i < set[k]->n; i++)
 				if (set[k]->lease[i].id == l[j].id && set[k]->lease[i].attempt == l[j].attempt)
 					set[k]->lost[i] = 1;
@@ -308,7 +312,9 @@ static void heartbeat_ack(struct heartbeat *hb)
 						      .sha256 = hb->sha[i], .path = hb->path[i]};
 			count[ns++] = a->lease[i].count;
 		}
+	size_t want = hb->ahead.n ? 0 : hb->want;
 	pthread_mutex_unlock(&hb->mu);
+	double t = now_seconds();
 	int status[LABEL_BATCH_MAX];
 	long done = 0, samples = 0;
 	if (ns > 0 && queue_ack(&hb->q, hb->w->id, send, ns, status) == 0)
@@ -317,7 +323,23 @@ static void heartbeat_ack(struct heartbeat *hb)
 				done++;
 				samples += count[i];
 			}
+	/* the next batch, if the queue has one now; else the main thread
+	 * takes (and waits) itself */
+	struct queue_lease l[LABEL_BATCH_MAX];
+	size_t n = 0;
+	if (want && queue_take_n(&hb->q, hb->w->id, 0, l, want, &n) != QUEUE_GOT)
+		n = 0;
 	pthread_mutex_lock(&hb->mu);
+	hb->redis_s += now_seconds() - t;
+	if (n > 0) { /* want > 0: nothing was ahead */
+		for (size_t i = 0; i < n; i++) {
+			hb->ahead_full[i] = l[i];
+			hb->ahead.lease[i] = l[i];
+			hb->ahead.lease[i].payload = NULL;
+			hb->ahead.lost[i] = 0;
+		}
+		hb->ahead.n = n;
+	}
 	hb->done += done;
 	hb->samples += samples;
 	for (size_t i = 0; i < a->n; i++) {
@@ -395,11 +417,38 @@ static void heartbeat_wait_acked(struct heartbeat *hb)
 		pthread_cond_wait(&hb->idle, &hb->mu);
 }
 
-/* Send the last ack, stop the thread; the counts of what it acked. */
+/* The batch taken ahead, if any: its leases move to l (the caller's, to
+ * label and release) and *n; 0 if none. */
+static int heartbeat_take_ahead(struct heartbeat *hb, struct queue_lease *l, size_t *n)
+{
+	pthread_mutex_lock(&hb->mu);
+	*n = hb->ahead.n;
+	memcpy(l, hb->ahead_full, *n * sizeof *l);
+	int lost = 0;
+	for (size_t i = 0; i < *n; i++)
+		lost |= hb->ahead.lost[i];
+	hb->ahead.n = 0;
+	pthread_mutex_unlock(&hb->mu);
+	if (lost) {
+		/* a lease expired or the run was cancelled while it waited:
+		 * let the main thread's take sort it out */
+		for (size_t i = 0; i < *n; i++)
+			queue_lease_release(&l[i]);
+		*n = 0;
+	}
+	return *n > 0;
+}
+
+/* Send the last ack, stop the thread, give back what it took ahead (the
+ * leases expire and the shards are redelivered: only after a cancel). */
 static void heartbeat_stop(struct heartbeat *hb)
 {
 	pthread_mutex_lock(&hb->mu);
+	hb->want = 0;
 	heartbeat_wait_acked(hb);
+	for (size_t i = 0; i < hb->ahead.n; i++)
+		queue_lease_release(&hb->ahead_full[i]);
+	hb->ahead.n = 0;
 	hb->stop = 1;
 	pthread_cond_signal(&hb->cv);
 	pthread_mutex_unlock(&hb->mu);
@@ -426,11 +475,14 @@ static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l, si
 
 /* Hand the labeled batch (the held leases; ok[i]: shard i's file is written,
  * its sha256 sha[i] and path path[i], whose ownership passes) to the thread
- * to ack, after the previous batch's ack is sent. */
-static void heartbeat_hand_ack(struct heartbeat *hb, const int *ok, char (*sha)[65], char **path)
+ * to ack, after the previous batch's ack is sent; then it takes up to want
+ * shards ahead. */
+static void heartbeat_hand_ack(struct heartbeat *hb, const int *ok, char (*sha)[65], char **path,
+			       size_t want)
 {
 	pthread_mutex_lock(&hb->mu);
 	heartbeat_wait_acked(hb);
+	hb->want = want;
 	hb->acking = hb->work;
 	for (size_t i = 0; i < hb->acking.n; i++) {
 		hb->ok[i] = ok[i];
@@ -507,26 +559,35 @@ static int phase_label(struct worker *w, struct model *teacher)
 	if (heartbeat_start(&hb, w) != 0)
 		return -1;
 	size_t batch = 1;
-	/* make bench: time in take/fail, and waiting for the previous batch's
-	 * ack, after the first shard came (until then a rank waits, inside
-	 * queue_take_n, for the coordinator to shard) */
-	double t0 = now_seconds(), t_first = 0, queue_s = 0;
+	int nap = 10;
+	/* make bench: time in take/fail calls and waiting for the previous
+	 * batch's ack and take-ahead, and time waiting for work (the queue was
+	 * empty), after the first shard came (until then a rank waits for the
+	 * coordinator to shard) */
+	double t0 = now_seconds(), t_first = 0, queue_s = 0, idle_s = 0;
 	for (;;) {
 		struct queue_lease l[LABEL_BATCH_MAX];
 		size_t n = 0;
 		double tq = now_seconds();
-		int st = queue_take_n(&w->q, w->id, 1000, l, batch, &n);
+		int st = heartbeat_take_ahead(&hb, l, &n) ? QUEUE_GOT
+			 : queue_take_n(&w->q, w->id, 0, l, batch, &n);
 		if (t_first > 0)
 			queue_s += now_seconds() - tq;
 		else if (st == QUEUE_GOT)
 			t_first = now_seconds();
-		if (st == QUEUE_ERROR) {
-			/* Redis may be restarting: the connection reconnects with backoff */
-			usleep(200000);
+		if (st == QUEUE_GOT)
+			nap = 10;
+		if (st == QUEUE_ERROR || st == QUEUE_EMPTY) {
+			/* nothing to take yet (other ranks hold the last shards, the
+			 * coordinator is still sharding), or Redis is restarting (the
+			 * connection reconnects with backoff): wait, longer each time */
+			tq = now_seconds();
+			usleep((useconds_t)(st == QUEUE_ERROR ? 200000 : nap * 1000));
+			nap = nap * 2 > w->q.o.poll_ms ? w->q.o.poll_ms : nap * 2;
+			if (t_first > 0)
+				idle_s += now_seconds() - tq;
 			continue;
 		}
-		if (st == QUEUE_EMPTY)
-			continue;
 		if (st == QUEUE_DRAINED)
 			break;
 		if (st == QUEUE_CANCELLED) {
@@ -556,10 +617,10 @@ static int phase_label(struct worker *w, struct model *teacher)
 		double per_shard = (now_seconds() - tb) / (double)n;
 		batch = per_shard * LABEL_BATCH_MAX < LABEL_BATCH_S ? LABEL_BATCH_MAX
 			: per_shard * 2 > LABEL_BATCH_S ? 1 : (size_t)(LABEL_BATCH_S / per_shard);
-		/* the heartbeat thread acks what was written and is still held
-		 * while this thread takes the next batch */
+		/* the heartbeat thread acks what was written and is still held,
+		 * and takes the next batch ahead, while this thread labels */
 		tq = now_seconds();
-		heartbeat_hand_ack(&hb, ok, sha, path);
+		heartbeat_hand_ack(&hb, ok, sha, path, batch);
 		queue_s += now_seconds() - tq;
 		for (size_t i = 0; i < n; i++)
 			queue_lease_release(&l[i]);
@@ -577,6 +638,8 @@ static int phase_label(struct worker *w, struct model *teacher)
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_wait_seconds", t_first - t0);
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_work_seconds", now_seconds() - t_first);
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_queue_seconds", queue_s);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_queue_thread_seconds", hb.redis_s);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_idle_seconds", idle_s);
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_samples", (double)samples);
 	return 0;
 }
