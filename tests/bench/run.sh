@@ -469,8 +469,11 @@ JSON
 			$3 == "label_samples" { s[k] += $4 }
 			$3 == "label_work_seconds" { w[k] += $4; if ($4 > mw[k]) mw[k] = $4 }
 			$3 == "label_queue_seconds" { q[k] += $4 }
+			$3 == "label_idle_seconds" { id[k] += $4 }
+			$3 == "label_queue_thread_seconds" { th[k] += $4 }
 			$3 == "student_seconds" { if ($4 > st[k]) st[k] = $4 }
-			END { for (k in s) if (mw[k] > 0) printf "%s %.0f %.4f %.3f\n", k, s[k] / mw[k], q[k] / w[k], st[k] }' \
+			END { for (k in s) if (mw[k] > 0) printf "%s %.0f %.4f %.3f %.4f %.4f\n", k, s[k] / mw[k],
+				q[k] / w[k], st[k], id[k] / w[k], th[k] / w[k] }' \
 			"$pd/m$np" >"$pd/s$np"
 	done
 	sps1=$(awk '{ print $2 }' "$pd/s1" | median)
@@ -485,10 +488,15 @@ JSON
 	row "label_1rank_redis_fraction" "$(num "$rf1" %.4f)" "of loop"
 	row "label_2rank_redis_fraction" "$(num "$rf2" %.4f)" "of loop"
 	row "label_1rank_slow_teacher_redis_fraction" "$(num "$rfd" %.4f)" "of loop"
+	for np in 1 2; do
+		row "label_${np}rank_idle_fraction" "$(num "$(awk '{ print $5 }' "$pd/s$np" | median)" %.4f)" "of loop"
+		row "label_${np}rank_thread_redis_fraction" "$(num "$(awk '{ print $6 }' "$pd/s$np" | median)" %.4f)" "of loop"
+	done
 	if [ "$cnn_ok" = 1 ]; then
 		for np in 1 2; do
 			row "label_cnn_${np}rank_samples_per_s" "$(awk '{ print $2 }' "$pd/sc$np" | median)" "samples/s"
 			row "label_cnn_${np}rank_redis_fraction" "$(num "$(awk '{ print $3 }' "$pd/sc$np" | median)" %.4f)" "of loop"
+			row "label_cnn_${np}rank_idle_fraction" "$(num "$(awk '{ print $5 }' "$pd/sc$np" | median)" %.4f)" "of loop"
 		done
 	fi
 	row "student_1rank_seconds" "$stu1" "s"
@@ -507,7 +515,7 @@ JSON
 			done
 		done
 	done
-	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; cnn = RAVDESS small face CNN teacher, 8,216 rows; redis fraction = time in queue_take/ack/fail after the first shard over the label loop (target < 0.02); RSS = VmHWM of each phase (reset between phases)"
+	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; cnn = RAVDESS small face CNN teacher, 8,216 rows; redis fraction = the label loop's time in take/fail calls and waiting for the heartbeat thread's ack and take-ahead, after the first shard, over the loop (target < 0.02); idle = waiting for work (queue empty: the drain); thread = the heartbeat thread's ack and take-ahead calls (overlapped); RSS = VmHWM of each phase (reset between phases)"
 fi
 
 printf '%-44s %12s  %s\n' "benchmark" "value" "unit"
