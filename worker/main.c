@@ -234,8 +234,8 @@ static void phase_stats(struct worker *w, const char *phase, double t0)
 /* A rank takes up to LABEL_BATCH_MAX shards per round trip: as many as its
  * teacher labels in about LABEL_BATCH_S, so that the take and the ack are a
  * small part of its time when shards are quick (docs/scaling.md) and a
- * batch of one when they are slow; the tail of the phase waits for at most
- * one such batch. */
+ * batch of one when they are slow; with the batch taken ahead, the tail of
+ * the phase waits for at most two such batches. */
 #define LABEL_BATCH_MAX 64
 #define LABEL_BATCH_S 0.25
 
