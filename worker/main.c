@@ -401,7 +401,6 @@ static int heartbeat_start(struct heartbeat *hb, struct worker *w)
 	pthread_mutex_init(&hb->mu, NULL);
 	pthread_cond_init(&hb->cv, NULL);
 	pthread_cond_init(&hb->idle, NULL);
-	/* the first renewal one period after the start */
 	if (pthread_create(&hb->thread, NULL, heartbeat_main, hb) != 0) {
 		queue_release(&hb->q);
 		redis_conn_close(&hb->rc);
