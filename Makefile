@@ -45,6 +45,11 @@ TEST_SRC   := $(wildcard tests/unit/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/unit/%.c=$(O)/tests/%)
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(O)/bench/%)
+# MPI benchmarks (tests/bench/mpi/X.c -> $(O)/bench/mpi_X): built with mpicc
+# and the worker's data-parallel hooks, when Open MPI is installed
+MPICC      ?= mpicc
+MPI_BENCH_SRC := $(wildcard tests/bench/mpi/*.c)
+MPI_BENCH_BIN := $(if $(MPI_LIBS),$(MPI_BENCH_SRC:tests/bench/mpi/%.c=$(O)/bench/mpi_%))
 
 all: $(BIN)/mke $(BIN)/mke-worker
 
@@ -102,6 +107,10 @@ $(O)/bench/%: tests/bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+$(O)/bench/mpi_%: tests/bench/mpi/%.c $(O)/worker/dp_mpi.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) -Iworker $(LDFLAGS) -o $@ $< $(O)/worker/dp_mpi.o $(LIB) $(LDLIBS)
+
 deps:
 	@sh deploy/install-deps.sh
 
@@ -111,7 +120,7 @@ unit: $(TEST_BIN)
 check: all $(TEST_BIN)
 	@MKE_BUILD=$(O) MKE_BINDIR=$(BIN) sh tests/run.sh all
 
-bench: all $(BENCH_BIN)
+bench: all $(BENCH_BIN) $(MPI_BENCH_BIN)
 	@MKE_BUILD=$(O) MKE_BINDIR=$(BIN) sh tests/bench/run.sh
 
 fixtures:

@@ -119,11 +119,14 @@ static const char lua_prelude_a[] =
 	"  return SEED / 2147483647\n"
 	"end\n"
 	/* The one function that changes a shard's state. f.score: the deadline
-	 * or due time; f.set: hash fields; f.ev: extra message fields. Checks
-	 * before it writes, so an illegal transition changes nothing. */
+	 * or due time; f.set: hash fields; f.ev: extra message fields; f.from,
+	 * f.att, f.worker: the state, attempts and worker the hash holds after
+	 * this write, when the caller has just read them (saves two reads a
+	 * shard in take and ack). Checks before it writes, so an illegal
+	 * transition changes nothing. */
 	"local function advance(id, to, f)\n"
 	"  local hk = PREFIX .. id\n"
-	"  local from = redis.call('HGET', hk, 'state') or 'new'\n"
+	"  local from = f.from or redis.call('HGET', hk, 'state') or 'new'\n"
 	"  if not (NEXT[from] and NEXT[from][to]) then\n"
 	"    return 'illegal shard transition ' .. from .. ' -> ' .. to .. ' (shard ' .. id .. ')'\n"
 	"  end\n"
@@ -139,7 +142,7 @@ static const char lua_prelude_a[] =
 	"  local h = {'state', to, 'updated_ms', NOW}\n"
 	"  for k, v in pairs(f.set or {}) do h[#h + 1] = k; h[#h + 1] = v end\n"
 	"  redis.call('HSET', hk, unpack(h))\n"
-	"  local cur = redis.call('HMGET', hk, 'attempts', 'worker')\n"
+	"  local cur = f.from and {f.att, f.worker} or redis.call('HMGET', hk, 'attempts', 'worker')\n"
 	"  local ev = {type = 'shard', ts = NOW, shard = tonumber(id), from = from, to = to,\n"
 	"    attempt = tonumber(cur[1]) or 0}\n"
 	"  if cur[2] then ev.worker = cur[2] end\n"
@@ -219,14 +222,15 @@ static const char *const script_bodies[QUEUE_SCRIPTS] = {
 	"  local id = redis.call('LPOP', READY)\n"
 	"  if not id then break end\n"
 	"  local hk = PREFIX .. id\n"
-	"  if redis.call('HGET', hk, 'state') == 'ready' then\n"
-	"    local att = (tonumber(redis.call('HGET', hk, 'attempts')) or 0) + 1\n"
+	"  local d = redis.call('HMGET', hk, 'state', 'attempts', 'first', 'count', 'payload')\n"
+	"  if d[1] == 'ready' then\n"
+	"    local att = (tonumber(d[2]) or 0) + 1\n"
 	"    local dl = NOW + lease\n"
 	"    local e = advance(id, 'leased', {score = dl, set = {attempts = att, worker = worker,\n"
-	"      leased_ms = NOW, deadline_ms = dl}, ev = {deadline_ms = dl}})\n"
+	"      leased_ms = NOW, deadline_ms = dl}, ev = {deadline_ms = dl},\n"
+	"      from = 'ready', att = att, worker = worker})\n"
 	"    if e then return redis.error_reply(e) end\n"
-	"    local d = redis.call('HMGET', hk, 'first', 'count', 'payload')\n"
-	"    for _, v in ipairs({id, att, dl, d[1] or '0', d[2] or '0', d[3] or ''}) do\n"
+	"    for _, v in ipairs({id, att, dl, d[3] or '0', d[4] or '0', d[5] or ''}) do\n"
 	"      out[#out + 1] = v\n"
 	"    end\n"
 	"  end\n"
@@ -265,7 +269,7 @@ static const char *const script_bodies[QUEUE_SCRIPTS] = {
 	"  elseif h[1] == 'done' then st = 2\n"
 	"  elseif h[1] == 'leased' and h[2] == worker and h[3] == att then\n"
 	"    local e = advance(id, 'done', {set = {sha256 = sha, path = path, done_ms = NOW},\n"
-	"      ev = {sha256 = sha, path = path}})\n"
+	"      ev = {sha256 = sha, path = path}, from = 'leased', att = att, worker = worker})\n"
 	"    if e then return redis.error_reply(e) end\n"
 	"    st = 1\n"
 	"  end\n"

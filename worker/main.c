@@ -31,6 +31,7 @@
 
 #include "cnn.h"
 #include "config.h"
+#include "dp_mpi.h"
 #include "experiment.h"
 #include "labels.h"
 #include "queue.h"
@@ -56,24 +57,7 @@ struct worker {
 	int metric_every;
 };
 
-/* ---- MPI hooks ------------------------------------------------------------ */
-
-#define BUCKET_FLOATS (1u << 20)
-
-static void mpi_allreduce_f(float *buf, size_t n, void *arg)
-{
-	(void)arg;
-	for (size_t off = 0; off < n; off += BUCKET_FLOATS) {
-		size_t k = n - off < BUCKET_FLOATS ? n - off : BUCKET_FLOATS;
-		MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-	}
-}
-
-static void mpi_reduce_d(double *vals, int n, void *arg)
-{
-	(void)arg;
-	MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-}
+/* ---- cancellation (the training hooks over MPI are dp_mpi.c) ---------------- */
 
 /* Rank 0 asks Redis whether the run was cancelled; every rank learns the
  * answer at the same point, so no rank is left waiting in a collective. */
@@ -162,11 +146,7 @@ static double eval_and_emit(struct worker *w, struct model *m, const struct mode
 		float *probs = xcalloc((size_t)n * (size_t)K + 1, sizeof(float));
 		if (part.n > 0)
 			predict_probs(m, &part, probs + (size_t)lo * K);
-		for (size_t off = 0; off < (size_t)n * K; off += BUCKET_FLOATS) {
-			size_t c = (size_t)n * K - off < BUCKET_FLOATS ? (size_t)n * K - off : BUCKET_FLOATS;
-			MPI_Allreduce(MPI_IN_PLACE, probs + off, (int)c, MPI_FLOAT, MPI_SUM,
-				      MPI_COMM_WORLD);
-		}
+		dp_mpi_allreduce(probs, (size_t)n * K, NULL);
 		v = probs_metric(w->c.task, probs, &td, K, per);
 		free(probs);
 	}
@@ -245,53 +225,150 @@ static void phase_stats(struct worker *w, const char *phase, double t0)
 /* A rank takes up to LABEL_BATCH_MAX shards per round trip: as many as its
  * teacher labels in about LABEL_BATCH_S, so that the take and the ack are a
  * small part of its time when shards are quick (docs/scaling.md) and a
- * batch of one when they are slow; the tail of the phase waits for at most
- * one such batch. */
+ * batch of one when they are slow; with the batch taken ahead, the tail of
+ * the phase waits for at most two such batches. */
 #define LABEL_BATCH_MAX 64
 #define LABEL_BATCH_S 0.25
 
-/* The heartbeat thread renews the leases the main thread holds, on its own
- * connection (a hiredis context is not shared between threads). */
+/* The heartbeat thread, on its own connection (a hiredis context is not
+ * shared between threads), renews the leases the rank holds, acks a labeled
+ * batch, and then takes the next batch ahead (one try, no wait), all while
+ * the main thread labels: the label loop waits for Redis only when nothing
+ * was taken ahead (the start, the end, a queue that was empty). Three sets
+ * of leases, all renewed: the batch being labeled (main thread), the batch
+ * waiting for its ack, and the batch taken ahead; a lease found lost
+ * (expired and taken elsewhere, or the run cancelled) is not acked. */
+struct lease_set {
+	size_t n;
+	struct queue_lease lease[LABEL_BATCH_MAX];
+	int lost[LABEL_BATCH_MAX];
+};
+
 struct heartbeat {
 	struct worker *w;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;   /* wakes the thread: stop, or an ack to send */
+	pthread_cond_t idle; /* wakes the main thread: the ack was sent */
 	int stop;
-	size_t nheld;
-	struct queue_lease lease[LABEL_BATCH_MAX];
-	int lost[LABEL_BATCH_MAX];
+	struct lease_set work, acking, ahead;
+	struct queue_lease ahead_full[LABEL_BATCH_MAX]; /* ahead's leases with payloads */
+	size_t want;         /* the size of the batch to take ahead, 0: none */
+	double redis_s;      /* the thread's time in ack and take-ahead calls */
+	/* the batch to ack: acking.lease[i] with its file, sha256 and rows */
+	char sha[LABEL_BATCH_MAX][65];
+	char *path[LABEL_BATCH_MAX];
+	int ok[LABEL_BATCH_MAX];
+	long done, samples;  /* shards and rows acked */
 	struct redis_conn rc;
 	struct queue q;
 	pthread_t thread;
 };
+
+/* Renew every held lease (mu held; released during the call). */
+static void heartbeat_renew(struct heartbeat *hb)
+{
+	struct lease_set *set[3] = {&hb->work, &hb->acking, &hb->ahead};
+	struct queue_lease l[3 * LABEL_BATCH_MAX];
+	size_t n = 0;
+	for (int k = 0; k < 3; k++)
+		for (size_t i = 0; i < set[k]->n; i++)
+			l[n++] = set[k]->lease[i];
+	if (!n)
+		return;
+	pthread_mutex_unlock(&hb->mu);
+	int held[3 * LABEL_BATCH_MAX], cancelled = 0;
+	int rc = queue_renew(&hb->q, hb->w->id, l, n, held, &cancelled);
+	pthread_mutex_lock(&hb->mu);
+	for (size_t j = 0; rc == 0 && j < n; j++) {
+		if (held[j] && !cancelled)
+			continue;
+		for (int k = 0; k < 3; k++)
+			for (size_t i = 0; i < set[k]->n; i++)
+				if (set[k]->lease[i].id == l[j].id && set[k]->lease[i].attempt == l[j].attempt)
+					set[k]->lost[i] = 1;
+	}
+}
+
+/* Ack the waiting batch's written, still held shards (mu held; released
+ * during the call), then free the batch and wake the main thread. */
+static void heartbeat_ack(struct heartbeat *hb)
+{
+	struct lease_set *a = &hb->acking;
+	struct queue_ack send[LABEL_BATCH_MAX];
+	int64_t count[LABEL_BATCH_MAX];
+	size_t ns = 0;
+	for (size_t i = 0; i < a->n; i++)
+		if (hb->ok[i] && !a->lost[i]) {
+			send[ns] = (struct queue_ack){.id = a->lease[i].id, .attempt = a->lease[i].attempt,
+						      .sha256 = hb->sha[i], .path = hb->path[i]};
+			count[ns++] = a->lease[i].count;
+		}
+	size_t want = hb->ahead.n ? 0 : hb->want;
+	pthread_mutex_unlock(&hb->mu);
+	double t = now_seconds();
+	int status[LABEL_BATCH_MAX];
+	long done = 0, samples = 0;
+	if (ns > 0 && queue_ack(&hb->q, hb->w->id, send, ns, status) == 0)
+		for (size_t i = 0; i < ns; i++)
+			if (status[i] == QUEUE_ACK_OK) {
+				done++;
+				samples += count[i];
+			}
+	/* the next batch, if the queue has one now; else the main thread
+	 * takes (and waits) itself */
+	struct queue_lease l[LABEL_BATCH_MAX];
+	size_t n = 0;
+	if (want && queue_take_n(&hb->q, hb->w->id, 0, l, want, &n) != QUEUE_GOT)
+		n = 0;
+	pthread_mutex_lock(&hb->mu);
+	hb->redis_s += now_seconds() - t;
+	if (n > 0) { /* want > 0: nothing was ahead */
+		for (size_t i = 0; i < n; i++) {
+			hb->ahead_full[i] = l[i];
+			hb->ahead.lease[i] = l[i];
+			hb->ahead.lease[i].payload = NULL;
+			hb->ahead.lost[i] = 0;
+		}
+		hb->ahead.n = n;
+	}
+	hb->done += done;
+	hb->samples += samples;
+	for (size_t i = 0; i < a->n; i++) {
+		free(hb->path[i]);
+		hb->path[i] = NULL;
+	}
+	a->n = 0;
+	pthread_cond_broadcast(&hb->idle);
+}
 
 static void *heartbeat_main(void *arg)
 {
 	struct heartbeat *hb = arg;
 	int period = hb->w->c.pipeline.heartbeat_ms;
 	pthread_mutex_lock(&hb->mu);
-	while (!hb->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += period / 1000;
-		ts.tv_nsec += (long)(period % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
-		if (hb->stop || !hb->nheld)
+	struct timespec due;
+	clock_gettime(CLOCK_REALTIME, &due);
+	for (;;) {
+		if (hb->acking.n) {
+			heartbeat_ack(hb);
 			continue;
-		struct queue_lease l[LABEL_BATCH_MAX];
-		size_t n = hb->nheld;
-		memcpy(l, hb->lease, n * sizeof *l);
-		pthread_mutex_unlock(&hb->mu);
-		int held[LABEL_BATCH_MAX], cancelled = 0;
-		int rc = queue_renew(&hb->q, hb->w->id, l, n, held, &cancelled);
-		pthread_mutex_lock(&hb->mu);
-		for (size_t i = 0; rc == 0 && i < n && i < hb->nheld; i++)
-			if ((!held[i] || cancelled) && hb->lease[i].id == l[i].id)
-				hb->lost[i] = 1;
+		}
+		if (hb->stop)
+			break;
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec)) {
+			heartbeat_renew(hb);
+			clock_gettime(CLOCK_REALTIME, &due);
+			due.tv_sec += period / 1000;
+			due.tv_nsec += (long)(period % 1000) * 1000000L;
+			if (due.tv_nsec >= 1000000000L) {
+				due.tv_sec++;
+				due.tv_nsec -= 1000000000L;
+			}
+			continue;
+		}
+		pthread_cond_timedwait(&hb->cv, &hb->mu, &due);
 	}
 	pthread_mutex_unlock(&hb->mu);
 	return NULL;
@@ -314,6 +391,7 @@ static int heartbeat_start(struct heartbeat *hb, struct worker *w)
 	}
 	pthread_mutex_init(&hb->mu, NULL);
 	pthread_cond_init(&hb->cv, NULL);
+	pthread_cond_init(&hb->idle, NULL);
 	if (pthread_create(&hb->thread, NULL, heartbeat_main, hb) != 0) {
 		queue_release(&hb->q);
 		redis_conn_close(&hb->rc);
@@ -322,40 +400,89 @@ static int heartbeat_start(struct heartbeat *hb, struct worker *w)
 	return 0;
 }
 
+/* Wait until the batch handed to the thread is acked (mu held). */
+static void heartbeat_wait_acked(struct heartbeat *hb)
+{
+	while (hb->acking.n)
+		pthread_cond_wait(&hb->idle, &hb->mu);
+}
+
+/* The batch taken ahead, if any: its leases move to l (the caller's, to
+ * label and release) and *n; 0 if none. */
+static int heartbeat_take_ahead(struct heartbeat *hb, struct queue_lease *l, size_t *n)
+{
+	pthread_mutex_lock(&hb->mu);
+	*n = hb->ahead.n;
+	memcpy(l, hb->ahead_full, *n * sizeof *l);
+	int lost = 0;
+	for (size_t i = 0; i < *n; i++)
+		lost |= hb->ahead.lost[i];
+	hb->ahead.n = 0;
+	pthread_mutex_unlock(&hb->mu);
+	if (lost) {
+		/* a lease expired or the run was cancelled while it waited:
+		 * let the main thread's take sort it out */
+		for (size_t i = 0; i < *n; i++)
+			queue_lease_release(&l[i]);
+		*n = 0;
+	}
+	return *n > 0;
+}
+
+/* Send the last ack, stop the thread, give back what it took ahead (the
+ * leases expire and the shards are redelivered: only after a cancel). */
 static void heartbeat_stop(struct heartbeat *hb)
 {
 	pthread_mutex_lock(&hb->mu);
+	hb->want = 0;
+	heartbeat_wait_acked(hb);
+	for (size_t i = 0; i < hb->ahead.n; i++)
+		queue_lease_release(&hb->ahead_full[i]);
+	hb->ahead.n = 0;
 	hb->stop = 1;
 	pthread_cond_signal(&hb->cv);
 	pthread_mutex_unlock(&hb->mu);
 	pthread_join(hb->thread, NULL);
 	pthread_mutex_destroy(&hb->mu);
 	pthread_cond_destroy(&hb->cv);
+	pthread_cond_destroy(&hb->idle);
 	queue_release(&hb->q);
 	redis_conn_close(&hb->rc);
 }
 
-/* Hold leases l[0..n) (n = 0: none) for the heartbeat to renew. */
+/* Hold leases l[0..n) being labeled (n = 0: none) for the thread to renew. */
 static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l, size_t n)
 {
 	pthread_mutex_lock(&hb->mu);
 	for (size_t i = 0; i < n; i++) {
-		hb->lease[i] = l[i];
-		hb->lease[i].payload = NULL;
-		hb->lost[i] = 0;
+		hb->work.lease[i] = l[i];
+		hb->work.lease[i].payload = NULL;
+		hb->work.lost[i] = 0;
 	}
-	hb->nheld = n;
+	hb->work.n = n;
 	pthread_mutex_unlock(&hb->mu);
 }
 
-/* 1 if the lease at index i was lost (expired and taken elsewhere) or the
- * run was cancelled while it was held. */
-static int heartbeat_lost(struct heartbeat *hb, size_t i)
+/* Hand the labeled batch (the held leases; ok[i]: shard i's file is written,
+ * its sha256 sha[i] and path path[i], whose ownership passes) to the thread
+ * to ack, after the previous batch's ack is sent; then it takes up to want
+ * shards ahead. */
+static void heartbeat_hand_ack(struct heartbeat *hb, const int *ok, char (*sha)[65], char **path,
+			       size_t want)
 {
 	pthread_mutex_lock(&hb->mu);
-	int lost = hb->lost[i];
+	heartbeat_wait_acked(hb);
+	hb->want = want;
+	hb->acking = hb->work;
+	for (size_t i = 0; i < hb->acking.n; i++) {
+		hb->ok[i] = ok[i];
+		memcpy(hb->sha[i], sha[i], 65);
+		hb->path[i] = path[i];
+		path[i] = NULL;
+	}
+	hb->work.n = 0;
+	pthread_cond_signal(&hb->cv);
 	pthread_mutex_unlock(&hb->mu);
-	return lost;
 }
 
 static char *shard_path(const char *run_dir, int64_t id)
@@ -418,27 +545,36 @@ static int phase_label(struct worker *w, struct model *teacher)
 	struct heartbeat hb;
 	if (heartbeat_start(&hb, w) != 0)
 		return -1;
-	long done = 0, samples = 0;
 	size_t batch = 1;
-	/* make bench: time in take/ack/fail after the first shard came (until
-	 * then a rank waits, inside queue_take_n, for the coordinator to shard) */
-	double t0 = now_seconds(), t_first = 0, queue_s = 0;
+	int nap = 10;
+	/* make bench: time in take/fail calls and waiting for the previous
+	 * batch's ack and take-ahead, and time waiting for work (the queue was
+	 * empty), after the first shard came (until then a rank waits for the
+	 * coordinator to shard) */
+	double t0 = now_seconds(), t_first = 0, queue_s = 0, idle_s = 0;
 	for (;;) {
 		struct queue_lease l[LABEL_BATCH_MAX];
 		size_t n = 0;
 		double tq = now_seconds();
-		int st = queue_take_n(&w->q, w->id, 1000, l, batch, &n);
+		int st = heartbeat_take_ahead(&hb, l, &n) ? QUEUE_GOT
+			 : queue_take_n(&w->q, w->id, 0, l, batch, &n);
 		if (t_first > 0)
 			queue_s += now_seconds() - tq;
 		else if (st == QUEUE_GOT)
 			t_first = now_seconds();
-		if (st == QUEUE_ERROR) {
-			/* Redis may be restarting: the connection reconnects with backoff */
-			usleep(200000);
+		if (st == QUEUE_GOT)
+			nap = 10;
+		if (st == QUEUE_ERROR || st == QUEUE_EMPTY) {
+			/* nothing to take yet (other ranks hold the last shards, the
+			 * coordinator is still sharding), or Redis is restarting (the
+			 * connection reconnects with backoff): wait, longer each time */
+			tq = now_seconds();
+			usleep((useconds_t)(st == QUEUE_ERROR ? 200000 : nap * 1000));
+			nap = nap * 2 > w->q.o.poll_ms ? w->q.o.poll_ms : nap * 2;
+			if (t_first > 0)
+				idle_s += now_seconds() - tq;
 			continue;
 		}
-		if (st == QUEUE_EMPTY)
-			continue;
 		if (st == QUEUE_DRAINED)
 			break;
 		if (st == QUEUE_CANCELLED) {
@@ -468,31 +604,19 @@ static int phase_label(struct worker *w, struct model *teacher)
 		double per_shard = (now_seconds() - tb) / (double)n;
 		batch = per_shard * LABEL_BATCH_MAX < LABEL_BATCH_S ? LABEL_BATCH_MAX
 			: per_shard * 2 > LABEL_BATCH_S ? 1 : (size_t)(LABEL_BATCH_S / per_shard);
-		/* ack together what was written and is still held */
-		struct queue_ack send[LABEL_BATCH_MAX];
-		int64_t count[LABEL_BATCH_MAX];
-		size_t ns = 0;
-		for (size_t i = 0; i < n; i++)
-			if (ok[i] && !heartbeat_lost(&hb, i)) {
-				count[ns] = l[i].count;
-				send[ns++] = ack[i];
-			}
-		int status[LABEL_BATCH_MAX];
+		/* the heartbeat thread acks what was written and is still held,
+		 * and takes the next batch ahead, while this thread labels */
 		tq = now_seconds();
-		if (ns > 0 && queue_ack(&w->q, w->id, send, ns, status) == 0)
-			for (size_t i = 0; i < ns; i++)
-				if (status[i] == QUEUE_ACK_OK) {
-					done++;
-					samples += count[i];
-				}
+		heartbeat_hand_ack(&hb, ok, sha, path, batch);
 		queue_s += now_seconds() - tq;
-		heartbeat_hold(&hb, NULL, 0);
-		for (size_t i = 0; i < n; i++) {
-			free(path[i]);
+		for (size_t i = 0; i < n; i++)
 			queue_lease_release(&l[i]);
-		}
 	}
+	double tq = now_seconds();
 	heartbeat_stop(&hb);
+	if (t_first > 0)
+		queue_s += now_seconds() - tq;
+	long done = hb.done, samples = hb.samples;
 	mke_info("rank %d: labeled %ld shards", w->rank, done);
 	char variant[32];
 	snprintf(variant, sizeof variant, "rank%d", w->rank);
@@ -501,6 +625,8 @@ static int phase_label(struct worker *w, struct model *teacher)
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_wait_seconds", t_first - t0);
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_work_seconds", now_seconds() - t_first);
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_queue_seconds", queue_s);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_queue_thread_seconds", hb.redis_s);
+	queue_emit_metric(&w->q, w->rank, variant, 0, "label_idle_seconds", idle_s);
 	queue_emit_metric(&w->q, w->rank, variant, 0, "label_samples", (double)samples);
 	return 0;
 }
@@ -772,8 +898,7 @@ int main(int argc, char **argv)
 	gethostname(host, sizeof host);
 	host[HOST_NAME_MAX] = '\0';
 	snprintf(w.id, sizeof w.id, "%.100s:%ld:%d", host, (long)getpid(), w.rank);
-	w.dp = (struct dp_hooks){.rank = w.rank, .world = w.world, .allreduce = mpi_allreduce_f,
-				 .reduce = mpi_reduce_d};
+	w.dp = dp_mpi_hooks();
 
 	int rc = run_worker(&w);
 	if (w.q.rc) {

@@ -13,7 +13,11 @@
  *   bench_label_sim REDIS_URL DIR WORKERS SHARDS SHARD_SIZE [BATCH]
  *
  * BATCH (default 1) is how many shards a worker takes per queue_take_n and
- * acks per queue_ack, as worker/main.c does when shards are quick.
+ * acks per queue_ack, as worker/main.c does when shards are quick. The
+ * simulated worker takes, labels and acks in one thread; worker/main.c acks
+ * and takes the next batch ahead on its heartbeat thread, which moves the
+ * round trips off its label loop but makes the same calls, so Redis's and
+ * the coordinator's CPU per shard (what this measures) are the same.
  *
  * DIR gets the SQLite file and the label files. Prints key value lines:
  *

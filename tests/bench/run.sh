@@ -11,9 +11,11 @@
 #   3. one training step of the TwoMoon MLPs per regularizer (microseconds,
 #      CPU time) and GEMM throughput, from $MKE_BUILD/bench/bench_step
 #   4. scale (docs/scaling.md): MPI_Allreduce of floats between 2 ranks
-#      (tests/bench/mpi/allreduce.c, built here with mpicc: the Makefile's
-#      bench rule has no MPI flags), median per size over MKE_BENCH_LAUNCHES
-#      launches (default 5, quick 3); `mke shard` of a generated 1,000,000-row
+#      ($MKE_BUILD/bench/mpi_allreduce, tests/bench/mpi/ built with mpicc by
+#      the Makefile), median per size over MKE_BENCH_LAUNCHES launches
+#      (default 5, quick 3); the 1 -> 2 rank scaling efficiency of the
+#      VGGSound audio CNN's training step (mpi_dp_train: train_model with the
+#      worker's MPI hooks; MKE_BENCH_DP=0 skips it); `mke shard` of a generated 1,000,000-row
 #      manifest into a private redis-server (shards/s, peak RSS); a simulated
 #      label phase, 64 worker processes and a no-op teacher on the real queue
 #      ($MKE_BUILD/bench/bench_label_sim); and `mke run` of a TwoMoon-shaped
@@ -214,43 +216,87 @@ num() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "" || v == "n/a") print "n/a";
 cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
 [ "$scale" = 1 ] && note "scale: $cores cores; load average at its start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') (timings on a shared machine: compare ratios)"
 
-if [ "$scale" = 1 ] && command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
-	if mpicc -std=c11 -O2 -o "$build/bench/mpi_allreduce" tests/bench/mpi/allreduce.c 2>"$tmp/mpicc.err"; then
-		rounds=7
-		maxf=16777216
-		if [ "$quick" = 1 ]; then
-			rounds=5
-			maxf=4194304
-		fi
-		: >"$tmp/ar"
-		i=0
-		while [ "$i" -lt "$launches" ]; do
-			i=$((i + 1))
-			mpirun $mpirun_args "$build/bench/mpi_allreduce" "$rounds" "$maxf" 2>/dev/null |
-				grep '^allreduce ' >>"$tmp/ar"
-		done
-		for n in 1024 16384 262144 1048576 4194304 16777216; do
-			[ "$n" -le "$maxf" ] || continue
-			us=$(awk -v n="$n" '$2 == n { print $3 }' "$tmp/ar" | median)
-			row "allreduce_${n}f_us" "$us" "us"
-		done
-		for n in 1048576 "$maxf"; do
-			bw=$(awk -v n="$n" '$2 == n { print $4 }' "$tmp/ar" | median)
-			row "allreduce_${n}f_busbw" "$bw" "GB/s"
-		done
-		# alpha + beta * bytes: alpha from the 1K floats median, beta through
-		# the 1M floats and the largest medians
-		a=$(awk '$2 == 1024 { print $3 }' "$tmp/ar" | median)
-		t1=$(awk '$2 == 1048576 { print $3 }' "$tmp/ar" | median)
-		tm=$(awk -v n="$maxf" '$2 == n { print $3 }' "$tmp/ar" | median)
-		row "allreduce_alpha" "$a" "us"
-		row "allreduce_beta" "$(echo "$t1 $tm $maxf" | awk '{ printf "%.3f", ($2 - $1) * 1000 / (($3 - 1048576) * 4) }')" "ns/byte"
-		note "allreduce: mpirun $mpirun_args, float sums, fixed call counts broadcast by rank 0, median of $rounds rounds per launch, median of $launches launches"
-	else
-		note "allreduce skipped: mpicc failed: $(tail -n 1 "$tmp/mpicc.err")"
+if [ "$scale" = 1 ] && [ -x "$build/bench/mpi_allreduce" ] && command -v mpirun >/dev/null 2>&1; then
+	rounds=7
+	maxf=16777216
+	if [ "$quick" = 1 ]; then
+		rounds=5
+		maxf=4194304
 	fi
+	: >"$tmp/ar"
+	i=0
+	while [ "$i" -lt "$launches" ]; do
+		i=$((i + 1))
+		mpirun $mpirun_args "$build/bench/mpi_allreduce" "$rounds" "$maxf" 2>/dev/null |
+			grep '^allreduce ' >>"$tmp/ar"
+	done
+	for n in 1024 16384 262144 1048576 4194304 16777216; do
+		[ "$n" -le "$maxf" ] || continue
+		us=$(awk -v n="$n" '$2 == n { print $3 }' "$tmp/ar" | median)
+		row "allreduce_${n}f_us" "$us" "us"
+	done
+	for n in 1048576 "$maxf"; do
+		bw=$(awk -v n="$n" '$2 == n { print $4 }' "$tmp/ar" | median)
+		row "allreduce_${n}f_busbw" "$bw" "GB/s"
+	done
+	# alpha + beta * bytes: alpha from the 1K floats median, beta through
+	# the 1M floats and the largest medians
+	a=$(awk '$2 == 1024 { print $3 }' "$tmp/ar" | median)
+	t1=$(awk '$2 == 1048576 { print $3 }' "$tmp/ar" | median)
+	tm=$(awk -v n="$maxf" '$2 == n { print $3 }' "$tmp/ar" | median)
+	row "allreduce_alpha" "$a" "us"
+	row "allreduce_beta" "$(echo "$t1 $tm $maxf" | awk '{ printf "%.3f", ($2 - $1) * 1000 / (($3 - 1048576) * 4) }')" "ns/byte"
+	note "allreduce: mpirun $mpirun_args $build/bench/mpi_allreduce, float sums, fixed call counts broadcast by rank 0, median of $rounds rounds per launch, median of $launches launches"
 elif [ "$scale" = 1 ]; then
-	note "allreduce skipped: no mpicc/mpirun"
+	note "allreduce skipped: no mpirun or no $build/bench/mpi_allreduce (make bench builds it with mpicc)"
+fi
+
+# Data-parallel scaling of the VGGSound audio CNN (tests/bench/mpi/dp_train.c:
+# train_model with the worker's MPI hooks), 1 and 2 ranks, one BLAS thread
+# each, bound to a core each where mpirun can; launches interleaved, medians.
+if [ "$scale" = 1 ] && [ "${MKE_BENCH_DP:-1}" = 1 ] && [ -x "$build/bench/mpi_dp_train" ] &&
+	command -v mpirun >/dev/null 2>&1; then
+	dsteps=3
+	[ "$quick" = 1 ] && dsteps=2
+	bind="--bind-to core"
+	root_arg=""
+	[ "$(id -u)" = 0 ] && root_arg="--allow-run-as-root"
+	mpirun $root_arg -np 2 $bind true >/dev/null 2>&1 || bind="--oversubscribe --bind-to none"
+	: >"$tmp/dp"
+	i=0
+	while [ "$i" -lt "$launches" ]; do
+		i=$((i + 1))
+		for np in 1 2; do
+			if mpirun $root_arg -np "$np" $bind "$build/bench/mpi_dp_train" "$dsteps" 1 \
+				>"$tmp/dp1" 2>"$tmp/err"; then
+				awk -v i="$i" -v np="$np" '{ print i, np, $0 }' "$tmp/dp1" >>"$tmp/dp"
+			else
+				note "mpi_dp_train -np $np failed: $(tail -n 1 "$tmp/err")"
+			fi
+		done
+	done
+	# per launch: step time (wall / steps), the slowest rank's compute CPU,
+	# the hooks' reduction and wait time (largest rank) over the wall time
+	awk '$3 == "dp_train" { w[$1 " " $2] = $6 / $5; s[$1 " " $2] = $6 }
+		$3 == "dp_rank" { k = $1 " " $2; if ($5 > c[k]) c[k] = $5;
+			if ($6 + $7 > r[k]) r[k] = $6 + $7; if ($8 > q[k]) q[k] = $8 }
+		END { for (k in w) printf "%s %.4f %.4f %.4f %.4f\n", k, w[k], c[k], r[k] / s[k], q[k] / s[k] }' \
+		"$tmp/dp" >"$tmp/dps"
+	d1=$(awk '$2 == 1 { print $3 }' "$tmp/dps" | median)
+	d2=$(awk '$2 == 2 { print $3 }' "$tmp/dps" | median)
+	c1=$(awk '$2 == 1 { print $4 }' "$tmp/dps" | median)
+	c2=$(awk '$2 == 2 { print $4 }' "$tmp/dps" | median)
+	row "dp_cnn_1rank_step_seconds" "$(num "$d1" %.3f)" "s"
+	row "dp_cnn_2rank_step_seconds" "$(num "$d2" %.3f)" "s"
+	row "dp_cnn_scaling_efficiency_1to2" \
+		"$(echo "$d1 $d2" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / (2 * $2); next } { print "n/a" }')" "T1/(2 T2)"
+	row "dp_cnn_compute_efficiency_1to2" \
+		"$(echo "$c1 $c2" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / (2 * $2); next } { print "n/a" }')" "CPU1/(2 CPU2)"
+	row "dp_cnn_2rank_reduce_fraction" "$(num "$(awk '$2 == 2 { print $5 }' "$tmp/dps" | median)" %.4f)" "of wall"
+	row "dp_cnn_2rank_wait_fraction" "$(num "$(awk '$2 == 2 { print $6 }' "$tmp/dps" | median)" %.4f)" "of wall"
+	note "dp_cnn: mpirun -np 1|2 $bind $build/bench/mpi_dp_train $dsteps 1 (resnet [32,64,128,256] x1, 1x257x500, 309 classes,"
+	note "     global batch 16, BN micro-batch 8, AdamW, 1 BLAS thread), median of $launches interleaved launches; compute"
+	note "     = CPU outside the hooks (slowest rank); reduce = allreduce + BN/loss reduces; wait = barrier before each hook"
 fi
 
 # a private redis-server for sharding and the simulation, stopped by pid
@@ -353,23 +399,57 @@ if [ "$scale" = 1 ] && command -v redis-server >/dev/null 2>&1 && command -v mpi
   "pipeline": {"checkpoint_every": 1000000}
 }
 JSON
+	# A real convolutional teacher: the RAVDESS small example's face CNN
+	# (conv3 [8,16,32] on 24x24 images; deploy/examples/ravdess-small.json)
+	# on its generated data, the unlabeled rows repeated 8 times (8,216 rows,
+	# 129 shards of 64); 5 teacher epochs, one student epoch.
+	cnn_ok=0
+	if MKE="$bindir/mke" sh deploy/examples/prepare-small.sh ravdess "$pd/rav" 1440 >"$tmp/err" 2>&1; then
+		awk -F, 'NR == 1 { print; next } { r[++n] = $0 }
+			END { for (k = 0; k < 8; k++) for (i = 1; i <= n; i++) { c = index(r[i], ",");
+				printf "%s-r%d%s\n", substr(r[i], 1, c - 1), k, substr(r[i], c) } }' \
+			"$pd/rav/ravdess-unlabeled.csv" >"$pd/rav/unlabeled-x8.csv"
+		cat >"$pd/cnn.json" <<JSON
+{
+  "name": "bench-pipeline-cnn",
+  "data": {"root": "$pd/rav", "labeled": "ravdess-labeled.csv", "unlabeled": "unlabeled-x8.csv",
+    "test": "ravdess-test.csv", "classes": 8,
+    "modalities": {"a": {"column": "face", "kind": "image", "height": 24, "width": 24, "channels": 1},
+      "b": {"column": "audio", "kind": "audio", "sample_rate": 16000}}},
+  "models": {"face": {"inputs": ["a"], "type": "cnn", "bn_micro": 8,
+    "branches": {"a": {"type": "conv3", "channels": [8, 16, 32]}}}},
+  "teacher": {"model": "face", "seed": 0, "epochs": 5, "batch_size": 16,
+    "optimizer": {"type": "adamw", "lr": 0.003}},
+  "student": {"epochs": 1, "batch_size": 32, "optimizer": {"type": "adamw", "lr": 0.003}},
+  "variants": {"um_student": {"model": "face"}},
+  "seeds": [0],
+  "pipeline": {"shard_size": 64, "checkpoint_every": 100}
+}
+JSON
+		cnn_ok=1
+	else
+		note "prepare-small.sh ravdess failed: $(tail -n 1 "$tmp/err")"
+	fi
 	# runs "d" are one rank with a slow teacher: MKE_TEST_LABEL_DELAY_MS=20 per
-	# shard (0.3 ms a sample, a small convolutional teacher on a CPU core)
+	# shard (0.3 ms a sample, a small convolutional teacher on a CPU core);
+	# runs "c1", "c2" the CNN teacher with 1 and 2 ranks
 	prep=$repeats
 	[ "$quick" = 1 ] && prep=1
-	for np in 1 2 d; do
+	for np in 1 2 d c1 c2; do
 		: >"$pd/m$np"
+		cfg="$pd/run.json"
+		case "$np" in c*) cfg="$pd/cnn.json"; [ "$cnn_ok" = 1 ] || continue ;; esac
 		i=0
 		while [ "$i" -lt "$prep" ]; do
 			i=$((i + 1))
 			rdir="$pd/run-$np-$i"
-			ranks=$np
+			ranks=${np#c}
 			delay=0
 			if [ "$np" = d ]; then
 				ranks=1
 				delay=20
 			fi
-			if MKE_TEST_LABEL_DELAY_MS=$delay "$bindir/mke" run "$pd/run.json" --ranks "$ranks" \
+			if MKE_TEST_LABEL_DELAY_MS=$delay "$bindir/mke" run "$cfg" --ranks "$ranks" \
 				--run-dir "$rdir" --db "$rdir.db" >/dev/null 2>"$tmp/err"; then
 				rid=$("$bindir/mke" runs --db "$rdir.db" 2>/dev/null | awk 'NR == 2 { print $1 }')
 				"$bindir/mke" export "$rid" --metrics --format csv --db "$rdir.db" 2>/dev/null |
@@ -383,14 +463,17 @@ JSON
 	# per run: samples over the slowest rank's label loop; time in the queue
 	# over loop time, summed over ranks; the slowest rank's student phase.
 	# Then the median over runs.
-	for np in 1 2 d; do
+	for np in 1 2 d c1 c2; do
 		: >"$pd/s$np"
 		[ -s "$pd/m$np" ] && awk '{ k = $1 }
 			$3 == "label_samples" { s[k] += $4 }
 			$3 == "label_work_seconds" { w[k] += $4; if ($4 > mw[k]) mw[k] = $4 }
 			$3 == "label_queue_seconds" { q[k] += $4 }
+			$3 == "label_idle_seconds" { id[k] += $4 }
+			$3 == "label_queue_thread_seconds" { th[k] += $4 }
 			$3 == "student_seconds" { if ($4 > st[k]) st[k] = $4 }
-			END { for (k in s) if (mw[k] > 0) printf "%s %.0f %.4f %.3f\n", k, s[k] / mw[k], q[k] / w[k], st[k] }' \
+			END { for (k in s) if (mw[k] > 0) printf "%s %.0f %.4f %.3f %.4f %.4f\n", k, s[k] / mw[k],
+				q[k] / w[k], st[k], id[k] / w[k], th[k] / w[k] }' \
 			"$pd/m$np" >"$pd/s$np"
 	done
 	sps1=$(awk '{ print $2 }' "$pd/s1" | median)
@@ -405,6 +488,17 @@ JSON
 	row "label_1rank_redis_fraction" "$(num "$rf1" %.4f)" "of loop"
 	row "label_2rank_redis_fraction" "$(num "$rf2" %.4f)" "of loop"
 	row "label_1rank_slow_teacher_redis_fraction" "$(num "$rfd" %.4f)" "of loop"
+	for np in 1 2; do
+		row "label_${np}rank_idle_fraction" "$(num "$(awk '{ print $5 }' "$pd/s$np" | median)" %.4f)" "of loop"
+		row "label_${np}rank_thread_redis_fraction" "$(num "$(awk '{ print $6 }' "$pd/s$np" | median)" %.4f)" "of loop"
+	done
+	if [ "$cnn_ok" = 1 ]; then
+		for np in 1 2; do
+			row "label_cnn_${np}rank_samples_per_s" "$(awk '{ print $2 }' "$pd/sc$np" | median)" "samples/s"
+			row "label_cnn_${np}rank_redis_fraction" "$(num "$(awk '{ print $3 }' "$pd/sc$np" | median)" %.4f)" "of loop"
+			row "label_cnn_${np}rank_idle_fraction" "$(num "$(awk '{ print $5 }' "$pd/sc$np" | median)" %.4f)" "of loop"
+		done
+	fi
 	row "student_1rank_seconds" "$stu1" "s"
 	row "student_2rank_seconds" "$stu2" "s"
 	row "student_scaling_efficiency_1to2" \
@@ -421,7 +515,7 @@ JSON
 			done
 		done
 	done
-	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; redis fraction = time in queue_take/ack/fail after the first shard over the label loop (target < 0.02); RSS = VmHWM of each phase (reset between phases)"
+	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; cnn = RAVDESS small face CNN teacher, 8,216 rows; redis fraction = the label loop's time in take/fail calls and waiting for the heartbeat thread's ack and take-ahead, after the first shard, over the loop (target < 0.02); idle = waiting for work (queue empty: the drain); thread = the heartbeat thread's ack and take-ahead calls (overlapped); RSS = VmHWM of each phase (reset between phases)"
 fi
 
 # ---- 5. data: decoding and streaming (docs/formats.md "Memory") --------------

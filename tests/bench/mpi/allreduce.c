@@ -1,8 +1,8 @@
 /*
  * allreduce.c - MPI_Allreduce bandwidth of float sums, the student phase's
- * data-parallel step (worker/main.c reduces gradients in buckets of 1M
- * floats). Built by tests/bench/run.sh with mpicc (the Makefile's bench rule
- * has no MPI flags), run as `mpirun -np 2 allreduce [ROUNDS [MAX_FLOATS]]`.
+ * data-parallel step (worker/dp_mpi.c reduces gradients in buckets of 1M
+ * floats). Built by `make bench` with mpicc ($(O)/bench/mpi_allreduce), run as
+ * `mpirun -np 2 build/bench/mpi_allreduce [ROUNDS [MAX_FLOATS]]`.
  *
  * For each size n (1K, 4K, ... up to MAX_FLOATS, default 16M floats) rank 0 picks a call count so that a round
  * lasts about 20 ms (from one timed call) and broadcasts it: every rank then
