@@ -68,22 +68,26 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
  * groups of (group mean, group unbiased variance), channel-major pairs
  * [mean_c..., var_c...]: the caller sums it over ranks (and over the global
  * number of groups) and then calls batchnorm_update_running.
+ * relu != 0 fuses a ReLU: out = max(0, BN(inp)), in the same pass.
  */
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
 		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
-		       float eps, double *batch_sum);
-/* Evaluation: normalise with running_mean/running_var. */
+		       float eps, double *batch_sum, int relu);
+/* Evaluation: normalise with running_mean/running_var (relu as above). */
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,
-			    float eps);
+			    float eps, int relu);
 /* PyTorch's update with the average over `groups` micro-batches (all ranks):
  * running = (1-momentum)*running + momentum*(batch_sum/groups). */
 void batchnorm_update_running(float *running_mean, float *running_var, const double *batch_sum,
 			      int groups, int C, float momentum);
-/* dinp, dgamma, dbeta accumulate; dinp may be NULL. */
+/* dinp, dgamma, dbeta accumulate; dinp may be NULL. relu_out, if not NULL,
+ * is the output of a fused forward (relu != 0): dout is then the gradient of
+ * that output and is gated by relu_out > 0 on the fly (the ReLU's backward). */
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			const float *inp, const float *save_mean, const float *save_rstd,
-			const float *gamma, int B, int C, int HW, int micro);
+			const float *gamma, int B, int C, int HW, int micro,
+			const float *relu_out);
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
 

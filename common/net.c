@@ -93,6 +93,8 @@ struct layer {
 	long rm;                 /* BN: running_mean offset in buffers (running_var follows) */
 	int bn;                  /* BN: its index (net_bn_name) */
 	int bsum;                /* BN: offset of its 2*C sums in the reduce array */
+	int fused;               /* BN: applies the ReLU that follows it (and gates its
+				    gradient); RELU: done by the BN before it, a no-op */
 	uint32_t purpose;        /* noise: RNG_INPUT_NOISE / RNG_HIDDEN_NOISE */
 	uint64_t off;            /* noise, dropout: stream offset */
 	float scale;             /* noise: the gain of the last training forward */
@@ -706,6 +708,11 @@ int net_init(struct net *n, const struct net_arch *arch)
 		return -1;
 	}
 	P->logits_t = logits.t;
+	/* BN then a ReLU in place on its output: one pass (cnn.h relu) */
+	for (int i = 0; i + 1 < P->nl; i++)
+		if (P->l[i].op == OP_BN && P->l[i + 1].op == OP_RELU &&
+		    P->l[i + 1].in == P->l[i].out)
+			P->l[i].fused = P->l[i + 1].fused = 1;
 
 	/* buffers: running_mean, running_var per BN layer, after all parameters
 	 * in the tensor table */
@@ -1138,14 +1145,15 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 		if (ctx)
 			batchnorm_forward(out, L->save_mean, L->save_rstd, in, w, b, nb, L->C,
 					  L->H * L->W, a->bn_micro * L->nimg, a->bn_eps,
-					  P->bsum + L->bsum);
+					  P->bsum + L->bsum, L->fused);
 		else
 			batchnorm_forward_eval(out, in, w, b, n->buffers + L->rm,
 					       n->buffers + L->rm + L->C, nb, L->C, L->H * L->W,
-					       a->bn_eps);
+					       a->bn_eps, L->fused);
 		break;
 	case OP_RELU:
-		relu_forward(out, in, (size_t)B * P->t[L->in].sz);
+		if (!L->fused)
+			relu_forward(out, in, (size_t)B * P->t[L->in].sz);
 		break;
 	case OP_MAXPOOL:
 		maxpool2d_forward(out, L->argmax, in, nb, L->C, L->H, L->W, 2, 2, 0);
@@ -1324,11 +1332,12 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 		break;
 	case OP_BN:
 		batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w, nb, L->C,
-				   L->H * L->W, a->bn_micro * L->nimg);
+				   L->H * L->W, a->bn_micro * L->nimg, L->fused ? to->x : NULL);
 		break;
 	case OP_RELU:
 		/* in place: the gradient buffer is shared with the input's */
-		relu_mask(to->g, to->x, (size_t)B * to->sz);
+		if (!L->fused)
+			relu_mask(to->g, to->x, (size_t)B * to->sz);
 		break;
 	case OP_MAXPOOL:
 		if (din)
@@ -1457,4 +1466,32 @@ const char *net_bn_name(const struct net *n, int j)
 	if (!P || j < 0 || j >= P->nbn)
 		return NULL;
 	return P->bn_names[j];
+}
+
+int net_nconv(const struct net *n)
+{
+	const struct net_priv *P = n->priv;
+	int k = 0;
+	for (int i = 0; i < P->nl; i++)
+		k += P->l[i].op == OP_CONV;
+	return k;
+}
+
+const struct conv2d_shape *net_conv(const struct net *n, int i, int *nimg, int *dinp,
+				    const char **name)
+{
+	const struct net_priv *P = n->priv;
+	for (int j = 0; j < P->nl; j++) {
+		const struct layer *L = &P->l[j];
+		if (L->op != OP_CONV || i-- > 0)
+			continue;
+		*nimg = L->nimg;
+		*dinp = !P->t[L->in].nograd;
+		*name = "";
+		for (int k = 0; k < P->npt; k++)
+			if (P->pt[k].is_param && (long)P->pt[k].off == L->w)
+				*name = P->pt[k].name;
+		return &L->cs;
+	}
+	return NULL;
 }
