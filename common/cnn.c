@@ -286,8 +286,50 @@ static void col2im(float *dimg, const float *col, size_t ld, const struct conv2d
 			}
 }
 
+/* o[i] = ep(r[i] + bv) for one output channel's n values (ep NULL: r + bv) */
+static void conv_epilogue(float *restrict o, const float *restrict r, size_t n, float bv,
+			  const struct conv_epilogue *ep, int oc)
+{
+	if (!ep) {
+		for (size_t i = 0; i < n; i++)
+			o[i] = r[i] + bv;
+		return;
+	}
+	float sc = ep->scale[oc], sh = ep->shift[oc];
+	if (ep->relu)
+		for (size_t i = 0; i < n; i++) {
+			float v = (r[i] + bv) * sc + sh;
+			o[i] = v > 0.0f ? v : 0.0f;
+		}
+	else
+		for (size_t i = 0; i < n; i++)
+			o[i] = (r[i] + bv) * sc + sh;
+}
+
+/* conv_epilogue with o == r */
+static void conv_epilogue_inplace(float *o, size_t n, float bv, const struct conv_epilogue *ep,
+				  int oc)
+{
+	float sc = ep->scale[oc], sh = ep->shift[oc];
+	if (ep->relu)
+		for (size_t i = 0; i < n; i++) {
+			float v = (o[i] + bv) * sc + sh;
+			o[i] = v > 0.0f ? v : 0.0f;
+		}
+	else
+		for (size_t i = 0; i < n; i++)
+			o[i] = (o[i] + bv) * sc + sh;
+}
+
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
 		    const struct conv2d_shape *s, int B, float *scratch)
+{
+	conv2d_forward_ep(out, inp, weight, bias, s, B, scratch, NULL);
+}
+
+void conv2d_forward_ep(float *out, const float *inp, const float *weight, const float *bias,
+		       const struct conv2d_shape *s, int B, float *scratch,
+		       const struct conv_epilogue *ep)
 {
 	// inp is (B,C,H,W), weight is (OC,C,KH,KW), bias is (OC); out is (B,OC,OH,OW)
 	struct conv_plan p;
@@ -305,13 +347,10 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)ld, CK, 1.0f,
 				    weight, CK, col, (int)ld, 0.0f, res, (int)ld);
 			for (int j = 0; j < gn; j++)
-				for (int oc = 0; oc < OC; oc++) {
-					float bv = bias ? bias[oc] : 0.0f;
-					const float *r = res + (size_t)oc * ld + j * OHW;
-					float *o = out + (size_t)(b0 + j) * out_sz + oc * OHW;
-					for (size_t i = 0; i < OHW; i++)
-						o[i] = r[i] + bv;
-				}
+				for (int oc = 0; oc < OC; oc++)
+					conv_epilogue(out + (size_t)(b0 + j) * out_sz + oc * OHW,
+						      res + (size_t)oc * ld + j * OHW, OHW,
+						      bias ? bias[oc] : 0.0f, ep, oc);
 		}
 		return;
 	}
@@ -319,7 +358,7 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
 		const float *x = inp + (size_t)b * in_sz;
 		float *o = out + (size_t)b * out_sz;
 		float beta = 0.0f;
-		if (bias) {
+		if (bias && !ep) {
 			for (int oc = 0; oc < OC; oc++)
 				for (size_t i = 0; i < OHW; i++)
 					o[oc * OHW + i] = bias[oc];
@@ -328,14 +367,24 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
 		if (p.direct) {
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)OHW, CK, 1.0f,
 				    weight, CK, x, (int)OHW, beta, o, (int)OHW);
+			if (ep)
+				for (int oc = 0; oc < OC; oc++)
+					conv_epilogue_inplace(o + oc * OHW, OHW,
+							      bias ? bias[oc] : 0.0f, ep, oc);
 			continue;
 		}
 		for (int oh0 = 0; oh0 < s->OH; oh0 += p.rows) {
 			int oh1 = oh0 + p.rows < s->OH ? oh0 + p.rows : s->OH;
 			int n = (oh1 - oh0) * s->OW;
+			float *ot = o + (size_t)oh0 * s->OW;
 			im2col(scratch, (size_t)n, x, s, oh0, oh1);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, n, CK, 1.0f, weight,
-				    CK, scratch, n, beta, o + (size_t)oh0 * s->OW, (int)OHW);
+				    CK, scratch, n, beta, ot, (int)OHW);
+			/* while the tile is in cache */
+			if (ep)
+				for (int oc = 0; oc < OC; oc++)
+					conv_epilogue_inplace(ot + oc * OHW, (size_t)n,
+							      bias ? bias[oc] : 0.0f, ep, oc);
 		}
 	}
 }
@@ -491,15 +540,25 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
 	}
 }
 
+void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
+			   const float *running_mean, const float *running_var, int C, float eps)
+{
+	for (int c = 0; c < C; c++) {
+		double rstd = 1.0 / sqrt((double)running_var[c] + eps);
+		scale[c] = (float)(gamma[c] * rstd);
+		shift[c] = (float)(beta[c] - running_mean[c] * gamma[c] * rstd);
+	}
+}
+
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,
 			    float eps, int relu)
 {
 	// inp, out are (B,C,HW); gamma, beta, running_mean, running_var (C)
 	for (int c = 0; c < C; c++) {
-		double rstd = 1.0 / sqrt((double)running_var[c] + eps);
-		float scale = (float)(gamma[c] * rstd);
-		float shift = (float)(beta[c] - running_mean[c] * gamma[c] * rstd);
+		float scale, shift;
+		batchnorm_eval_affine(&scale, &shift, gamma + c, beta + c, running_mean + c,
+				      running_var + c, 1, eps);
 		for (int b = 0; b < B; b++)
 			bn_affine(out + ((size_t)b * C + c) * HW, inp + ((size_t)b * C + c) * HW, HW,
 				  scale, shift, relu);

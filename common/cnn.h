@@ -42,6 +42,19 @@ size_t conv2d_scratch(const struct conv2d_shape *s, int B);
  * im2col + cblas_sgemm. */
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
 		    const struct conv2d_shape *s, int B, float *scratch);
+/* conv2d_forward followed by a per-channel affine map and an optional ReLU,
+ * applied while each output tile is in cache: out = f(conv*scale[oc] +
+ * shift[oc]), f = max(0, .) when relu. An evaluation-mode batch norm (and
+ * its ReLU) after a convolution is this with scale = gamma/sqrt(var+eps),
+ * shift = beta - mean*scale (batchnorm_eval_affine), so the pair makes one
+ * pass over the output instead of three. */
+struct conv_epilogue {
+	const float *scale, *shift; /* (OC) */
+	int relu;
+};
+void conv2d_forward_ep(float *out, const float *inp, const float *weight, const float *bias,
+		       const struct conv2d_shape *s, int B, float *scratch,
+		       const struct conv_epilogue *ep);
 /* Plain loops; the reference conv2d_forward is tested against. */
 void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
 			  const struct conv2d_shape *s, int B);
@@ -77,6 +90,10 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,
 			    float eps, int relu);
+/* The per-channel scale and shift batchnorm_forward_eval applies
+ * (out = inp*scale + shift), for conv2d_forward_ep. */
+void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
+			   const float *running_mean, const float *running_var, int C, float eps);
 /* PyTorch's update with the average over `groups` micro-batches (all ranks):
  * running = (1-momentum)*running + momentum*(batch_sum/groups). */
 void batchnorm_update_running(float *running_mean, float *running_var, const double *batch_sum,

@@ -21,6 +21,7 @@
  *         (OC x images*OH*OW x C*k*k) on ready-made columns, the bound an
  *         im2col convolution can reach.
  *
+ * MKE_BENCH_ONLY=train (or infer) times only that half, for a profiler.
  * One warm-up step, then REPEATS timings of ITERS steps each; the median.
  * Wall time, or CPU time with MKE_BENCH_CLOCK=cpu (bench_time.h); the BLAS
  * may use THREADS threads (openblas_set_num_threads).
@@ -251,8 +252,13 @@ int main(int argc, char **argv)
 	struct fwd_ctx ctx = { .seed = 1 };
 	double t[64];
 
+	/* MKE_BENCH_ONLY=train or infer runs one of the two (for a profiler) */
+	const char *only = getenv("MKE_BENCH_ONLY");
+	int do_train = !only || strcmp(only, "infer") != 0;
+	int do_infer = !only || strcmp(only, "train") != 0;
+
 	/* training steps */
-	for (int r = -1; r < repeats; r++) {
+	for (int r = -1; do_train && r < repeats; r++) {
 		int its = r < 0 ? 1 : iters; /* r = -1: warm-up */
 		double t0 = bench_now();
 		for (int i = 0; i < its; i++) {
@@ -275,10 +281,11 @@ int main(int argc, char **argv)
 		if (r >= 0)
 			t[r] = bench_now() - t0;
 	}
-	printf("train %.2f\n", (double)B * iters / bench_median(t, repeats));
+	if (do_train)
+		printf("train %.2f\n", (double)B * iters / bench_median(t, repeats));
 
 	/* inference */
-	for (int r = -1; r < repeats; r++) {
+	for (int r = -1; do_infer && r < repeats; r++) {
 		int its = r < 0 ? 1 : iters;
 		double t0 = bench_now();
 		for (int i = 0; i < its; i++)
@@ -286,7 +293,8 @@ int main(int argc, char **argv)
 		if (r >= 0)
 			t[r] = bench_now() - t0;
 	}
-	printf("infer %.2f\n", (double)B * iters / bench_median(t, repeats));
+	if (do_infer)
+		printf("infer %.2f\n", (double)B * iters / bench_median(t, repeats));
 
 	optim_release(&o);
 	for (int k = 0; k < a.ninputs; k++)

@@ -178,6 +178,21 @@ static void test_conv_fast_vs_naive(void)
 		for (size_t i = 0; i < nout; i++)
 			CHECK_MSG(fabs(o1[i] - o2[i]) <= tol * (1 + fabs(o2[i])),
 				  "shape %zu out[%zu]: %.9g vs naive %.9g", t, i, o1[i], o2[i]);
+		/* the epilogue (an evaluation BN + ReLU folded in): relu(naive*scale + shift) */
+		float *sc = randn(s.OC, 800 + t), *sh = randn(s.OC, 900 + t);
+		for (int r = 0; r < 2; r++) {
+			struct conv_epilogue ep = { sc, sh, r };
+			conv2d_forward_ep(o1, x, w, bp, &s, B, scratch, &ep);
+			for (size_t i = 0; i < nout; i++) {
+				int oc = (int)(i / ((size_t)s.OH * s.OW) % (size_t)s.OC);
+				float want = o2[i] * sc[oc] + sh[oc];
+				if (r && want < 0.0f)
+					want = 0.0f;
+				CHECK_MSG(fabs(o1[i] - want) <= tol * (1 + fabs(o2[i] * sc[oc]) + fabs(sh[oc])),
+					  "shape %zu relu %d out[%zu]: %.9g vs %.9g", t, r, i, o1[i], want);
+			}
+		}
+		free(sc), free(sh);
 		float *di1 = randn(nin, 500 + t), *dw1 = randn(nw, 600 + t), *db1 = randn(s.OC, 700);
 		float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
 		float *db2 = dup_floats(db1, s.OC);
