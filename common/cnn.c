@@ -826,25 +826,45 @@ static void bilinear_tap(int dst, int in, float scale, int *i0, int *i1, float *
 	*l1 = src - (float)i;
 }
 
+/* The column taps of output columns [ow0, ow0+n), n <= UP_CHUNK: computed
+ * once per chunk rather than once per (image, row). */
+#define UP_CHUNK 256
+
+struct up_taps {
+	int w0[UP_CHUNK], w1[UP_CHUNK];
+	float lw[UP_CHUNK];
+};
+
+static void up_taps_fill(struct up_taps *t, int ow0, int n, int W, float sw)
+{
+	for (int j = 0; j < n; j++)
+		bilinear_tap(ow0 + j, W, sw, &t->w0[j], &t->w1[j], &t->lw[j]);
+}
+
 void upsample_bilinear_forward(float *out, const float *inp, int B, int C, int H, int W, int OH,
 			       int OW)
 {
 	// inp is (B,C,H,W); out is (B,C,OH,OW)
 	float sh = (float)H / (float)OH, sw = (float)W / (float)OW;
-	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-		const float *x = inp + bc * H * W;
-		float *o = out + bc * OH * OW;
-		for (int oh = 0; oh < OH; oh++) {
-			int h0, h1;
-			float lh;
-			bilinear_tap(oh, H, sh, &h0, &h1, &lh);
-			const float *r0 = x + (size_t)h0 * W, *r1 = x + (size_t)h1 * W;
-			for (int ow = 0; ow < OW; ow++) {
-				int w0, w1;
-				float lw;
-				bilinear_tap(ow, W, sw, &w0, &w1, &lw);
-				o[oh * OW + ow] = (1.0f - lh) * ((1.0f - lw) * r0[w0] + lw * r0[w1]) +
+	struct up_taps t;
+	for (int ow0 = 0; ow0 < OW; ow0 += UP_CHUNK) {
+		int n = OW - ow0 < UP_CHUNK ? OW - ow0 : UP_CHUNK;
+		up_taps_fill(&t, ow0, n, W, sw);
+		for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+			const float *x = inp + bc * H * W;
+			float *o = out + bc * OH * OW + ow0;
+			for (int oh = 0; oh < OH; oh++) {
+				int h0, h1;
+				float lh;
+				bilinear_tap(oh, H, sh, &h0, &h1, &lh);
+				const float *r0 = x + (size_t)h0 * W, *r1 = x + (size_t)h1 * W;
+				float *orow = o + (size_t)oh * OW;
+				for (int j = 0; j < n; j++) {
+					float lw = t.lw[j];
+					int w0 = t.w0[j], w1 = t.w1[j];
+					orow[j] = (1.0f - lh) * ((1.0f - lw) * r0[w0] + lw * r0[w1]) +
 						  lh * ((1.0f - lw) * r1[w0] + lw * r1[w1]);
+				}
 			}
 		}
 	}
@@ -855,22 +875,27 @@ void upsample_bilinear_backward(float *dinp, const float *dout, int B, int C, in
 {
 	// dout is (B,C,OH,OW); dinp (B,C,H,W) accumulates
 	float sh = (float)H / (float)OH, sw = (float)W / (float)OW;
-	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-		float *dx = dinp + bc * H * W;
-		const float *dy = dout + bc * OH * OW;
-		for (int oh = 0; oh < OH; oh++) {
-			int h0, h1;
-			float lh;
-			bilinear_tap(oh, H, sh, &h0, &h1, &lh);
-			float *r0 = dx + (size_t)h0 * W, *r1 = dx + (size_t)h1 * W;
-			for (int ow = 0; ow < OW; ow++) {
-				int w0, w1;
-				float lw, g = dy[oh * OW + ow];
-				bilinear_tap(ow, W, sw, &w0, &w1, &lw);
-				r0[w0] += (1.0f - lh) * (1.0f - lw) * g;
-				r0[w1] += (1.0f - lh) * lw * g;
-				r1[w0] += lh * (1.0f - lw) * g;
-				r1[w1] += lh * lw * g;
+	struct up_taps t;
+	for (int ow0 = 0; ow0 < OW; ow0 += UP_CHUNK) {
+		int n = OW - ow0 < UP_CHUNK ? OW - ow0 : UP_CHUNK;
+		up_taps_fill(&t, ow0, n, W, sw);
+		for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+			float *dx = dinp + bc * H * W;
+			const float *dy = dout + bc * OH * OW + ow0;
+			for (int oh = 0; oh < OH; oh++) {
+				int h0, h1;
+				float lh;
+				bilinear_tap(oh, H, sh, &h0, &h1, &lh);
+				float *r0 = dx + (size_t)h0 * W, *r1 = dx + (size_t)h1 * W;
+				const float *g = dy + (size_t)oh * OW;
+				for (int j = 0; j < n; j++) {
+					float lw = t.lw[j];
+					int w0 = t.w0[j], w1 = t.w1[j];
+					r0[w0] += (1.0f - lh) * (1.0f - lw) * g[j];
+					r0[w1] += (1.0f - lh) * lw * g[j];
+					r1[w0] += lh * (1.0f - lw) * g[j];
+					r1[w1] += lh * lw * g[j];
+				}
 			}
 		}
 	}
