@@ -13,8 +13,8 @@
  *         each convolution layer of MODEL alone at the model's batch size:
  *         prints  sgemm <GFLOP/s of a 1024^3 cblas_sgemm, this process>
  *         then per layer
- *           layer NAME CxHxW OC k stride images GFLOP fwd_gflops fb_gflops gemm_gflops
- *         GFLOP: one forward; fwd_gflops: conv2d_forward; fb_gflops: forward
+ *           layer NAME CxHxW OC k stride images dinp GFLOP fwd_gflops fb_gflops gemm_gflops
+ *         dinp: 1 when training computes its input gradient; GFLOP: one forward; fwd_gflops: conv2d_forward; fb_gflops: forward
  *         + conv2d_backward (weight gradient, and the input gradient unless
  *         the layer reads a model input, as in training), FLOPs 2*M*N*K per
  *         GEMM; gemm_gflops: one cblas_sgemm of the forward's shape
@@ -161,8 +161,8 @@ static int bench_layers(const struct net *n, int B, int iters, int repeats)
 		double tf = time_conv(s, nb, dinp, 0, iters, repeats, buf, scratch);
 		double tb = time_conv(s, nb, dinp, 1, iters, repeats, buf, scratch);
 		double gemm = sgemm_rate(s->OC, (int)(out / (size_t)s->OC), (int)CK, 3);
-		printf("layer %s %dx%dx%d %d %d %d %d %.3f %.1f %.1f %.1f\n", name, s->C, s->H, s->W,
-		       s->OC, s->KH, s->stride, nb, flop * 1e-9, flop / tf * 1e-9,
+		printf("layer %s %dx%dx%d %d %d %d %d %d %.3f %.1f %.1f %.1f\n", name, s->C, s->H,
+		       s->W, s->OC, s->KH, s->stride, nb, dinp, flop * 1e-9, flop / tf * 1e-9,
 		       flop * (dinp ? 3 : 2) / tb * 1e-9, gemm);
 		for (int k = 0; k < 6; k++)
 			free(buf[k]);
