@@ -72,6 +72,40 @@ static double bn_sumsq(const float *x, int n, float mean)
 	return total;
 }
 
+/* dy where y > 0, else 0 (the gradient through a ReLU of output y), as a
+ * product with the 0/1 mask so the loops below vectorize (a select in an
+ * 8-lane block does not); +-0 and a non-finite dy where y <= 0 aside, the
+ * same as the select. */
+static inline float relu_gate(float dy, float y)
+{
+	return dy * (float)(y > 0.0f);
+}
+
+/* bn_sums_dy with dy gated by the ReLU output y */
+static void bn_sums_dy_relu(const float *dy, const float *y, const float *x, int n, float mean,
+			    double *sdy, double *sdyx)
+{
+	for (int i0 = 0; i0 < n; i0 += BN_CHUNK) {
+		int m = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK, i = 0;
+		float a[8] = { 0 }, b[8] = { 0 };
+		for (; i + 8 <= m; i += 8)
+			for (int j = 0; j < 8; j++) {
+				float g = relu_gate(dy[i0 + i + j], y[i0 + i + j]);
+				a[j] += g;
+				b[j] += g * (x[i0 + i + j] - mean);
+			}
+		for (; i < m; i++) {
+			float g = relu_gate(dy[i0 + i], y[i0 + i]);
+			a[0] += g;
+			b[0] += g * (x[i0 + i] - mean);
+		}
+		for (int j = 0; j < 8; j++) {
+			*sdy += a[j];
+			*sdyx += b[j];
+		}
+	}
+}
+
 /* sum dy and sum dy * (x - mean) */
 static void bn_sums_dy(const float *dy, const float *x, int n, float mean, double *sdy,
 		       double *sdyx)
@@ -252,8 +286,50 @@ static void col2im(float *dimg, const float *col, size_t ld, const struct conv2d
 			}
 }
 
+/* o[i] = ep(r[i] + bv) for one output channel's n values (ep NULL: r + bv) */
+static void conv_epilogue(float *restrict o, const float *restrict r, size_t n, float bv,
+			  const struct conv_epilogue *ep, int oc)
+{
+	if (!ep) {
+		for (size_t i = 0; i < n; i++)
+			o[i] = r[i] + bv;
+		return;
+	}
+	float sc = ep->scale[oc], sh = ep->shift[oc];
+	if (ep->relu)
+		for (size_t i = 0; i < n; i++) {
+			float v = (r[i] + bv) * sc + sh;
+			o[i] = v > 0.0f ? v : 0.0f;
+		}
+	else
+		for (size_t i = 0; i < n; i++)
+			o[i] = (r[i] + bv) * sc + sh;
+}
+
+/* conv_epilogue with o == r */
+static void conv_epilogue_inplace(float *o, size_t n, float bv, const struct conv_epilogue *ep,
+				  int oc)
+{
+	float sc = ep->scale[oc], sh = ep->shift[oc];
+	if (ep->relu)
+		for (size_t i = 0; i < n; i++) {
+			float v = (o[i] + bv) * sc + sh;
+			o[i] = v > 0.0f ? v : 0.0f;
+		}
+	else
+		for (size_t i = 0; i < n; i++)
+			o[i] = (o[i] + bv) * sc + sh;
+}
+
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
 		    const struct conv2d_shape *s, int B, float *scratch)
+{
+	conv2d_forward_ep(out, inp, weight, bias, s, B, scratch, NULL);
+}
+
+void conv2d_forward_ep(float *out, const float *inp, const float *weight, const float *bias,
+		       const struct conv2d_shape *s, int B, float *scratch,
+		       const struct conv_epilogue *ep)
 {
 	// inp is (B,C,H,W), weight is (OC,C,KH,KW), bias is (OC); out is (B,OC,OH,OW)
 	struct conv_plan p;
@@ -271,13 +347,10 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)ld, CK, 1.0f,
 				    weight, CK, col, (int)ld, 0.0f, res, (int)ld);
 			for (int j = 0; j < gn; j++)
-				for (int oc = 0; oc < OC; oc++) {
-					float bv = bias ? bias[oc] : 0.0f;
-					const float *r = res + (size_t)oc * ld + j * OHW;
-					float *o = out + (size_t)(b0 + j) * out_sz + oc * OHW;
-					for (size_t i = 0; i < OHW; i++)
-						o[i] = r[i] + bv;
-				}
+				for (int oc = 0; oc < OC; oc++)
+					conv_epilogue(out + (size_t)(b0 + j) * out_sz + oc * OHW,
+						      res + (size_t)oc * ld + j * OHW, OHW,
+						      bias ? bias[oc] : 0.0f, ep, oc);
 		}
 		return;
 	}
@@ -285,7 +358,7 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
 		const float *x = inp + (size_t)b * in_sz;
 		float *o = out + (size_t)b * out_sz;
 		float beta = 0.0f;
-		if (bias) {
+		if (bias && !ep) {
 			for (int oc = 0; oc < OC; oc++)
 				for (size_t i = 0; i < OHW; i++)
 					o[oc * OHW + i] = bias[oc];
@@ -294,14 +367,24 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
 		if (p.direct) {
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)OHW, CK, 1.0f,
 				    weight, CK, x, (int)OHW, beta, o, (int)OHW);
+			if (ep)
+				for (int oc = 0; oc < OC; oc++)
+					conv_epilogue_inplace(o + oc * OHW, OHW,
+							      bias ? bias[oc] : 0.0f, ep, oc);
 			continue;
 		}
 		for (int oh0 = 0; oh0 < s->OH; oh0 += p.rows) {
 			int oh1 = oh0 + p.rows < s->OH ? oh0 + p.rows : s->OH;
 			int n = (oh1 - oh0) * s->OW;
+			float *ot = o + (size_t)oh0 * s->OW;
 			im2col(scratch, (size_t)n, x, s, oh0, oh1);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, n, CK, 1.0f, weight,
-				    CK, scratch, n, beta, o + (size_t)oh0 * s->OW, (int)OHW);
+				    CK, scratch, n, beta, ot, (int)OHW);
+			/* while the tile is in cache */
+			if (ep)
+				for (int oc = 0; oc < OC; oc++)
+					conv_epilogue_inplace(ot + oc * OHW, (size_t)n,
+							      bias ? bias[oc] : 0.0f, ep, oc);
 		}
 	}
 }
@@ -403,9 +486,23 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 
 /* ---- batch norm -------------------------------------------------------- */
 
+/* out = x*scale + shift over n floats, then max(0, .) when relu */
+static void bn_affine(float *restrict out, const float *restrict x, int n, float scale,
+		      float shift, int relu)
+{
+	if (relu)
+		for (int i = 0; i < n; i++) {
+			float v = x[i] * scale + shift;
+			out[i] = v > 0.0f ? v : 0.0f;
+		}
+	else
+		for (int i = 0; i < n; i++)
+			out[i] = x[i] * scale + shift;
+}
+
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
 		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
-		       float eps, double *batch_sum)
+		       float eps, double *batch_sum, int relu)
 {
 	// inp, out are (B,C,HW); gamma, beta (C); save_mean, save_rstd (ngroups,C)
 	if (micro <= 0 || micro > B)
@@ -436,31 +533,35 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
 			}
 			float scale = (float)(gamma[c] * rstd);
 			float shift = (float)(beta[c] - mean * gamma[c] * rstd);
-			for (int b = b0; b < b1; b++) {
-				const float *x = inp + ((size_t)b * C + c) * HW;
-				float *o = out + ((size_t)b * C + c) * HW;
-				for (int i = 0; i < HW; i++)
-					o[i] = x[i] * scale + shift;
-			}
+			for (int b = b0; b < b1; b++)
+				bn_affine(out + ((size_t)b * C + c) * HW, inp + ((size_t)b * C + c) * HW,
+					  HW, scale, shift, relu);
 		}
+	}
+}
+
+void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
+			   const float *running_mean, const float *running_var, int C, float eps)
+{
+	for (int c = 0; c < C; c++) {
+		double rstd = 1.0 / sqrt((double)running_var[c] + eps);
+		scale[c] = (float)(gamma[c] * rstd);
+		shift[c] = (float)(beta[c] - running_mean[c] * gamma[c] * rstd);
 	}
 }
 
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,
-			    float eps)
+			    float eps, int relu)
 {
 	// inp, out are (B,C,HW); gamma, beta, running_mean, running_var (C)
 	for (int c = 0; c < C; c++) {
-		double rstd = 1.0 / sqrt((double)running_var[c] + eps);
-		float scale = (float)(gamma[c] * rstd);
-		float shift = (float)(beta[c] - running_mean[c] * gamma[c] * rstd);
-		for (int b = 0; b < B; b++) {
-			const float *x = inp + ((size_t)b * C + c) * HW;
-			float *o = out + ((size_t)b * C + c) * HW;
-			for (int i = 0; i < HW; i++)
-				o[i] = x[i] * scale + shift;
-		}
+		float scale, shift;
+		batchnorm_eval_affine(&scale, &shift, gamma + c, beta + c, running_mean + c,
+				      running_var + c, 1, eps);
+		for (int b = 0; b < B; b++)
+			bn_affine(out + ((size_t)b * C + c) * HW, inp + ((size_t)b * C + c) * HW, HW,
+				  scale, shift, relu);
 	}
 }
 
@@ -480,7 +581,7 @@ void batchnorm_update_running(float *running_mean, float *running_var, const dou
 
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			const float *inp, const float *save_mean, const float *save_rstd,
-			const float *gamma, int B, int C, int HW, int micro)
+			const float *gamma, int B, int C, int HW, int micro, const float *relu_out)
 {
 	// dout, inp, dinp are (B,C,HW); save_mean, save_rstd (ngroups,C)
 	if (micro <= 0 || micro > B)
@@ -491,9 +592,14 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 		for (int c = 0; c < C; c++) {
 			float mean = save_mean[(size_t)g * C + c], rstd = save_rstd[(size_t)g * C + c];
 			double sdy = 0.0, sdyx = 0.0;
-			for (int b = b0; b < b1; b++)
-				bn_sums_dy(dout + ((size_t)b * C + c) * HW, inp + ((size_t)b * C + c) * HW,
-					   HW, mean, &sdy, &sdyx);
+			for (int b = b0; b < b1; b++) {
+				size_t o = ((size_t)b * C + c) * HW;
+				if (relu_out)
+					bn_sums_dy_relu(dout + o, relu_out + o, inp + o, HW, mean, &sdy,
+							&sdyx);
+				else
+					bn_sums_dy(dout + o, inp + o, HW, mean, &sdy, &sdyx);
+			}
 			sdyx *= rstd; /* sum dy * xhat */
 			dgamma[c] += (float)sdyx;
 			dbeta[c] += (float)sdy;
@@ -502,12 +608,20 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 			/* dx = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)) */
 			float k = gamma[c] * rstd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
 			for (int b = b0; b < b1; b++) {
-				const float *x = inp + ((size_t)b * C + c) * HW;
-				const float *dy = dout + ((size_t)b * C + c) * HW;
-				float *dx = dinp + ((size_t)b * C + c) * HW;
-				for (int i = 0; i < HW; i++) {
-					float xh = (x[i] - mean) * rstd;
-					dx[i] += k * (dy[i] - mdy - xh * mdyx);
+				size_t o = ((size_t)b * C + c) * HW;
+				const float *restrict x = inp + o, *restrict dy = dout + o;
+				float *restrict dx = dinp + o;
+				if (relu_out) {
+					const float *restrict y = relu_out + o;
+					for (int i = 0; i < HW; i++) {
+						float xh = (x[i] - mean) * rstd;
+						dx[i] += k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
+					}
+				} else {
+					for (int i = 0; i < HW; i++) {
+						float xh = (x[i] - mean) * rstd;
+						dx[i] += k * (dy[i] - mdy - xh * mdyx);
+					}
 				}
 			}
 		}
@@ -516,11 +630,54 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
 
+/* The 2x2, stride-2, unpadded case (every model's pool): the window is
+ * always inside the image, so no bounds, and the scan order and NaN rule of
+ * the general loop below (the first maximum; a later NaN wins). */
+static void maxpool2x2_forward(float *restrict out, int *restrict argmax,
+			       const float *restrict inp, int B, int C, int H, int W)
+{
+	int OH = H / 2, OW = W / 2;
+	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+		const float *x = inp + bc * H * W;
+		float *o = out + bc * OH * OW;
+		int *a = argmax + bc * OH * OW;
+		for (int oh = 0; oh < OH; oh++) {
+			const float *r0 = x + (size_t)(2 * oh) * W, *r1 = r0 + W;
+			float *orow = o + (size_t)oh * OW;
+			int *arow = a + (size_t)oh * OW, base = 2 * oh * W;
+			for (int ow = 0; ow < OW; ow++) {
+				float v0 = r0[2 * ow], v1 = r0[2 * ow + 1];
+				float v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+				float m = v0;
+				int best = base + 2 * ow;
+				if (v1 > m || v1 != v1) {
+					m = v1;
+					best = base + 2 * ow + 1;
+				}
+				if (v2 > m || v2 != v2) {
+					m = v2;
+					best = base + W + 2 * ow;
+				}
+				if (v3 > m || v3 != v3) {
+					m = v3;
+					best = base + W + 2 * ow + 1;
+				}
+				orow[ow] = m;
+				arow[ow] = best;
+			}
+		}
+	}
+}
+
 void maxpool2d_forward(float *out, int *argmax, const float *inp, int B, int C, int H, int W,
 		       int k, int stride, int pad)
 {
 	// inp is (B,C,H,W); out, argmax are (B,C,OH,OW)
 	int OH = (H + 2 * pad - k) / stride + 1, OW = (W + 2 * pad - k) / stride + 1;
+	if (k == 2 && stride == 2 && pad == 0) {
+		maxpool2x2_forward(out, argmax, inp, B, C, H, W);
+		return;
+	}
 	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
 		const float *x = inp + bc * H * W;
 		float *o = out + bc * OH * OW;
@@ -669,25 +826,45 @@ static void bilinear_tap(int dst, int in, float scale, int *i0, int *i1, float *
 	*l1 = src - (float)i;
 }
 
+/* The column taps of output columns [ow0, ow0+n), n <= UP_CHUNK: computed
+ * once per chunk rather than once per (image, row). */
+#define UP_CHUNK 256
+
+struct up_taps {
+	int w0[UP_CHUNK], w1[UP_CHUNK];
+	float lw[UP_CHUNK];
+};
+
+static void up_taps_fill(struct up_taps *t, int ow0, int n, int W, float sw)
+{
+	for (int j = 0; j < n; j++)
+		bilinear_tap(ow0 + j, W, sw, &t->w0[j], &t->w1[j], &t->lw[j]);
+}
+
 void upsample_bilinear_forward(float *out, const float *inp, int B, int C, int H, int W, int OH,
 			       int OW)
 {
 	// inp is (B,C,H,W); out is (B,C,OH,OW)
 	float sh = (float)H / (float)OH, sw = (float)W / (float)OW;
-	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-		const float *x = inp + bc * H * W;
-		float *o = out + bc * OH * OW;
-		for (int oh = 0; oh < OH; oh++) {
-			int h0, h1;
-			float lh;
-			bilinear_tap(oh, H, sh, &h0, &h1, &lh);
-			const float *r0 = x + (size_t)h0 * W, *r1 = x + (size_t)h1 * W;
-			for (int ow = 0; ow < OW; ow++) {
-				int w0, w1;
-				float lw;
-				bilinear_tap(ow, W, sw, &w0, &w1, &lw);
-				o[oh * OW + ow] = (1.0f - lh) * ((1.0f - lw) * r0[w0] + lw * r0[w1]) +
+	struct up_taps t;
+	for (int ow0 = 0; ow0 < OW; ow0 += UP_CHUNK) {
+		int n = OW - ow0 < UP_CHUNK ? OW - ow0 : UP_CHUNK;
+		up_taps_fill(&t, ow0, n, W, sw);
+		for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+			const float *x = inp + bc * H * W;
+			float *o = out + bc * OH * OW + ow0;
+			for (int oh = 0; oh < OH; oh++) {
+				int h0, h1;
+				float lh;
+				bilinear_tap(oh, H, sh, &h0, &h1, &lh);
+				const float *r0 = x + (size_t)h0 * W, *r1 = x + (size_t)h1 * W;
+				float *orow = o + (size_t)oh * OW;
+				for (int j = 0; j < n; j++) {
+					float lw = t.lw[j];
+					int w0 = t.w0[j], w1 = t.w1[j];
+					orow[j] = (1.0f - lh) * ((1.0f - lw) * r0[w0] + lw * r0[w1]) +
 						  lh * ((1.0f - lw) * r1[w0] + lw * r1[w1]);
+				}
 			}
 		}
 	}
@@ -698,22 +875,27 @@ void upsample_bilinear_backward(float *dinp, const float *dout, int B, int C, in
 {
 	// dout is (B,C,OH,OW); dinp (B,C,H,W) accumulates
 	float sh = (float)H / (float)OH, sw = (float)W / (float)OW;
-	for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-		float *dx = dinp + bc * H * W;
-		const float *dy = dout + bc * OH * OW;
-		for (int oh = 0; oh < OH; oh++) {
-			int h0, h1;
-			float lh;
-			bilinear_tap(oh, H, sh, &h0, &h1, &lh);
-			float *r0 = dx + (size_t)h0 * W, *r1 = dx + (size_t)h1 * W;
-			for (int ow = 0; ow < OW; ow++) {
-				int w0, w1;
-				float lw, g = dy[oh * OW + ow];
-				bilinear_tap(ow, W, sw, &w0, &w1, &lw);
-				r0[w0] += (1.0f - lh) * (1.0f - lw) * g;
-				r0[w1] += (1.0f - lh) * lw * g;
-				r1[w0] += lh * (1.0f - lw) * g;
-				r1[w1] += lh * lw * g;
+	struct up_taps t;
+	for (int ow0 = 0; ow0 < OW; ow0 += UP_CHUNK) {
+		int n = OW - ow0 < UP_CHUNK ? OW - ow0 : UP_CHUNK;
+		up_taps_fill(&t, ow0, n, W, sw);
+		for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+			float *dx = dinp + bc * H * W;
+			const float *dy = dout + bc * OH * OW + ow0;
+			for (int oh = 0; oh < OH; oh++) {
+				int h0, h1;
+				float lh;
+				bilinear_tap(oh, H, sh, &h0, &h1, &lh);
+				float *r0 = dx + (size_t)h0 * W, *r1 = dx + (size_t)h1 * W;
+				const float *g = dy + (size_t)oh * OW;
+				for (int j = 0; j < n; j++) {
+					float lw = t.lw[j];
+					int w0 = t.w0[j], w1 = t.w1[j];
+					r0[w0] += (1.0f - lh) * (1.0f - lw) * g[j];
+					r0[w1] += (1.0f - lh) * lw * g[j];
+					r1[w0] += lh * (1.0f - lw) * g[j];
+					r1[w1] += lh * lw * g[j];
+				}
 			}
 		}
 	}

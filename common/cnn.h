@@ -42,6 +42,19 @@ size_t conv2d_scratch(const struct conv2d_shape *s, int B);
  * im2col + cblas_sgemm. */
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
 		    const struct conv2d_shape *s, int B, float *scratch);
+/* conv2d_forward followed by a per-channel affine map and an optional ReLU,
+ * applied while each output tile is in cache: out = f(conv*scale[oc] +
+ * shift[oc]), f = max(0, .) when relu. An evaluation-mode batch norm (and
+ * its ReLU) after a convolution is this with scale = gamma/sqrt(var+eps),
+ * shift = beta - mean*scale (batchnorm_eval_affine), so the pair makes one
+ * pass over the output instead of three. */
+struct conv_epilogue {
+	const float *scale, *shift; /* (OC) */
+	int relu;
+};
+void conv2d_forward_ep(float *out, const float *inp, const float *weight, const float *bias,
+		       const struct conv2d_shape *s, int B, float *scratch,
+		       const struct conv_epilogue *ep);
 /* Plain loops; the reference conv2d_forward is tested against. */
 void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
 			  const struct conv2d_shape *s, int B);
@@ -68,22 +81,30 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
  * groups of (group mean, group unbiased variance), channel-major pairs
  * [mean_c..., var_c...]: the caller sums it over ranks (and over the global
  * number of groups) and then calls batchnorm_update_running.
+ * relu != 0 fuses a ReLU: out = max(0, BN(inp)), in the same pass.
  */
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
 		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
-		       float eps, double *batch_sum);
-/* Evaluation: normalise with running_mean/running_var. */
+		       float eps, double *batch_sum, int relu);
+/* Evaluation: normalise with running_mean/running_var (relu as above). */
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,
-			    float eps);
+			    float eps, int relu);
+/* The per-channel scale and shift batchnorm_forward_eval applies
+ * (out = inp*scale + shift), for conv2d_forward_ep. */
+void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
+			   const float *running_mean, const float *running_var, int C, float eps);
 /* PyTorch's update with the average over `groups` micro-batches (all ranks):
  * running = (1-momentum)*running + momentum*(batch_sum/groups). */
 void batchnorm_update_running(float *running_mean, float *running_var, const double *batch_sum,
 			      int groups, int C, float momentum);
-/* dinp, dgamma, dbeta accumulate; dinp may be NULL. */
+/* dinp, dgamma, dbeta accumulate; dinp may be NULL. relu_out, if not NULL,
+ * is the output of a fused forward (relu != 0): dout is then the gradient of
+ * that output and is gated by relu_out > 0 on the fly (the ReLU's backward). */
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			const float *inp, const float *save_mean, const float *save_rstd,
-			const float *gamma, int B, int C, int HW, int micro);
+			const float *gamma, int B, int C, int HW, int micro,
+			const float *relu_out);
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
 

@@ -93,6 +93,11 @@ struct layer {
 	long rm;                 /* BN: running_mean offset in buffers (running_var follows) */
 	int bn;                  /* BN: its index (net_bn_name) */
 	int bsum;                /* BN: offset of its 2*C sums in the reduce array */
+	int fused;               /* BN: applies the ReLU that follows it (and gates its
+				    gradient); RELU: done by the BN before it, a no-op */
+	int fold;                /* CONV: the next layer is a BN of its output alone, which
+				    evaluation folds into the convolution's epilogue; BN:
+				    folded so (a no-op in evaluation) */
 	uint32_t purpose;        /* noise: RNG_INPUT_NOISE / RNG_HIDDEN_NOISE */
 	uint64_t off;            /* noise, dropout: stream offset */
 	float scale;             /* noise: the gain of the last training forward */
@@ -134,6 +139,7 @@ struct net_priv {
 	size_t nacts;
 	int max_batch;              /* samples augs holds */
 	float *scratch;             /* conv scratch */
+	float *ep_scale, *ep_shift; /* (max OC) a folded BN's affine map, evaluation */
 	float *crop[NET_MAX_INPUTS], *aug[NET_MAX_INPUTS];
 	int *lo, *hi;               /* (nl) the step of each layer in this pass, -1: off */
 	int *bhead[2], *bnext[2];   /* lifetimes: heads (nl), links (nt) */
@@ -706,6 +712,31 @@ int net_init(struct net *n, const struct net_arch *arch)
 		return -1;
 	}
 	P->logits_t = logits.t;
+	/* BN then a ReLU in place on its output: one pass (cnn.h relu) */
+	for (int i = 0; i + 1 < P->nl; i++)
+		if (P->l[i].op == OP_BN && P->l[i + 1].op == OP_RELU &&
+		    P->l[i + 1].in == P->l[i].out)
+			P->l[i].fused = P->l[i + 1].fused = 1;
+	/* a convolution whose output only a BN reads: in evaluation the BN's
+	 * affine map (and ReLU) is the convolution's epilogue */
+	int maxoc = 0;
+	for (int i = 0; i + 1 < P->nl; i++) {
+		struct layer *L = &P->l[i];
+		if (L->op != OP_CONV || P->l[i + 1].op != OP_BN || P->l[i + 1].in != L->out)
+			continue;
+		int readers = 0;
+		for (int j = 0; j < P->nl; j++)
+			readers += (P->l[j].in == L->out) + (P->l[j].in2 == L->out);
+		for (int t = 0; t < P->nt; t++)
+			readers += P->t[t].share == L->out;
+		if (readers != 1 || L->out == P->logits_t)
+			continue;
+		L->fold = P->l[i + 1].fold = 1;
+		if (L->cs.OC > maxoc)
+			maxoc = L->cs.OC;
+	}
+	P->ep_scale = xmalloc(2 * ((size_t)maxoc + 1) * sizeof(float));
+	P->ep_shift = P->ep_scale + maxoc + 1;
 
 	/* buffers: running_mean, running_var per BN layer, after all parameters
 	 * in the tensor table */
@@ -769,6 +800,7 @@ void net_release(struct net *n)
 		free(P->pt);
 		free(P->bn_names);
 		free(P->bsum);
+		free(P->ep_scale);
 		free(P->acts);
 		free(P->augs);
 		free(P->lo);
@@ -889,8 +921,10 @@ static size_t plan_values(struct net_priv *P, float *base, int B, int flags)
 			continue;
 		int ro = root_of(P, L->out, flags);
 		struct tensor *T = &P->t[ro];
-		if (T->first < 0 || P->lo[i] < T->first)
-			T->first = P->lo[i];
+		/* a folded BN's output is written by the convolution's step */
+		int first = L->op == OP_BN && L->fold ? P->lo[i - 1] : P->lo[i];
+		if (T->first < 0 || first < T->first)
+			T->first = first;
 		int ins[2] = { L->in, L->in2 };
 		for (int k = 0; k < 2; k++) {
 			if (ins[k] < 0)
@@ -1132,20 +1166,33 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 	int nb = B * L->nimg;
 	switch (L->op) {
 	case OP_CONV:
-		conv2d_forward(out, in, w, b, &L->cs, nb, P->scratch);
+		if (!ctx && L->fold) {
+			/* the BN after it (and its ReLU) as the epilogue, into the BN's output */
+			const struct layer *N = L + 1;
+			batchnorm_eval_affine(P->ep_scale, P->ep_shift, n->params + N->w,
+					      n->params + N->b, n->buffers + N->rm,
+					      n->buffers + N->rm + N->C, N->C, a->bn_eps);
+			struct conv_epilogue ep = { P->ep_scale, P->ep_shift, N->fused };
+			conv2d_forward_ep(P->t[N->out].x, in, w, b, &L->cs, nb, P->scratch, &ep);
+		} else {
+			conv2d_forward(out, in, w, b, &L->cs, nb, P->scratch);
+		}
 		break;
 	case OP_BN:
+		if (!ctx && L->fold)
+			break; /* done by the convolution before it */
 		if (ctx)
 			batchnorm_forward(out, L->save_mean, L->save_rstd, in, w, b, nb, L->C,
 					  L->H * L->W, a->bn_micro * L->nimg, a->bn_eps,
-					  P->bsum + L->bsum);
+					  P->bsum + L->bsum, L->fused);
 		else
 			batchnorm_forward_eval(out, in, w, b, n->buffers + L->rm,
 					       n->buffers + L->rm + L->C, nb, L->C, L->H * L->W,
-					       a->bn_eps);
+					       a->bn_eps, L->fused);
 		break;
 	case OP_RELU:
-		relu_forward(out, in, (size_t)B * P->t[L->in].sz);
+		if (!L->fused)
+			relu_forward(out, in, (size_t)B * P->t[L->in].sz);
 		break;
 	case OP_MAXPOOL:
 		maxpool2d_forward(out, L->argmax, in, nb, L->C, L->H, L->W, 2, 2, 0);
@@ -1324,11 +1371,12 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 		break;
 	case OP_BN:
 		batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w, nb, L->C,
-				   L->H * L->W, a->bn_micro * L->nimg);
+				   L->H * L->W, a->bn_micro * L->nimg, L->fused ? to->x : NULL);
 		break;
 	case OP_RELU:
 		/* in place: the gradient buffer is shared with the input's */
-		relu_mask(to->g, to->x, (size_t)B * to->sz);
+		if (!L->fused)
+			relu_mask(to->g, to->x, (size_t)B * to->sz);
 		break;
 	case OP_MAXPOOL:
 		if (din)
@@ -1457,4 +1505,32 @@ const char *net_bn_name(const struct net *n, int j)
 	if (!P || j < 0 || j >= P->nbn)
 		return NULL;
 	return P->bn_names[j];
+}
+
+int net_nconv(const struct net *n)
+{
+	const struct net_priv *P = n->priv;
+	int k = 0;
+	for (int i = 0; i < P->nl; i++)
+		k += P->l[i].op == OP_CONV;
+	return k;
+}
+
+const struct conv2d_shape *net_conv(const struct net *n, int i, int *nimg, int *dinp,
+				    const char **name)
+{
+	const struct net_priv *P = n->priv;
+	for (int j = 0; j < P->nl; j++) {
+		const struct layer *L = &P->l[j];
+		if (L->op != OP_CONV || i-- > 0)
+			continue;
+		*nimg = L->nimg;
+		*dinp = !P->t[L->in].nograd;
+		*name = "";
+		for (int k = 0; k < P->npt; k++)
+			if (P->pt[k].is_param && (long)P->pt[k].off == L->w)
+				*name = P->pt[k].name;
+		return &L->cs;
+	}
+	return NULL;
 }

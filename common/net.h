@@ -143,4 +143,12 @@ int net_find_tensor(const struct net *n, const char *name);
 int net_nbn(const struct net *n);
 const char *net_bn_name(const struct net *n, int j);
 
+/* Convolution layers, in forward order (for benchmarks): the number, and
+ * layer i's shape, images per sample (F for a video branch, else 1), whether
+ * it computes an input gradient in training (0 for a layer on a model
+ * input), and its weight's tensor name. NULL when out of range. */
+int net_nconv(const struct net *n);
+const struct conv2d_shape *net_conv(const struct net *n, int i, int *nimg, int *dinp,
+				    const char **name);
+
 #endif

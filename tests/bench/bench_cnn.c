@@ -9,16 +9,29 @@
  *                 infer <samples/s>   (forward in evaluation mode)
  *     bench_cnn sgemm THREADS
  *         prints  gflops <GFLOP/s of a 1024^3 cblas_sgemm>
+ *     bench_cnn layers MODEL THREADS ITERS REPEATS
+ *         each convolution layer of MODEL alone at the model's batch size:
+ *         prints  sgemm <GFLOP/s of a 1024^3 cblas_sgemm, this process>
+ *         then per layer
+ *           layer NAME CxHxW OC k stride images dinp GFLOP fwd_gflops fb_gflops gemm_gflops
+ *         dinp: 1 when training computes its input gradient; GFLOP: one forward; fwd_gflops: conv2d_forward; fb_gflops: forward
+ *         + conv2d_backward (weight gradient, and the input gradient unless
+ *         the layer reads a model input, as in training), FLOPs 2*M*N*K per
+ *         GEMM; gemm_gflops: one cblas_sgemm of the forward's shape
+ *         (OC x images*OH*OW x C*k*k) on ready-made columns, the bound an
+ *         im2col convolution can reach.
  *
+ * MKE_BENCH_ONLY=train (or infer) times only that half, for a profiler.
  * One warm-up step, then REPEATS timings of ITERS steps each; the median.
- * Wall time (the BLAS may use THREADS threads, openblas_set_num_threads).
+ * Wall time, or CPU time with MKE_BENCH_CLOCK=cpu (bench_time.h); the BLAS
+ * may use THREADS threads (openblas_set_num_threads).
  */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_time.h"
 #include "cnn.h"
 #include "net.h"
 #include "nn.h"
@@ -26,25 +39,6 @@
 #include "util.h"
 
 void openblas_set_num_threads(int n);
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void fill(float *x, size_t n, uint32_t tag)
 {
@@ -102,6 +96,81 @@ static int arch_of(const char *name, struct net_arch *a, int *B)
 	return 0;
 }
 
+/* GFLOP/s of an M x N x K sgemm, median of `reps` after one warm-up */
+static double sgemm_rate(int M, int N, int K, int reps)
+{
+	float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * (size_t)K * N);
+	float *c = xmalloc(sizeof(float) * (size_t)M * N);
+	fill(a, (size_t)M * K, 1);
+	fill(b, (size_t)K * N, 2);
+	double t[16];
+	for (int r = -1; r < reps; r++) {
+		double t0 = bench_now();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f,
+			    c, N);
+		if (r >= 0)
+			t[r] = bench_now() - t0;
+	}
+	free(a);
+	free(b);
+	free(c);
+	return 2.0 * M * N * K / bench_median(t, reps) * 1e-9;
+}
+
+/* median seconds of `repeats` timings of `iters` calls of one conv layer,
+ * forward only (fb 0) or forward + backward */
+static double time_conv(const struct conv2d_shape *s, int nb, int dinp, int fb, int iters,
+			int repeats, float **buf, float *scratch)
+{
+	double t[64];
+	for (int r = -1; r < repeats; r++) {
+		int its = r < 0 ? 1 : iters;
+		double t0 = bench_now();
+		for (int i = 0; i < its; i++) {
+			conv2d_forward(buf[1], buf[0], buf[2], NULL, s, nb, scratch);
+			if (fb)
+				conv2d_backward(dinp ? buf[3] : NULL, buf[4], NULL, buf[5], buf[0], buf[2], s,
+						nb, scratch);
+		}
+		if (r >= 0)
+			t[r] = bench_now() - t0;
+	}
+	return bench_median(t, repeats) / iters;
+}
+
+/* bench_cnn layers MODEL THREADS ITERS REPEATS */
+static int bench_layers(const struct net *n, int B, int iters, int repeats)
+{
+	printf("sgemm %.1f\n", sgemm_rate(1024, 1024, 1024, 5));
+	for (int i = 0; i < net_nconv(n); i++) {
+		int nimg, dinp;
+		const char *name;
+		const struct conv2d_shape *s = net_conv(n, i, &nimg, &dinp, &name);
+		int nb = B * nimg;
+		size_t in = (size_t)nb * s->C * s->H * s->W, out = (size_t)nb * s->OC * s->OH * s->OW;
+		size_t CK = (size_t)s->C * s->KH * s->KW, wn = (size_t)s->OC * CK;
+		size_t sz[6] = { in, out, wn, in, wn, out };
+		float *buf[6];
+		for (int k = 0; k < 6; k++) {
+			buf[k] = xmalloc(sizeof(float) * sz[k]);
+			fill(buf[k], sz[k], 20 + (uint32_t)k);
+		}
+		size_t ns = conv2d_scratch(s, nb);
+		float *scratch = xmalloc(sizeof(float) * (ns ? ns : 1));
+		double flop = 2.0 * (double)out * (double)CK;
+		double tf = time_conv(s, nb, dinp, 0, iters, repeats, buf, scratch);
+		double tb = time_conv(s, nb, dinp, 1, iters, repeats, buf, scratch);
+		double gemm = sgemm_rate(s->OC, (int)(out / (size_t)s->OC), (int)CK, 3);
+		printf("layer %s %dx%dx%d %d %d %d %d %d %.3f %.1f %.1f %.1f\n", name, s->C, s->H,
+		       s->W, s->OC, s->KH, s->stride, nb, dinp, flop * 1e-9, flop / tf * 1e-9,
+		       flop * (dinp ? 3 : 2) / tb * 1e-9, gemm);
+		for (int k = 0; k < 6; k++)
+			free(buf[k]);
+		free(scratch);
+	}
+	return 0;
+}
+
 static void bench_sgemm(void)
 {
 	enum { N = 1024 };
@@ -112,12 +181,12 @@ static void bench_sgemm(void)
 	double t[5];
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
 	for (int r = 0; r < 5; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f,
 			    c, N);
-		t[r] = now() - t0;
+		t[r] = bench_now() - t0;
 	}
-	printf("gflops %.1f\n", 2.0 * N * N * N / median(t, 5) * 1e-9);
+	printf("gflops %.1f\n", 2.0 * N * N * N / bench_median(t, 5) * 1e-9);
 	free(a);
 	free(b);
 	free(c);
@@ -130,8 +199,14 @@ int main(int argc, char **argv)
 		bench_sgemm();
 		return 0;
 	}
+	int layers = argc == 6 && strcmp(argv[1], "layers") == 0;
+	if (layers) {
+		argv++;
+		argc--;
+	}
 	if (argc != 5) {
-		fprintf(stderr, "usage: bench_cnn MODEL THREADS ITERS REPEATS | bench_cnn sgemm THREADS\n");
+		fprintf(stderr, "usage: bench_cnn [layers] MODEL THREADS ITERS REPEATS | "
+				"bench_cnn sgemm THREADS\n");
 		return 2;
 	}
 	int threads = atoi(argv[2]), iters = atoi(argv[3]), repeats = atoi(argv[4]);
@@ -150,6 +225,11 @@ int main(int argc, char **argv)
 	if (net_init(&n, &a) != 0)
 		return 1;
 	net_init_params(&n, 1);
+	if (layers) {
+		int rc = bench_layers(&n, B, iters, repeats);
+		net_release(&n);
+		return rc;
+	}
 
 	float *x[NET_MAX_INPUTS] = { 0 };
 	const float *in[NET_MAX_INPUTS] = { 0 };
@@ -172,10 +252,15 @@ int main(int argc, char **argv)
 	struct fwd_ctx ctx = { .seed = 1 };
 	double t[64];
 
+	/* MKE_BENCH_ONLY=train or infer runs one of the two (for a profiler) */
+	const char *only = getenv("MKE_BENCH_ONLY");
+	int do_train = !only || strcmp(only, "infer") != 0;
+	int do_infer = !only || strcmp(only, "train") != 0;
+
 	/* training steps */
-	for (int r = -1; r < repeats; r++) {
+	for (int r = -1; do_train && r < repeats; r++) {
 		int its = r < 0 ? 1 : iters; /* r = -1: warm-up */
-		double t0 = now();
+		double t0 = bench_now();
 		for (int i = 0; i < its; i++) {
 			ctx.step = (uint32_t)i;
 			net_zero_grad(&n);
@@ -194,20 +279,22 @@ int main(int argc, char **argv)
 			optim_step(&o, n.params, n.grads);
 		}
 		if (r >= 0)
-			t[r] = now() - t0;
+			t[r] = bench_now() - t0;
 	}
-	printf("train %.2f\n", (double)B * iters / median(t, repeats));
+	if (do_train)
+		printf("train %.2f\n", (double)B * iters / bench_median(t, repeats));
 
 	/* inference */
-	for (int r = -1; r < repeats; r++) {
+	for (int r = -1; do_infer && r < repeats; r++) {
 		int its = r < 0 ? 1 : iters;
-		double t0 = now();
+		double t0 = bench_now();
 		for (int i = 0; i < its; i++)
 			net_forward(&n, in, B, NULL);
 		if (r >= 0)
-			t[r] = now() - t0;
+			t[r] = bench_now() - t0;
 	}
-	printf("infer %.2f\n", (double)B * iters / median(t, repeats));
+	if (do_infer)
+		printf("infer %.2f\n", (double)B * iters / bench_median(t, repeats));
 
 	optim_release(&o);
 	for (int k = 0; k < a.ninputs; k++)

@@ -8,7 +8,8 @@ The modules are those of tests/fixtures/gen_net.py (the definition of mke's
 nets). Prints "train <samples/s>" (zero grad + forward + cross-entropy +
 backward + SGD step, train mode) and "infer <samples/s>" (eval mode,
 no_grad), each the median over REPEATS timings of ITERS steps after one
-warm-up step; wall time, torch.set_num_threads(THREADS).
+warm-up step; wall time (process CPU time with MKE_BENCH_CLOCK=cpu, as
+bench_cnn), torch.set_num_threads(THREADS).
 """
 import os
 import statistics
@@ -44,6 +45,9 @@ def build(name):
     raise SystemExit("cnn_torch.py: unknown model %s" % name)
 
 
+CLOCK = time.process_time if os.environ.get("MKE_BENCH_CLOCK") == "cpu" else time.perf_counter
+
+
 def main():
     if len(sys.argv) != 5:
         raise SystemExit("usage: cnn_torch.py MODEL THREADS ITERS REPEATS")
@@ -66,10 +70,10 @@ def main():
         step()  # warm-up
         t = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(iters):
                 step()
-            t.append(time.perf_counter() - t0)
+            t.append(CLOCK() - t0)
         return B * iters / statistics.median(t)
 
     m.train()

@@ -196,6 +196,42 @@ if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
 			done
 		done
 	done
+	# each conv layer alone at its model's batch, one thread: forward and
+	# forward+backward GFLOP/s and their fraction of the 1024^3 sgemm
+	# measured in the same process (bench_cnn layers); the model's
+	# FLOP-weighted forward+backward fraction is its conv efficiency
+	if [ "$quick" = 1 ]; then
+		layer_models="vggsound_audio:1:3"
+	else
+		layer_models="ravdess_teacher:3:5 nyu_rgbd:2:5 vggsound_audio:2:5"
+	fi
+	for spec in $layer_models; do
+		m=${spec%%:*}
+		it=${spec#*:}
+		rp=${it#*:}
+		it=${it%%:*}
+		OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $pin "$build/bench/bench_cnn" layers "$m" 1 "$it" "$rp" \
+			>"$tmp/cnn_layers.txt" 2>"$tmp/err" ||
+			note "bench_cnn layers $m failed: $(tail -n 1 "$tmp/err")"
+		lsg=$(sed -n 's/^sgemm //p' "$tmp/cnn_layers.txt")
+		row "cnn_layers_${m}_sgemm1024_t1_gflops" "${lsg:-n/a}" "GFLOP/s"
+		awk -v sg="${lsg:-0}" '$1 == "layer" {
+			n = $2; sub(/\.weight$/, "", n); gsub(/\./, "_", n)
+			printf "%s %s %s %.2f %.2f\n", n, $11, $12, (sg > 0 ? $11 / sg : 0), (sg > 0 ? $12 / sg : 0) }' \
+			"$tmp/cnn_layers.txt" | while read -r n f fb rf rfb; do
+			row "cnn_layer_${m}_${n}_fwd" "$f" "GFLOP/s"
+			row "cnn_layer_${m}_${n}_fb" "$fb" "GFLOP/s"
+			row "cnn_layer_${m}_${n}_fwd_of_sgemm" "$rf" "x"
+			row "cnn_layer_${m}_${n}_fb_of_sgemm" "$rfb" "x"
+		done
+		eff=$(awk -v sg="${lsg:-0}" '$1 == "layer" { d = 2 + $9
+			fl += d * $10; t += d * $10 / $12 } END { if (t > 0 && sg > 0) printf "%.2f", fl / t / sg; else print "n/a" }' \
+			"$tmp/cnn_layers.txt")
+		row "cnn_layers_${m}_conv_fb_of_sgemm" "$eff" "x"
+	done
+	note "cnn layers: fwd = conv2d_forward, fb = forward + backward (dweight, and dinput except on a model input),"
+	note "     GFLOP/s at 2*M*N*K per GEMM, one thread, batch of the model; *_of_sgemm: fraction of the 1024^3"
+	note "     sgemm GFLOP/s of the same process; conv_fb_of_sgemm: all the model's convs, FLOP-weighted"
 	note "cnn: ravdess_teacher conv3 [32,64,128] 1x64x64 B32 8 classes; ravdess_fusion 2 x conv3 [32,64,128] + hidden 128;"
 	note "     vggsound_audio resnet [32,64,128,256] x1 block 1x257x500 B16 309 classes; nyu_rgbd rgbd_seg [32,64,128,256]"
 	note "     3x120x160 + 1x120x160 B8 40 classes; ITERSxREPEATS:$cnn_note; wall time, t2 = 2 BLAS/torch threads"

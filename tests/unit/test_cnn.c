@@ -178,6 +178,21 @@ static void test_conv_fast_vs_naive(void)
 		for (size_t i = 0; i < nout; i++)
 			CHECK_MSG(fabs(o1[i] - o2[i]) <= tol * (1 + fabs(o2[i])),
 				  "shape %zu out[%zu]: %.9g vs naive %.9g", t, i, o1[i], o2[i]);
+		/* the epilogue (an evaluation BN + ReLU folded in): relu(naive*scale + shift) */
+		float *sc = randn(s.OC, 800 + t), *sh = randn(s.OC, 900 + t);
+		for (int r = 0; r < 2; r++) {
+			struct conv_epilogue ep = { sc, sh, r };
+			conv2d_forward_ep(o1, x, w, bp, &s, B, scratch, &ep);
+			for (size_t i = 0; i < nout; i++) {
+				int oc = (int)(i / ((size_t)s.OH * s.OW) % (size_t)s.OC);
+				float want = o2[i] * sc[oc] + sh[oc];
+				if (r && want < 0.0f)
+					want = 0.0f;
+				CHECK_MSG(fabs(o1[i] - want) <= tol * (1 + fabs(o2[i] * sc[oc]) + fabs(sh[oc])),
+					  "shape %zu relu %d out[%zu]: %.9g vs %.9g", t, r, i, o1[i], want);
+			}
+		}
+		free(sc), free(sh);
 		float *di1 = randn(nin, 500 + t), *dw1 = randn(nw, 600 + t), *db1 = randn(s.OC, 700);
 		float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
 		float *db2 = dup_floats(db1, s.OC);
@@ -264,7 +279,7 @@ static double bn_obj(void *p)
 {
 	struct bn_arg *a = p;
 	batchnorm_forward(a->out, a->mean, a->rstd, a->x, a->g, a->b, a->B, a->C, a->HW, a->micro,
-			  1e-5f, NULL);
+			  1e-5f, NULL, 0);
 	return wsum(a->out, a->wt, (size_t)a->B * a->C * a->HW);
 }
 
@@ -281,7 +296,8 @@ static void test_batchnorm_grad_fd(void)
 		float *dx = randn(n, 70), *dg = randn(a.C, 71), *db = randn(a.C, 72);
 		float *dx0 = dup_floats(dx, n), *dg0 = dup_floats(dg, a.C), *db0 = dup_floats(db, a.C);
 		bn_obj(&a);
-		batchnorm_backward(dx, dg, db, a.wt, a.x, a.mean, a.rstd, a.g, a.B, a.C, a.HW, a.micro);
+		batchnorm_backward(dx, dg, db, a.wt, a.x, a.mean, a.rstd, a.g, a.B, a.C, a.HW,
+				   a.micro, NULL);
 		fd_check("bn dx", a.x, n, dx, dx0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
 		fd_check("bn dgamma", a.g, a.C, dg, dg0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
 		fd_check("bn dbeta", a.b, a.C, db, db0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
@@ -299,28 +315,28 @@ static void test_batchnorm_micro(void)
 	float *x = randn(n, 80), *g = randn(C, 81), *b = randn(C, 82), *dy = randn(n, 83);
 	float out[B * C * HW], mean[2 * C], rstd[2 * C], o2[B * C * HW], m2[2 * C], r2[2 * C];
 	double bs[2 * C], bs1[2 * C], bs2[2 * C];
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs);
-	batchnorm_forward(o2, m2, r2, x, g, b, M, C, HW, M, 1e-5f, bs1);
-	batchnorm_forward(o2 + half, m2 + C, r2 + C, x + half, g, b, M, C, HW, 100, 1e-5f, bs2);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs, 0);
+	batchnorm_forward(o2, m2, r2, x, g, b, M, C, HW, M, 1e-5f, bs1, 0);
+	batchnorm_forward(o2 + half, m2 + C, r2 + C, x + half, g, b, M, C, HW, 100, 1e-5f, bs2, 0);
 	CHECK(memcmp(out, o2, sizeof(out)) == 0);
 	CHECK(memcmp(mean, m2, sizeof(mean)) == 0);
 	CHECK(memcmp(rstd, r2, sizeof(rstd)) == 0);
 	for (int i = 0; i < 2 * C; i++)
 		CHECK_NEAR(bs[i], bs1[i] + bs2[i], 1e-12 * (1 + fabs(bs[i])));
 	/* micro >= B is one group over the whole batch */
-	batchnorm_forward(o2, m2, r2, x, g, b, B, C, HW, B, 1e-5f, NULL);
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, 1000, 1e-5f, NULL);
+	batchnorm_forward(o2, m2, r2, x, g, b, B, C, HW, B, 1e-5f, NULL, 0);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, 1000, 1e-5f, NULL, 0);
 	CHECK(memcmp(out, o2, sizeof(out)) == 0);
 	/* backward */
 	float dx[B * C * HW], dx2[B * C * HW], dg[C] = { 0 }, db[C] = { 0 }, dg2[C] = { 0 },
 						db2[C] = { 0 };
 	memset(dx, 0, sizeof(dx));
 	memset(dx2, 0, sizeof(dx2));
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL);
-	batchnorm_backward(dx, dg, db, dy, x, mean, rstd, g, B, C, HW, M);
-	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, M, C, HW, M);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 0);
+	batchnorm_backward(dx, dg, db, dy, x, mean, rstd, g, B, C, HW, M, NULL);
+	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, M, C, HW, M, NULL);
 	batchnorm_backward(dx2 + half, dg2, db2, dy + half, x + half, mean + C, rstd + C, g, M, C,
-			   HW, M);
+			   HW, M, NULL);
 	CHECK(memcmp(dx, dx2, sizeof(dx)) == 0);
 	for (int c = 0; c < C; c++) {
 		CHECK_NEAR(dg[c], dg2[c], 1e-5 * (1 + fabs(dg[c])));
@@ -328,17 +344,51 @@ static void test_batchnorm_micro(void)
 	}
 	/* dinp NULL still gives dgamma, dbeta */
 	float dg3[C] = { 0 }, db3[C] = { 0 };
-	batchnorm_backward(NULL, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M);
+	batchnorm_backward(NULL, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, NULL);
 	CHECK(memcmp(dg3, dg, sizeof(dg)) == 0 && memcmp(db3, db, sizeof(db)) == 0);
 	/* the running update averages the groups' statistics */
 	float rm[C] = { 0.5f, -1.0f, 2.0f }, rv[C] = { 1.0f, 2.0f, 0.5f };
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs, 0);
 	batchnorm_update_running(rm, rv, bs, 2, C, 0.1f);
 	for (int c = 0; c < C; c++) {
 		double want = 0.9 * (c == 0 ? 0.5 : c == 1 ? -1.0 : 2.0) + 0.1 * (mean[c] + mean[C + c]) / 2;
 		CHECK_NEAR(rm[c], want, 1e-6);
 	}
 	free(x), free(g), free(b), free(dy);
+}
+
+/* the fused ReLU: forward is max(0, BN) of the plain forward, bit for bit
+ * (train and eval); backward with relu_out is the plain backward of dout
+ * zeroed where the output is not positive */
+static void test_batchnorm_relu(void)
+{
+	enum { B = 6, C = 3, HW = 37, M = 4 };
+	size_t n = (size_t)B * C * HW;
+	float *x = randn(n, 90), *g = randn(C, 91), *b = randn(C, 92), *dy = randn(n, 93);
+	float *o1 = xmalloc(n * sizeof(float)), *o2 = xmalloc(n * sizeof(float));
+	float *dyr = xmalloc(n * sizeof(float));
+	float mean[2 * C], rstd[2 * C], rm[C] = { 0.1f, -0.2f, 0.3f }, rv[C] = { 1.0f, 0.5f, 2.0f };
+	int npos = 0, nneg = 0;
+	batchnorm_forward(o1, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 0);
+	batchnorm_forward(o2, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 1);
+	for (size_t i = 0; i < n; i++) {
+		CHECK(o2[i] == (o1[i] > 0.0f ? o1[i] : 0.0f));
+		npos += o1[i] > 0.0f;
+		nneg += o1[i] < 0.0f;
+		dyr[i] = o1[i] > 0.0f ? dy[i] : 0.0f;
+	}
+	CHECK(npos > 0 && nneg > 0);
+	float *dx1 = xcalloc(n, sizeof(float)), *dx2 = xcalloc(n, sizeof(float));
+	float dg1[C] = { 0 }, db1[C] = { 0 }, dg2[C] = { 0 }, db2[C] = { 0 };
+	batchnorm_backward(dx1, dg1, db1, dyr, x, mean, rstd, g, B, C, HW, M, NULL);
+	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, B, C, HW, M, o2);
+	CHECK(memcmp(dx1, dx2, n * sizeof(float)) == 0);
+	CHECK(memcmp(dg1, dg2, sizeof(dg1)) == 0 && memcmp(db1, db2, sizeof(db1)) == 0);
+	batchnorm_forward_eval(o1, x, g, b, rm, rv, B, C, HW, 1e-5f, 0);
+	batchnorm_forward_eval(o2, x, g, b, rm, rv, B, C, HW, 1e-5f, 1);
+	for (size_t i = 0; i < n; i++)
+		CHECK(o2[i] == (o1[i] > 0.0f ? o1[i] : 0.0f));
+	free(x), free(g), free(b), free(dy), free(o1), free(o2), free(dyr), free(dx1), free(dx2);
 }
 
 /* a large plane far from zero: the chunked float sums against a double
@@ -352,7 +402,7 @@ static void test_batchnorm_large(void)
 		x[i] = 100.0f + 0.01f * x[i] + (i % (2 * HW) < HW ? 0.0f : 7.0f);
 	float g[C] = { 1.0f, 2.0f }, b[C] = { 0.0f, 1.0f }, mean[C], rstd[C];
 	double bs[2 * C];
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs, 0);
 	for (int c = 0; c < C; c++) {
 		double s = 0.0, ss = 0.0;
 		for (int k = 0; k < B; k++)
@@ -927,9 +977,9 @@ static void torch_bn(const struct fixture *f)
 	float mean[16], rstd[16], dg[16] = { 0 }, dbt[16] = { 0 }, rm[16], rv[16];
 	double bs[32];
 	CHECK(C <= 16);
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs, 0);
 	check_torch("bn out", out, fx(f, "bn", "out", n), n);
-	batchnorm_backward(dx, dg, dbt, dout, x, mean, rstd, g, B, C, HW, B);
+	batchnorm_backward(dx, dg, dbt, dout, x, mean, rstd, g, B, C, HW, B, NULL);
 	check_torch("bn dx", dx, fx(f, "bn", "dx", n), n);
 	check_torch("bn dgamma", dg, fx(f, "bn", "dgamma", C), C);
 	check_torch("bn dbeta", dbt, fx(f, "bn", "dbeta", C), C);
@@ -938,7 +988,7 @@ static void torch_bn(const struct fixture *f)
 	batchnorm_update_running(rm, rv, bs, 1, C, 0.1f);
 	check_torch("bn running_mean", rm, fx(f, "bn", "rm1", C), C);
 	check_torch("bn running_var", rv, fx(f, "bn", "rv1", C), C);
-	batchnorm_forward_eval(out, x, g, b, rm, rv, B, C, HW, 1e-5f);
+	batchnorm_forward_eval(out, x, g, b, rm, rv, B, C, HW, 1e-5f, 0);
 	check_torch("bn eval", out, fx(f, "bn", "out_eval", n), n);
 	free(out), free(dx);
 }
@@ -1076,6 +1126,7 @@ int main(void)
 	RUN(test_conv_grad_fd);
 	RUN(test_batchnorm_grad_fd);
 	RUN(test_batchnorm_micro);
+	RUN(test_batchnorm_relu);
 	RUN(test_batchnorm_large);
 	RUN(test_pool_grad_fd);
 	RUN(test_upsample_identity_and_x2);
