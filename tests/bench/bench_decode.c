@@ -36,6 +36,8 @@
 #include "model.h"
 #include "util.h"
 
+#include "bench_time.h"
+
 enum { NFILES = 8, H = 480, W = 640, RATE = 44100, SECONDS = 5 };
 
 static double cpu_now(void)
@@ -50,18 +52,6 @@ static double wall_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void put_le(FILE *f, uint32_t v, int bytes)
@@ -212,7 +202,7 @@ static double decode_rate(const char *dir, const char *json, const char *manifes
 						dataset_row(&d, m, i, buf);
 				t[k] = d.n / (cpu_now() - t0);
 			}
-			r = median(t, repeats);
+			r = bench_median(t, repeats);
 			free(t);
 			free(buf);
 			dataset_release(&d);

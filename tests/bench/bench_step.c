@@ -19,6 +19,8 @@
 #include "rng.h"
 #include "util.h"
 
+#include "bench_time.h"
+
 enum { ROWS = 270, REPEATS = 7 };
 
 /* CPU time of this thread: the machine may be shared, and a step is CPU-bound */
@@ -27,18 +29,6 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static void fill(float *x, size_t n, uint32_t tag)
@@ -91,7 +81,7 @@ static void bench_steps(const struct model *md, const char *rname, struct regula
 		}
 		t[r] = (now() - t0) / steps * 1e6;
 	}
-	printf("step %s %s %.2f\n", md->name, rname, median(t, REPEATS));
+	printf("step %s %s %.2f\n", md->name, rname, bench_median(t, REPEATS));
 	optim_release(&o);
 	mlp_release(&m);
 	free(x);
@@ -124,7 +114,7 @@ static void bench_gemm(const char *name, int which, int B, int C, int OC, int ca
 		double flops = 2.0 * B * C * OC * (which == 2 ? 2 : 1) * calls;
 		t[r] = flops / (now() - t0) * 1e-9;
 	}
-	printf("gflops %s %.1f\n", name, median(t, REPEATS));
+	printf("gflops %s %.1f\n", name, bench_median(t, REPEATS));
 	free(inp), free(w), free(out), free(dw), free(din);
 }
 

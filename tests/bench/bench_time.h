@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-static double bench_now(void)
+static inline double bench_now(void)
 {
 	static int cpu = -1;
 	if (cpu < 0) {
@@ -27,14 +27,14 @@ static double bench_now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int bench_cmp_double(const void *a, const void *b)
+static inline int bench_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
 }
 
 /* sorts v */
-static double bench_median(double *v, int n)
+static inline double bench_median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(double), bench_cmp_double);
 	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
