@@ -9,10 +9,13 @@
  *             decode mp4 <samples/s>      the same clip as the AAC track of an .mp4 (common/av.h)
  *             decode rgbd <samples/s>     480 x 640 PNG RGB + 16-bit PNG depth, resized to
  *                                         240 x 320 as deploy/examples/nyuv2.json does
- *     bench_decode stream DIR ROWS PREFETCH CACHE_MB
+ *     bench_decode stream DIR ROWS PREFETCH CACHE_MB [mlp|cnn]
  *         a student (mm_student_sup: true labels, no pseudo-label files) over
  *         ROWS RGB-D pairs decoded lazily with a CACHE_MB cache, prefetch on
- *         (1) or off (0), 2 epochs of batches of 16; prints
+ *         (1) or off (0), 2 epochs of batches of 16; the student is an
+ *         early-fusion MLP (mlp, the default: memory is the data's) or two
+ *         conv3 branches (cnn: a step costs about what decoding its batch
+ *         does, so prefetch has compute to overlap); prints
  *             stream <samples/s wall> <peak RSS MB> <decoded MB>
  *
  *     bench_decode inputs DIR ROWS
@@ -165,20 +168,27 @@ static const char *const audio_cfg =
 	"\"seconds\": 5}}}, \"models\": {\"m\": {\"inputs\": [\"a\"], \"hidden\": []}}, "
 	"\"teacher\": {\"model\": \"m\"}}";
 
-static const char *rgbd_cfg(int prefetch, int cache_mb)
+/* The RGB-D config: the student is a small early-fusion MLP (cnn 0: its
+ * memory is the data's, for the peak-RSS rows) or two conv3 branches [8,16,32]
+ * (cnn 1: a step of about the decoding's cost, so prefetch has something to
+ * overlap) */
+static const char *rgbd_cfg(int prefetch, int cache_mb, int cnn)
 {
 	static char buf[1024];
+	const char *mm = cnn ? "{\"inputs\": [\"a\", \"b\"], \"type\": \"cnn\", \"bn_micro\": 8, "
+			       "\"branches\": {\"a\": {\"type\": \"conv3\", \"channels\": [8, 16, 32]}, "
+			       "\"b\": {\"type\": \"conv3\", \"channels\": [8, 16, 32]}}}"
+			     : "{\"inputs\": [\"a\", \"b\"], \"fusion\": \"early\", \"hidden\": [8]}";
 	snprintf(buf, sizeof buf,
 		 "{\"name\": \"d\", \"data\": {\"labeled\": \"rgbd.csv\", \"unlabeled\": \"rgbd.csv\", "
 		 "\"test\": \"rgbd.csv\", \"classes\": 2, \"cache_mb\": %d, \"prefetch\": %s, "
 		 "\"modalities\": {\"a\": {\"column\": \"rgb\", \"kind\": \"image\", \"height\": 240, "
 		 "\"width\": 320, \"channels\": 3}, \"b\": {\"column\": \"depth\", \"kind\": \"depth\", "
 		 "\"height\": 240, \"width\": 320}}}, \"models\": {\"t\": {\"inputs\": [\"a\"], "
-		 "\"hidden\": []}, \"mm\": {\"inputs\": [\"a\", \"b\"], \"fusion\": \"early\", "
-		 "\"hidden\": [8]}}, \"teacher\": {\"model\": \"t\"}, \"student\": {\"epochs\": 2, "
+		 "\"hidden\": []}, \"mm\": %s}, \"teacher\": {\"model\": \"t\"}, \"student\": {\"epochs\": 2, "
 		 "\"batch_size\": 16, \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.001}}, "
 		 "\"variants\": {\"mm_student_sup\": {\"model\": \"mm\"}}}",
-		 cache_mb, prefetch ? "true" : "false");
+		 cache_mb, prefetch ? "true" : "false", mm);
 	return buf;
 }
 
@@ -227,13 +237,13 @@ static long vm_hwm_kb(void)
 	return kb;
 }
 
-static int stream(const char *dir, int rows, int prefetch, int cache_mb)
+static int stream(const char *dir, int rows, int prefetch, int cache_mb, int cnn)
 {
 	if (make_inputs(dir, 0, rows) != 0)
 		return 1;
 	char *cp = xasprintf("%s/cfg.json", dir);
 	struct run_config c;
-	if (config_parse(&c, rgbd_cfg(prefetch, cache_mb), cp) != 0)
+	if (config_parse(&c, rgbd_cfg(prefetch, cache_mb, cnn), cp) != 0)
 		return 1;
 	free(cp);
 	struct exp_data d;
@@ -270,14 +280,15 @@ int main(int argc, char **argv)
 		memcpy(strstr(mp4, "wav.csv"), "mp4", 3);
 		printf("decode mp4 %.2f\n", decode_rate(dir, mp4, "mp4.csv", 1, repeats));
 		free(mp4);
-		printf("decode rgbd %.2f\n", decode_rate(dir, rgbd_cfg(0, 1), "rgbd.csv", 2, repeats));
+		printf("decode rgbd %.2f\n", decode_rate(dir, rgbd_cfg(0, 1, 0), "rgbd.csv", 2, repeats));
 		return 0;
 	}
 	if (argc == 4 && strcmp(argv[1], "inputs") == 0)
 		return make_inputs(argv[2], 0, atoi(argv[3])) != 0;
-	if (argc == 6 && strcmp(argv[1], "stream") == 0)
-		return stream(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-	fprintf(stderr, "usage: bench_decode decode DIR REPEATS | stream DIR ROWS PREFETCH CACHE_MB | "
+	if ((argc == 6 || argc == 7) && strcmp(argv[1], "stream") == 0)
+		return stream(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]),
+			      argc == 7 && strcmp(argv[6], "cnn") == 0);
+	fprintf(stderr, "usage: bench_decode decode DIR REPEATS | stream DIR ROWS PREFETCH CACHE_MB [mlp|cnn] | "
 		"inputs DIR ROWS\n");
 	return 2;
 }
