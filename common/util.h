@@ -42,6 +42,10 @@ void mke_warn(const char *fmt, ...) MKE_PRINTF(1, 2);
 void mke_info(const char *fmt, ...) MKE_PRINTF(1, 2);
 extern int mke_quiet;
 
+/* This process's peak resident set in kB: VmHWM of /proc/self/status, else
+ * getrusage's ru_maxrss; -1 when neither is known. */
+long peak_rss_kb(void);
+
 /* Monotonic clock in seconds. */
 double now_seconds(void);
 /* Wall clock in seconds since the epoch, with sub-second precision. */

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,19 +195,9 @@ static int phase_teacher(struct worker *w, struct model *teacher)
  * elsewhere the peak is the process's so far). */
 static void phase_stats(struct worker *w, const char *phase, double t0)
 {
-	char variant[32], key[64], line[256];
-	long hwm = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-	while (f && fgets(line, sizeof line, f))
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			hwm = atol(line + 6);
-	if (f)
-		fclose(f);
-	if (hwm < 0) {
-		struct rusage ru;
-		getrusage(RUSAGE_SELF, &ru);
-		hwm = ru.ru_maxrss;
-	}
+	char variant[32], key[64];
+	long hwm = peak_rss_kb();
+	FILE *f;
 	snprintf(variant, sizeof variant, "rank%d", w->rank);
 	snprintf(key, sizeof key, "%s_seconds", phase);
 	queue_emit_metric(&w->q, w->rank, variant, 0, key, now_seconds() - t0);

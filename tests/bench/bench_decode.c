@@ -224,18 +224,6 @@ static double decode_rate(const char *dir, const char *json, const char *manifes
 	return r;
 }
 
-static long vm_hwm_kb(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
-	while (f && fgets(line, sizeof line, f))
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			kb = strtol(line + 6, NULL, 10);
-	if (f)
-		fclose(f);
-	return kb;
-}
 
 static int stream(const char *dir, int rows, int prefetch, int cache_mb, int cnn)
 {
@@ -260,7 +248,7 @@ static int stream(const char *dir, int rows, int prefetch, int cache_mb, int cnn
 	dataset_stats(&d.unlabeled, &st);
 	if (rc == 0)
 		printf("stream %.2f %.1f %.1f %d\n", (double)c.variants[0].train.epochs * d.unlabeled.n / dt,
-		       vm_hwm_kb() / 1024.0, decoded_mb, st.lazy);
+		       peak_rss_kb() / 1024.0, decoded_mb, st.lazy);
 	model_release(&m);
 	exp_data_release(&d);
 	config_release(&c);

@@ -292,18 +292,6 @@ static void test_late_quarantine(void)
 
 /* ---- bounded memory ----------------------------------------------------------------- */
 
-static long vm_hwm_kb(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
-	while (f && fgets(line, sizeof line, f))
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			kb = strtol(line + 6, NULL, 10);
-	if (f)
-		fclose(f);
-	return kb;
-}
 
 /* In a child (a fresh peak): load the manifest with cache_bytes, train and
  * evaluate the teacher; returns the growth of VmHWM in kB, -1 on failure. */
@@ -315,13 +303,13 @@ static long peak_growth_kb(struct run_config *c, const char *manifest, size_t ca
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(fd[0]);
-		long before = vm_hwm_kb(), grow = -1;
+		long before = peak_rss_kb(), grow = -1;
 		struct dataset d;
 		if (dataset_open(&d, c, manifest, 1, cache_bytes) == 0) {
 			float *par = NULL, *pr = NULL;
 			size_t np = 0;
 			if (fit_on(c, &d, &par, &np, &pr) == 0)
-				grow = vm_hwm_kb() - before;
+				grow = peak_rss_kb() - before;
 			free(par);
 			free(pr);
 			dataset_release(&d);
