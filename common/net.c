@@ -231,6 +231,17 @@ static size_t fm_size(const struct fmap *f)
 	return (size_t)f->nimg * f->C * f->H * f->W;
 }
 
+/* l_new for a layer that reads the feature map x: its images and shape */
+static struct layer *l_new_fm(struct net_priv *P, enum op op, struct fmap x, int out)
+{
+	struct layer *L = l_new(P, op, x.t, out);
+	L->nimg = x.nimg;
+	L->C = x.C;
+	L->H = x.H;
+	L->W = x.W;
+	return L;
+}
+
 static struct fmap conv(struct net *n, struct fmap x, int OC, int k, int stride, int pad,
 			int bias, const char *name)
 {
@@ -262,12 +273,8 @@ static struct fmap bn(struct net *n, struct fmap x, const char *name)
 	struct net_priv *P = n->priv;
 	struct fmap y = x;
 	y.t = t_new(P, fm_size(&x), -1, 0);
-	struct layer *L = l_new(P, OP_BN, x.t, y.t);
+	struct layer *L = l_new_fm(P, OP_BN, x, y.t);
 	P->t[y.t].nograd = 0;
-	L->nimg = x.nimg;
-	L->C = x.C;
-	L->H = x.H;
-	L->W = x.W;
 	int shape[1] = { x.C };
 	L->w = pt_new(n, 1, INIT_ONE, 0, 1, shape, "%s.weight", name);
 	L->b = pt_new(n, 1, INIT_ZERO, 0, 1, shape, "%s.bias", name);
@@ -307,11 +314,7 @@ static struct fmap maxpool(struct net *n, struct fmap x)
 	y.H = x.H / 2;
 	y.W = x.W / 2;
 	y.t = t_new(P, fm_size(&y), -1, 0);
-	struct layer *L = l_new(P, OP_MAXPOOL, x.t, y.t);
-	L->nimg = x.nimg;
-	L->C = x.C;
-	L->H = x.H;
-	L->W = x.W;
+	struct layer *L = l_new_fm(P, OP_MAXPOOL, x, y.t);
 	L->OH = y.H;
 	L->OW = y.W;
 	return y;
@@ -324,11 +327,7 @@ static struct fmap gap(struct net *n, struct fmap x)
 	struct fmap y = x;
 	y.H = y.W = 1;
 	y.t = t_new(P, fm_size(&y), -1, 0);
-	struct layer *L = l_new(P, OP_GAP, x.t, y.t);
-	L->nimg = x.nimg;
-	L->C = x.C;
-	L->H = x.H;
-	L->W = x.W;
+	l_new_fm(P, OP_GAP, x, y.t);
 	return y;
 }
 
