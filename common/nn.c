@@ -464,10 +464,26 @@ static float epi_apply(const struct ax_epi *e, int i, size_t at, float v, float 
 
 /* y[i, 0..8*NV) = epilogue(sum_k a[i*ais + k*aks] x[k, ...]) for MR rows; y,
  * x and the epilogue's mul and gate start at the tile's first column */
-AVX2 INLINE void ax_tile(const int MR, const int NV, float *y, size_t N, const float *a, size_t ais,
-			 size_t aks, const float *x, int K, const struct ax_epi *e, size_t n)
+/* The epilogue's steps as bits of a compile-time kind EK (EK < 0: read them
+ * from e at run time), so that a specialised kernel tests nothing per store */
+#define EPI_BIAS 1
+#define EPI_ACC 2
+#define EPI_RELU 4
+#define EPI_MUL 8
+#define EPI_GATE 16
+#define EPI_HAS(EK, bit, rt) ((EK) < 0 ? (rt) : ((EK) & (bit)) != 0)
+
+static int epi_kind(const struct ax_epi *e)
 {
-	const float *bias = e->bias;
+	return (e->bias ? EPI_BIAS : 0) | (e->acc ? EPI_ACC : 0) | (e->relu ? EPI_RELU : 0) |
+	       (e->mul ? EPI_MUL : 0) | (e->gate ? EPI_GATE : 0);
+}
+
+AVX2 INLINE void ax_tile(const int MR, const int NV, const int EK, float *y, size_t N,
+			 const float *a, size_t ais, size_t aks, const float *x, int K,
+			 const struct ax_epi *e, size_t n)
+{
+	const float *bias = EPI_HAS(EK, EPI_BIAS, e->bias != NULL) ? e->bias : NULL;
 	__m256 c[4][3];
 #pragma GCC unroll 4
 	for (int i = 0; i < MR; i++)
@@ -495,36 +511,38 @@ AVX2 INLINE void ax_tile(const int MR, const int NV, float *y, size_t N, const f
 			size_t at = (size_t)i * N + n + 8 * v;
 			float *yp = y + at;
 			__m256 r = c[i][v];
-			if (e->acc)
+			if (EPI_HAS(EK, EPI_ACC, e->acc))
 				r = _mm256_add_ps(r, _mm256_loadu_ps(yp));
-			if (e->relu)
+			if (EPI_HAS(EK, EPI_RELU, e->relu))
 				r = _mm256_max_ps(r, _mm256_setzero_ps());
-			if (e->mul)
+			if (EPI_HAS(EK, EPI_MUL, e->mul != NULL))
 				r = _mm256_mul_ps(r, _mm256_loadu_ps(e->mul + at));
-			if (e->gate)
+			if (EPI_HAS(EK, EPI_GATE, e->gate != NULL))
 				r = _mm256_and_ps(r, _mm256_cmp_ps(_mm256_loadu_ps(e->gate + at),
 								   _mm256_setzero_ps(), _CMP_GT_OQ));
 			_mm256_storeu_ps(yp, r);
 		}
 }
 
-AVX2 INLINE void ax_rows(const int MR, float *y, size_t N, const float *a, size_t ais, size_t aks,
-			 const float *x, int K, const struct ax_epi *e, size_t n0, size_t n1)
+AVX2 INLINE void ax_rows(const int MR, const int EK, float *y, size_t N, const float *a,
+			 size_t ais, size_t aks, const float *x, int K, const struct ax_epi *e,
+			 size_t n0, size_t n1)
 {
 	size_t n = n0;
 	for (; n + 24 <= n1; n += 24)
-		ax_tile(MR, 3, y, N, a, ais, aks, x, K, e, n);
+		ax_tile(MR, 3, EK, y, N, a, ais, aks, x, K, e, n);
 	if (n + 16 <= n1) {
-		ax_tile(MR, 2, y, N, a, ais, aks, x, K, e, n);
+		ax_tile(MR, 2, EK, y, N, a, ais, aks, x, K, e, n);
 		n += 16;
 	}
 	if (n + 8 <= n1)
-		ax_tile(MR, 1, y, N, a, ais, aks, x, K, e, n);
+		ax_tile(MR, 1, EK, y, N, a, ais, aks, x, K, e, n);
 }
 
-/* Y (M,N) = epilogue(A (M,K) X (K,N)) over columns [0, N & ~7) */
-AVX2 static void ax_avx2(float *y, const float *a, size_t ais, size_t aks, const float *x, int M,
-			 int K, size_t N, const struct ax_epi *e)
+/* Y (M,N) = epilogue(A (M,K) X (K,N)) over columns [0, N & ~7), for
+ * epilogue kind EK */
+AVX2 INLINE void ax_kind(const int EK, float *y, const float *a, size_t ais, size_t aks,
+			 const float *x, int M, int K, size_t N, const struct ax_epi *e)
 {
 	size_t nv = N & ~(size_t)7;
 	/* column blocks outside, so the block of X stays in L1 across the rows */
@@ -533,23 +551,54 @@ AVX2 static void ax_avx2(float *y, const float *a, size_t ais, size_t aks, const
 		int i = 0;
 		for (; i + 4 <= M; i += 4) {
 			struct ax_epi ei = epi_rows(e, i, N);
-			ax_rows(4, y + (size_t)i * N, N, a + (size_t)i * ais, ais, aks, x, K, &ei, n0,
-				n1);
+			ax_rows(4, EK, y + (size_t)i * N, N, a + (size_t)i * ais, ais, aks, x, K, &ei,
+				n0, n1);
 		}
 		struct ax_epi ei = epi_rows(e, i, N);
 		float *yi = y + (size_t)i * N;
 		const float *ai = a + (size_t)i * ais;
 		switch (M - i) {
 		case 3:
-			ax_rows(3, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
+			ax_rows(3, EK, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
 			break;
 		case 2:
-			ax_rows(2, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
+			ax_rows(2, EK, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
 			break;
 		case 1:
-			ax_rows(1, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
+			ax_rows(1, EK, yi, N, ai, ais, aks, x, K, &ei, n0, n1);
 			break;
 		}
+	}
+}
+
+/* ax_kind specialised for the epilogues the MLP uses (hidden forward, head,
+ * input gradient plain / gated / masked and gated, accumulate), the
+ * run-time epilogue otherwise */
+AVX2 static void ax_avx2(float *y, const float *a, size_t ais, size_t aks, const float *x, int M,
+			 int K, size_t N, const struct ax_epi *e)
+{
+	switch (epi_kind(e)) {
+	case EPI_BIAS | EPI_RELU:
+		ax_kind(EPI_BIAS | EPI_RELU, y, a, ais, aks, x, M, K, N, e);
+		break;
+	case EPI_BIAS:
+		ax_kind(EPI_BIAS, y, a, ais, aks, x, M, K, N, e);
+		break;
+	case 0:
+		ax_kind(0, y, a, ais, aks, x, M, K, N, e);
+		break;
+	case EPI_GATE:
+		ax_kind(EPI_GATE, y, a, ais, aks, x, M, K, N, e);
+		break;
+	case EPI_MUL | EPI_GATE:
+		ax_kind(EPI_MUL | EPI_GATE, y, a, ais, aks, x, M, K, N, e);
+		break;
+	case EPI_ACC:
+		ax_kind(EPI_ACC, y, a, ais, aks, x, M, K, N, e);
+		break;
+	default:
+		ax_kind(-1, y, a, ais, aks, x, M, K, N, e);
+		break;
 	}
 }
 
