@@ -16,6 +16,7 @@
 
 #include "checkpoint.h"
 #include "cnn.h"
+#include "rng.h"
 #include "util.h"
 
 int exp_data_load(struct exp_data *d, const struct run_config *c)
@@ -148,6 +149,7 @@ static int fit(struct model *m, const struct run_config *c, const struct train_s
 	struct fit_state fs = {.ctl = ctl, .m = m, .o = &o, .seed = seed};
 	if (ctl) {
 		t.dp = ctl->dp;
+		t.memo = ctl->memo;
 		t.on_epoch = fit_epoch;
 		t.arg = &fs;
 		ctl->resumed_epoch = 0;
@@ -170,6 +172,16 @@ static int fit(struct model *m, const struct run_config *c, const struct train_s
 	}
 	optim_release(&o);
 	return rc;
+}
+
+/* Bytes the experiment's draw memo may keep: MKE_DRAW_MEMO_MB (0 turns it
+ * off), 128 MB by default (the TwoMoon table keeps 70 MB a seed: the UM
+ * student's 32 x 272 hidden-noise draws of 2000 steps). */
+static size_t exp_memo_bytes(void)
+{
+	const char *e = getenv("MKE_DRAW_MEMO_MB");
+	long mb = e && *e ? strtol(e, NULL, 10) : 128;
+	return mb > 0 ? (size_t)mb << 20 : 0;
 }
 
 int train_teacher(struct model *m, const struct run_config *c, const struct exp_data *d,
@@ -472,14 +484,21 @@ int experiment_run(const struct run_config *c, struct exp_result *r, int progres
 		model_release(&t);
 	}
 
-	for (int g = 0; g < G && rc == 0; g++) {
-		for (int v = 0; v < V && rc == 0; v++) {
-			const struct variant_spec *vs = &c->variants[v];
-			const struct model_spec *ms = &c->models[vs->model];
-			struct regularizer reg = variant_reg(vs, &c->grid[g]);
-			for (int s = 0; s < S && rc == 0; s++) {
+	/* Seeds outside: every student of one seed draws the same hidden noise
+	 * (a function of seed, purpose, step, sample and index, rng.h) whatever
+	 * the setting's strength, so the memo hands it from one model to the next
+	 * instead of drawing it again. */
+	struct draw_memo *memo = draw_memo_new(exp_memo_bytes());
+	for (int s = 0; s < S && rc == 0; s++) {
+		double ts = now_seconds();
+		for (int g = 0; g < G && rc == 0; g++) {
+			for (int v = 0; v < V && rc == 0; v++) {
+				const struct variant_spec *vs = &c->variants[v];
+				const struct model_spec *ms = &c->models[vs->model];
+				struct regularizer reg = variant_reg(vs, &c->grid[g]);
+				struct fit_ctl ctl = {.memo = memo};
 				struct model m;
-				rc = train_student(&m, c, &d, vs, reg, c->seeds[s], &ps, NULL);
+				rc = train_student(&m, c, &d, vs, reg, c->seeds[s], &ps, &ctl);
 				size_t at = ((size_t)g * V + v) * S + s;
 				if (rc == 0) {
 					r->acc[at] = eval_model(&m, &d.test, ms);
@@ -487,12 +506,18 @@ int experiment_run(const struct run_config *c, struct exp_result *r, int progres
 				}
 				model_release(&m);
 			}
-			if (progress && rc == 0) {
-				double mu, sd;
-				mean_std(r->acc + ((size_t)g * V + v) * S, S, 0, &mu, &sd, NULL);
-				mke_info("%-16s %-18s %6.2f ± %.2f", c->grid[g].name, variant_name(vs->kind),
-					 100 * mu, 100 * sd);
-			}
+		}
+		if (progress && rc == 0)
+			mke_info("seed %llu (%d/%d): %d students in %.1f s",
+				 (unsigned long long)c->seeds[s], s + 1, S, G * V, now_seconds() - ts);
+	}
+	draw_memo_free(memo);
+	for (int g = 0; g < G && rc == 0 && progress; g++) {
+		for (int v = 0; v < V; v++) {
+			double mu, sd;
+			mean_std(r->acc + ((size_t)g * V + v) * S, S, 0, &mu, &sd, NULL);
+			mke_info("%-16s %-18s %6.2f ± %.2f", c->grid[g].name,
+				 variant_name(c->variants[v].kind), 100 * mu, 100 * sd);
 		}
 	}
 	pseudo_release(&ps);

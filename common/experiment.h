@@ -43,6 +43,7 @@ struct fit_ctl {
 	epoch_fn on_epoch;       /* after the checkpoint logic; may be NULL */
 	void *arg;
 	int resumed_epoch;       /* out: the epoch training resumed from (0 if fresh) */
+	struct draw_memo *memo;  /* NULL, or the draw memo shared by the models of a seed */
 };
 
 /* Train the teacher with a given seed; m is initialised by this call (the

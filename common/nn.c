@@ -1207,6 +1207,7 @@ struct hidden_acts {
 	float *o;    /* after noise and dropout (== h when neither applies) */
 	float *eps;  /* noise draws, NULL unless this layer carries hidden noise */
 	float *mask; /* dropout mask, NULL without dropout */
+	const float *epsv; /* the noise draws this step used: eps, or a draw memo's block */
 	float *g;    /* backward scratch: gradient w.r.t. o, then w.r.t. the pre-activation */
 };
 
@@ -1547,8 +1548,9 @@ static void hidden_reg(struct mlp *m, int l, int B, const struct fwd_ctx *ctx, d
 	int C = m->lin[l].out, N = P->N;
 	if (ha->eps) {
 		float mean = (float)(sum_abs / (P->gbatch * C));
-		fm_noise(ha->o, ha->eps, ha->h, C, B, N, P->beta * mean, ctx, RNG_HIDDEN_NOISE,
-			 P->noise_off[l]);
+		ha->epsv = rng_noise_fm_memo(ctx->memo, ha->eps, ha->o, ha->h, P->beta * mean,
+					     (size_t)N, B, C, ctx->seed, RNG_HIDDEN_NOISE, ctx->step,
+					     ctx->ids, P->noise_off[l]);
 	}
 	if (ha->mask) {
 		const float *src = ha->eps ? ha->o : ha->h;
@@ -1708,7 +1710,7 @@ static double hidden_back_mask(struct mlp *m, int l)
 		return 0.0;
 	if (ha->mask)
 		ew_mul(g, ha->mask, n);
-	return ha->eps ? fm_dot(g, ha->eps, rows, (size_t)P->N) : 0.0;
+	return ha->eps ? fm_dot(g, ha->epsv, rows, (size_t)P->N) : 0.0;
 }
 
 /* Finish hidden layer l's backward given the global noise dot: through the

@@ -185,6 +185,7 @@ struct regularizer {
 typedef void (*reduce_fn)(double *vals, int n, void *arg);
 
 /* What a training forward pass needs besides the inputs. */
+struct draw_memo;
 struct fwd_ctx {
 	struct regularizer reg;
 	uint64_t seed;
@@ -193,6 +194,8 @@ struct fwd_ctx {
 	int global_batch;       /* rows over all ranks (for the noise mean); <= 0: B */
 	reduce_fn reduce;       /* NULL: single process */
 	void *reduce_arg;
+	struct draw_memo *memo; /* NULL, or where the hidden noise and dropout draws are kept
+				 * for the next model of this seed (rng.h) */
 };
 
 struct linear_view {

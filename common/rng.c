@@ -744,20 +744,21 @@ RNG_AVX2 static void noise_fm_avx2(float *eps, float *out, const float *in, floa
 			uint64_t blk2 = blk + 1 < blk1 ? blk + 1 : blk;
 			philox8_two((uint32_t)blk, (uint32_t)blk2, purpose, epoch, id, ks0, ks1, kk0,
 				    kk1, w[0], w[1]);
-			for (int h = 0; h < 2 && blk + (uint64_t)h < blk1; h++) {
-				__m256 v[4];
-				bm8_avx2(w[h][0], w[h][1], &v[0], &v[1]);
-				bm8_avx2(w[h][2], w[h][3], &v[2], &v[3]);
-				for (int j = 0; j < 4; j++) {
-					uint64_t t = (blk + (uint64_t)h) * 4 + (uint64_t)j;
-					if (t < offset || t >= offset + (uint64_t)C)
-						continue;
-					size_t at = (size_t)(t - offset) * stride + (size_t)b0;
-					__m256 e = _mm256_and_ps(v[j], valid);
-					_mm256_storeu_ps(eps + at, e);
-					_mm256_storeu_ps(out + at,
-							 _mm256_fmadd_ps(kv, e, _mm256_loadu_ps(in + at)));
-				}
+			/* both blocks' four Box-Muller chains before any store, so that
+			 * out-of-order execution overlaps them */
+			__m256 v[8];
+			bm8_avx2(w[0][0], w[0][1], &v[0], &v[1]);
+			bm8_avx2(w[0][2], w[0][3], &v[2], &v[3]);
+			bm8_avx2(w[1][0], w[1][1], &v[4], &v[5]);
+			bm8_avx2(w[1][2], w[1][3], &v[6], &v[7]);
+			uint64_t t0 = blk * 4, t1 = blk1 * 4 < t0 + 8 ? blk1 * 4 : t0 + 8;
+			for (uint64_t t = t0; t < t1; t++) {
+				if (t < offset || t >= offset + (uint64_t)C)
+					continue;
+				size_t at = (size_t)(t - offset) * stride + (size_t)b0;
+				__m256 e = _mm256_and_ps(v[t - t0], valid);
+				_mm256_storeu_ps(eps + at, e);
+				_mm256_storeu_ps(out + at, _mm256_fmadd_ps(kv, e, _mm256_loadu_ps(in + at)));
 			}
 		}
 	}
@@ -792,4 +793,238 @@ void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t strid
 	}
 #endif
 	noise_fm_c(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
+}
+
+/* ---- the memo of fused draws -------------------------------------------- */
+
+/* one kept block: rows [off, off + C) of a stream's noise draws, nv columns
+ * each */
+struct memo_block {
+	uint32_t purpose, epoch;
+	uint64_t off;
+	int C;
+	int next; /* the next block of the same hash slot, -1 at the end */
+	void *v;
+};
+
+enum { MEMO_SLOTS = 4096 };
+
+struct draw_memo {
+	size_t budget, used;
+	/* what the kept blocks were drawn for */
+	int bound, B;
+	size_t nv;
+	uint64_t seed;
+	uint32_t *ids;
+	struct memo_block *blk;
+	int nblk, cap;
+	int slot[MEMO_SLOTS]; /* first block of each (purpose, epoch) hash slot */
+	/* the storage of blocks emptied out, reused (their pages stay mapped) */
+	void **pool;
+	size_t *pool_bytes;
+	int npool, pool_cap;
+	long hits, misses;
+};
+
+struct draw_memo *draw_memo_new(size_t budget)
+{
+	struct draw_memo *dm = calloc(1, sizeof *dm);
+	if (!dm)
+		return NULL;
+	dm->budget = budget;
+	for (int i = 0; i < MEMO_SLOTS; i++)
+		dm->slot[i] = -1;
+	return dm;
+}
+
+/* the bytes of a block of C rows */
+static size_t memo_bytes(const struct draw_memo *dm, int C)
+{
+	return sizeof(float) * dm->nv * (size_t)C;
+}
+
+/* Empty dm; the blocks' storage goes to the pool (freed if the pool cannot
+ * grow) */
+static void memo_clear(struct draw_memo *dm)
+{
+	for (int i = 0; i < dm->nblk; i++) {
+		struct memo_block *b = &dm->blk[i];
+		if (dm->npool == dm->pool_cap) {
+			int cap = dm->pool_cap ? 2 * dm->pool_cap : 256;
+			void **np = realloc(dm->pool, sizeof *np * (size_t)cap);
+			if (np)
+				dm->pool = np;
+			size_t *nb = np ? realloc(dm->pool_bytes, sizeof *nb * (size_t)cap) : NULL;
+			if (!nb) {
+				free(b->v);
+				continue;
+			}
+			dm->pool_bytes = nb;
+			dm->pool_cap = cap;
+		}
+		dm->pool[dm->npool] = b->v;
+		dm->pool_bytes[dm->npool++] = memo_bytes(dm, b->C);
+	}
+	dm->nblk = 0;
+	dm->used = 0;
+	for (int i = 0; i < MEMO_SLOTS; i++)
+		dm->slot[i] = -1;
+}
+
+void draw_memo_free(struct draw_memo *dm)
+{
+	if (!dm)
+		return;
+	memo_clear(dm);
+	for (int i = 0; i < dm->npool; i++)
+		free(dm->pool[i]);
+	free(dm->pool);
+	free(dm->pool_bytes);
+	free(dm->blk);
+	free(dm->ids);
+	free(dm);
+}
+
+void draw_memo_counts(const struct draw_memo *dm, long *hits, long *misses)
+{
+	*hits = dm ? dm->hits : 0;
+	*misses = dm ? dm->misses : 0;
+}
+
+static int memo_slot(uint32_t purpose, uint32_t epoch)
+{
+	return (int)((epoch * 2654435761u ^ purpose * 40503u) % MEMO_SLOTS);
+}
+
+/* Make dm hold blocks of (seed, B, ids) only: emptied when they change.
+ * Returns 0 when the memo cannot be used (no memory for the ids). */
+static int memo_bind(struct draw_memo *dm, uint64_t seed, int B, const uint32_t *ids)
+{
+	size_t nb = sizeof(uint32_t) * (size_t)B;
+	if (dm->bound && dm->seed == seed && dm->B == B &&
+	    (ids ? dm->ids && memcmp(dm->ids, ids, nb) == 0 : !dm->ids))
+		return 1;
+	memo_clear(dm);
+	free(dm->ids);
+	dm->ids = NULL;
+	dm->bound = 0;
+	if (ids) {
+		dm->ids = malloc(nb ? nb : 1);
+		if (!dm->ids)
+			return 0;
+		memcpy(dm->ids, ids, nb);
+	}
+	dm->seed = seed;
+	dm->B = B;
+	dm->nv = (size_t)((B + 7) & ~7);
+	dm->bound = 1;
+	return 1;
+}
+
+/* Whether dm can serve a request of B rows with this stride: bound to (seed,
+ * B, ids), and the caller's rows the memo's row length apart (so that kept
+ * rows can stand in for the caller's buffer). */
+static int memo_usable(struct draw_memo *dm, uint64_t seed, int B, int C, size_t stride,
+		       const uint32_t *ids)
+{
+	return dm && B > 0 && C > 0 && stride == (size_t)((B + 7) & ~7) &&
+	       memo_bind(dm, seed, B, ids);
+}
+
+/* the values of rows [off, off + C) of (purpose, epoch), or NULL */
+static const void *memo_find(const struct draw_memo *dm, uint32_t purpose, uint32_t epoch,
+			     uint64_t off, int C)
+{
+	for (int i = dm->slot[memo_slot(purpose, epoch)]; i >= 0; i = dm->blk[i].next) {
+		const struct memo_block *b = &dm->blk[i];
+		if (b->purpose == purpose && b->epoch == epoch && b->off <= off &&
+		    off + (uint64_t)C <= b->off + (uint64_t)b->C)
+			return (const char *)b->v +
+			       memo_bytes(dm, (int)(off - b->off));
+	}
+	return NULL;
+}
+
+/* A new block for rows [off, off + C) of (purpose, epoch), for the caller
+ * to fill; NULL past the budget */
+static void *memo_add(struct draw_memo *dm, uint32_t purpose, uint32_t epoch, uint64_t off, int C)
+{
+	size_t bytes = memo_bytes(dm, C);
+	if (dm->used + bytes > dm->budget)
+		return NULL;
+	if (dm->nblk == dm->cap) {
+		int cap = dm->cap ? 2 * dm->cap : 256;
+		struct memo_block *nb = realloc(dm->blk, sizeof *nb * (size_t)cap);
+		if (!nb)
+			return NULL;
+		dm->blk = nb;
+		dm->cap = cap;
+	}
+	void *v = NULL;
+	for (int i = dm->npool - 1; i >= 0; i--)
+		if (dm->pool_bytes[i] == bytes) {
+			v = dm->pool[i];
+			dm->pool[i] = dm->pool[--dm->npool];
+			dm->pool_bytes[i] = dm->pool_bytes[dm->npool];
+			break;
+		}
+	if (!v)
+		v = malloc(bytes ? bytes : 1);
+	if (!v)
+		return NULL;
+	int s = memo_slot(purpose, epoch);
+	dm->blk[dm->nblk] = (struct memo_block){
+		.purpose = purpose, .epoch = epoch, .off = off, .C = C, .next = dm->slot[s], .v = v
+	};
+	dm->slot[s] = dm->nblk++;
+	dm->used += bytes;
+	return v;
+}
+
+#ifdef RNG_X86
+/* out = in + k*eps as noise_fm_avx2 computes it (a fused multiply-add) */
+RNG_AVX2 static void noise_apply_avx2(float *out, const float *in, const float *eps, float k,
+				      size_t n)
+{
+	__m256 kv = _mm256_set1_ps(k);
+	for (size_t b = 0; b < n; b += 8)
+		_mm256_storeu_ps(out + b, _mm256_fmadd_ps(kv, _mm256_loadu_ps(eps + b),
+							  _mm256_loadu_ps(in + b)));
+}
+#endif
+
+/* out = in + k*eps over n values (a multiple of 8), with the arithmetic of
+ * the path that draws */
+static void noise_apply(float *out, const float *in, const float *eps, float k, size_t n)
+{
+#ifdef RNG_X86
+	if (use_avx2()) {
+		noise_apply_avx2(out, in, eps, k, n);
+		return;
+	}
+#endif
+	for (size_t b = 0; b < n; b++)
+		out[b] = in[b] + k * eps[b];
+}
+
+const float *rng_noise_fm_memo(struct draw_memo *dm, float *eps, float *out, const float *in,
+			      float k, size_t stride, int B, int C, uint64_t seed, uint32_t purpose,
+			      uint32_t epoch, const uint32_t *ids, uint64_t offset)
+{
+	if (!memo_usable(dm, seed, B, C, stride, ids)) {
+		rng_noise_fm(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
+		return eps;
+	}
+	const float *kept = memo_find(dm, purpose, epoch, offset, C);
+	if (kept) {
+		dm->hits++;
+		noise_apply(out, in, kept, k, dm->nv * (size_t)C);
+		return kept;
+	}
+	dm->misses++;
+	rng_noise_fm(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
+	float *v = memo_add(dm, purpose, epoch, offset, C);
+	if (v)
+		memcpy(v, eps, sizeof(float) * dm->nv * (size_t)C);
+	return eps;
 }

@@ -94,4 +94,30 @@ void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t strid
 		  uint64_t seed, uint32_t purpose, uint32_t epoch, const uint32_t *ids,
 		  uint64_t offset);
 
+/*
+ * A memo of the noise draws. Every value is a function of (seed, purpose,
+ * epoch, sample id, index), so models trained one after the other with the
+ * same seed on the same rows draw the same noise whatever its strength: the
+ * TwoMoon students of one seed (the UM student's 32 hidden units cover the MM
+ * students' 16) over both hidden-noise rows of the table. With a memo,
+ * rng_noise_fm_memo keeps each block of eps it draws and serves a later
+ * request whose stream range [offset, offset + C) lies inside a kept block of
+ * the same purpose and epoch from it: the same values without the Philox
+ * rounds and Box-Muller. It returns where the request's eps are: eps when
+ * drawn, else rows of the kept block (row length and stride B rounded up to
+ * 8), valid until the memo is used for another seed, batch or set of ids
+ * (which empties it) or freed. out is computed either way. Blocks are kept
+ * until budget bytes are used; memo NULL (or a full memo, or a stride other
+ * than B rounded up to 8) draws as rng_noise_fm does. (Dropout masks are not
+ * kept: their 16-bit draws cost about what reading them back would.)
+ */
+struct draw_memo;
+struct draw_memo *draw_memo_new(size_t budget);
+void draw_memo_free(struct draw_memo *dm);
+/* requests served from the memo, and requests drawn */
+void draw_memo_counts(const struct draw_memo *dm, long *hits, long *misses);
+const float *rng_noise_fm_memo(struct draw_memo *dm, float *eps, float *out, const float *in,
+			      float k, size_t stride, int B, int C, uint64_t seed, uint32_t purpose,
+			      uint32_t epoch, const uint32_t *ids, uint64_t offset);
+
 #endif

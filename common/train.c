@@ -477,6 +477,7 @@ int train_model(struct model *m, struct optim *o, const struct train_data *d,
 				.global_batch = B,
 				.reduce = t->dp ? t->dp->reduce : NULL,
 				.reduce_arg = t->dp ? t->dp->arg : NULL,
+				.memo = t->memo,
 			};
 			struct batch_targets tg = {.labels = labels, .soft = soft, .maps = maps};
 			model_zero_grad(m);

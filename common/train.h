@@ -74,6 +74,7 @@ struct train_opts {
 	int start_epoch;            /* resume: epochs already done (0 for a fresh run) */
 	epoch_fn on_epoch;          /* may be NULL */
 	void *arg;
+	struct draw_memo *memo;     /* NULL, or kept draws for the next model of this seed */
 };
 
 

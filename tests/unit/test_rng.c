@@ -211,6 +211,61 @@ static void test_fused_fm(void)
 	}
 }
 
+
+/* A draw memo serves a model the noise it would draw (the same eps and out
+ * bit for bit) from the block of an earlier, wider request; another seed or
+ * other ids are drawn afresh. */
+static void test_draw_memo(void)
+{
+	enum { B = 13, N = 16, CW = 6 };
+	uint32_t ids[B], ids2[B];
+	float in[CW * N], eps[CW * N], out[CW * N], eps2[CW * N], out2[CW * N];
+	for (int b = 0; b < B; b++) {
+		ids[b] = 100u + 7u * (uint32_t)b;
+		ids2[b] = ids[b] + 1u;
+	}
+	for (int i = 0; i < CW * N; i++)
+		in[i] = (i % N) < B ? 0.25f * (float)(i % 11) - 1.0f : 0.0f;
+	struct draw_memo *dm = draw_memo_new(1 << 20);
+	long hits, misses;
+	/* the wide request (rows [0,6) of the stream) is drawn and kept */
+	const float *e = rng_noise_fm_memo(dm, eps, out, in, 0.5f, N, B, CW, 9, RNG_HIDDEN_NOISE, 3,
+					   ids, 0);
+	CHECK(e == eps);
+	/* rows [2,5) of it, for a narrower model: served, equal to a fresh draw */
+	const float *e2 = rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3,
+					    ids, 2);
+	CHECK(e2 != eps2);
+	rng_noise_fm(eps2, out2 + 0, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids, 2);
+	CHECK(memcmp(e2, eps2, sizeof(float) * 3 * N) == 0);
+	float out3[CW * N], eps3[CW * N];
+	rng_noise_fm_memo(dm, eps3, out3, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids, 2);
+	CHECK(memcmp(out3, out2, sizeof(float) * 3 * N) == 0);
+	draw_memo_counts(dm, &hits, &misses);
+	CHECK(hits == 2 && misses == 1);
+	/* another step, a range past the kept one: drawn */
+	rng_noise_fm_memo(dm, eps2, out2, in, 1.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 4, ids, 2);
+	rng_noise_fm_memo(dm, eps2, out2, in, 1.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids, 4);
+	draw_memo_counts(dm, &hits, &misses);
+	CHECK(hits == 2 && misses == 3);
+	/* other ids, another seed: the memo empties and draws */
+	CHECK(rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids2, 2) ==
+	      eps2);
+	CHECK(memcmp(eps2, e2, sizeof(float) * 3 * N) != 0);
+	CHECK(rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 10, RNG_HIDDEN_NOISE, 3, ids2,
+				2) == eps2);
+	/* a stride other than B rounded up to 8 is never kept */
+	draw_memo_counts(dm, &hits, &misses);
+	rng_noise_fm_memo(dm, eps, out, in, 1.0f, N + 8, B, 2, 10, RNG_HIDDEN_NOISE, 3, ids2, 0);
+	long h2, m3;
+	draw_memo_counts(dm, &h2, &m3);
+	CHECK(h2 == hits && m3 == misses);
+	draw_memo_free(dm);
+	/* no memo: draws */
+	CHECK(rng_noise_fm_memo(NULL, eps2, out2, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids, 2) ==
+	      eps2);
+}
+
 int main(void)
 {
 	RUN(test_philox_kat);
@@ -220,5 +275,6 @@ int main(void)
 	RUN(test_normal_accuracy);
 	RUN(test_batch_matches_scalar);
 	RUN(test_fused_fm);
+	RUN(test_draw_memo);
 	return test_summary();
 }
