@@ -1218,6 +1218,11 @@ struct hidden_acts {
  * the dW kernel) need no tail handling; only the head's padding logits are
  * not zero, and they are never read as data.
  */
+struct pl_state;
+#ifdef NN_X86
+static void pl_free(struct pl_state *s);
+#endif
+
 struct mlp_priv {
 	int cap_flags;                 /* NEED_* buffers the allocation holds */
 	int flags;                     /* NEED_* the last forward used */
@@ -1239,6 +1244,8 @@ struct mlp_priv {
 	int gated[MLP_MAX_LIN];        /* backward: g already went through mask and ReLU */
 	double gbatch;                 /* global batch of the last forward */
 	float beta, p;                 /* hidden noise scale and dropout rate of the last forward */
+	struct pl_state *pl;           /* the piecewise-linear path's scratch (one-input MLPs) */
+	int pl_on;                     /* the last forward took that path */
 };
 
 static int is_late(const struct mlp *m)
@@ -1384,6 +1391,10 @@ void mlp_release(struct mlp *m)
 	free(m->params);
 	free(m->grads);
 	free(m->acts);
+#ifdef NN_X86
+	if (m->priv)
+		pl_free(((struct mlp_priv *)m->priv)->pl);
+#endif
 	free(m->priv);
 	memset(m, 0, sizeof(*m));
 }
@@ -1573,6 +1584,316 @@ static const float *hidden_forward(struct mlp *m, int l, const float *in, int B,
 	return P->ha[l].o;
 }
 
+static int pl_enabled = 1;
+
+void mlp_piecewise_enable(int on)
+{
+	pl_enabled = on;
+}
+
+int mlp_took_piecewise(const struct mlp *m)
+{
+	return ((const struct mlp_priv *)m->priv)->pl_on;
+}
+
+#ifdef NN_X86
+/* ---- one-input MLPs: the first layer taken piecewise-linearly ----
+ *
+ * When the input is one number x and two ReLU layers follow (x -> H0 -> H1
+ * -> classes, the TwoMoon UM student), unit j of the first layer is
+ * h0_j = relu(w_j x + b_j), active on one side of a breakpoint, so a batch
+ * holds at most H0 + 1 distinct patterns of active units (the bits of a row's
+ * pattern are the dense path's own tests, fma(w_j, x, b_j) > 0). On the rows
+ * of pattern s, with active set A_s, the second layer's pre-activation is
+ * linear in x:
+ *     pre1 = x U_s + V_s,  U_s = sum_{j in A_s} w_j W1[:,j],
+ *                          V_s = b1 + sum_{j in A_s} b_j W1[:,j].
+ * A training step then costs O(B K H1) per-row vector work and O(H0 H0 H1)
+ * per-pattern work instead of three B x H0 x H1 products: the forward writes
+ * each row's H1 activations and logits from its pattern's (U, V), and of the
+ * first two layers' gradients the backward needs only the per-pattern sums
+ * G_s = sum g1 and GX_s = sum x g1 (g1 the gradient of pre1):
+ *     dW1[:,j] += w_j RGX_j + b_j RG_j,  db1 += sum_s G_s,
+ *     dW0[j] += W1[:,j] . RGX_j,  db0[j] += W1[:,j] . RG_j,
+ * with RG_j, RGX_j the sums over the patterns where unit j is active. The
+ * result equals the dense path's up to float rounding (another summation
+ * order). Used in training (ctx given) without hidden noise or dropout
+ * (input noise is fine), for B >= PL_MIN_ROWS, H0 <= 32, H1 a multiple of 8
+ * up to 64, K <= 8, on AVX2.
+ */
+#define PL_MIN_ROWS 128
+#define PL_MAX_H1 64
+#define PL_SLOTS 128 /* the pattern table: more than H0 + 1 <= 33 patterns */
+
+struct pl_state {
+	int cap, B, S;     /* rows allocated, rows of the last forward, patterns */
+	uint32_t *pat;     /* (cap) each row's pattern of active first-layer units */
+	uint8_t *seg;      /* (cap) each row's pattern index */
+	int *order;        /* (cap) the rows grouped by pattern: pattern t's are */
+	int start[34];     /* order[start[t] .. start[t+1]) */
+	uint32_t spat[PL_SLOTS];
+	int slot[PL_SLOTS]; /* hash of a pattern -> its index, -1 empty */
+	float *x;          /* (cap) the rows' input */
+	float *U, *V;      /* (H0 + 1, H1) each */
+	float *G, *GX;     /* backward: (H0 + 1, H1) each */
+	float *A, *C;      /* (H0, H1): w_j W1[:,j] and b_j W1[:,j] */
+};
+
+static void pl_free(struct pl_state *s)
+{
+	if (!s)
+		return;
+	free(s->pat);
+	free(s->seg);
+	free(s->order);
+	free(s->x);
+	free(s->U);
+	free(s->V);
+	free(s->G);
+	free(s->GX);
+	free(s->A);
+	free(s->C);
+	free(s);
+}
+
+/* Whether this forward takes the piecewise-linear path */
+static int pl_applies(const struct mlp *m, const struct fwd_ctx *ctx, int B, int flags)
+{
+	const struct mlp_priv *P = m->priv;
+	const struct mlp_arch *a = &m->arch;
+	return ctx && pl_enabled && nn_avx2() && !is_late(m) && P->cin == 1 && a->depth == 2 &&
+	       P->trunk0 == 0 && B >= PL_MIN_ROWS && !(flags & (NEED_NOISE_H | NEED_DROPOUT)) &&
+	       m->lin[0].out <= 32 && m->lin[1].out % 8 == 0 && m->lin[1].out <= PL_MAX_H1 &&
+	       a->classes <= 8;
+}
+
+/* pl's scratch for B rows of m; 0 without memory */
+static int pl_prepare(struct mlp *m, int B)
+{
+	struct mlp_priv *P = m->priv;
+	struct pl_state *s = P->pl;
+	int H0 = m->lin[0].out, H1 = m->lin[1].out;
+	if (s && s->cap >= B)
+		return 1;
+	pl_free(s);
+	s = P->pl = calloc(1, sizeof *s);
+	if (!s)
+		return 0;
+	size_t n = (size_t)B, np = (size_t)H0 + 1;
+	s->cap = B;
+	s->pat = malloc(sizeof(uint32_t) * (n + 8));
+	s->seg = malloc(n);
+	s->order = malloc(sizeof(int) * n);
+	s->x = malloc(sizeof(float) * n);
+	s->U = malloc(sizeof(float) * np * (size_t)H1);
+	s->V = malloc(sizeof(float) * np * (size_t)H1);
+	s->G = malloc(sizeof(float) * np * (size_t)H1);
+	s->GX = malloc(sizeof(float) * np * (size_t)H1);
+	s->A = malloc(sizeof(float) * (size_t)H0 * (size_t)H1);
+	s->C = malloc(sizeof(float) * (size_t)H0 * (size_t)H1);
+	if (!s->pat || !s->seg || !s->order || !s->x || !s->U || !s->V || !s->G || !s->GX || !s->A || !s->C) {
+		pl_free(s);
+		P->pl = NULL;
+		return 0;
+	}
+	return 1;
+}
+
+/* sum of the 8 lanes */
+AVX2 INLINE float pl_hsum(__m256 v)
+{
+	__m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+	t = _mm_add_ss(t, _mm_movehdup_ps(t));
+	return _mm_cvtss_f32(t);
+}
+
+/* Every row's pattern and its index; 0 when the rows hold more patterns than
+ * the table (only possible with NaN inputs or weights: the dense path runs) */
+AVX2 static int pl_patterns(struct mlp *m, struct pl_state *s, const float *x, int B, int N)
+{
+	const struct linear_view *l0 = &m->lin[0];
+	int H0 = l0->out;
+	for (int b0 = 0; b0 < N; b0 += 8) {
+		__m256 xv = _mm256_loadu_ps(x + b0);
+		__m256i p = _mm256_setzero_si256();
+		for (int j = 0; j < H0; j++) {
+			__m256 pre = _mm256_fmadd_ps(_mm256_set1_ps(l0->w[j]), xv,
+						     _mm256_set1_ps(l0->b[j]));
+			__m256i on = _mm256_castps_si256(_mm256_cmp_ps(pre, _mm256_setzero_ps(),
+								       _CMP_GT_OQ));
+			p = _mm256_or_si256(p, _mm256_and_si256(on, _mm256_set1_epi32((int)(1u << j))));
+		}
+		_mm256_storeu_si256((__m256i *)(s->pat + b0), p);
+	}
+	memcpy(s->x, x, sizeof(float) * (size_t)B);
+	for (int i = 0; i < PL_SLOTS; i++)
+		s->slot[i] = -1;
+	int S = 0;
+	for (int b = 0; b < B; b++) {
+		uint32_t p = s->pat[b], h = (p * 2654435761u) >> 25;
+		while (s->slot[h] >= 0 && s->spat[s->slot[h]] != p)
+			h = (h + 1) & (PL_SLOTS - 1);
+		if (s->slot[h] < 0) {
+			if (S == H0 + 1)
+				return 0;
+			s->spat[S] = p;
+			s->slot[h] = S++;
+		}
+		s->seg[b] = (uint8_t)s->slot[h];
+	}
+	s->S = S;
+	/* the rows grouped by pattern (a counting sort) */
+	int cnt[34] = { 0 };
+	for (int b = 0; b < B; b++)
+		cnt[s->seg[b] + 1]++;
+	for (int t = 0; t < S; t++)
+		cnt[t + 1] += cnt[t];
+	memcpy(s->start, cnt, sizeof(int) * (size_t)(S + 1));
+	for (int b = 0; b < B; b++)
+		s->order[cnt[s->seg[b]]++] = b;
+	return 1;
+}
+
+/* The forward: each pattern's (U, V), then per row the H1 activations and
+ * the logits into zt (feature-major) and m->logits */
+AVX2 static void pl_forward(struct mlp *m, struct pl_state *s, int B, int N)
+{
+	struct mlp_priv *P = m->priv;
+	const struct linear_view *l0 = &m->lin[0], *l1 = &m->lin[1], *hd = &m->lin[2];
+	int H0 = l0->out, H1 = l1->out, K = hd->out, nv = H1 / 8;
+	/* the first layer folded into the second: A[j] = w_j W1[:,j], C[j] = b_j W1[:,j] */
+	for (int j = 0; j < H0; j++)
+		for (int i = 0; i < H1; i++) {
+			float wij = l1->w[(size_t)i * H0 + j];
+			s->A[(size_t)j * H1 + i] = l0->w[j] * wij;
+			s->C[(size_t)j * H1 + i] = l0->b[j] * wij;
+		}
+	for (int t = 0; t < s->S; t++) {
+		__m256 u[PL_MAX_H1 / 8], v[PL_MAX_H1 / 8];
+		for (int k = 0; k < nv; k++) {
+			u[k] = _mm256_setzero_ps();
+			v[k] = _mm256_loadu_ps(l1->b + 8 * k);
+		}
+		for (uint32_t p = s->spat[t]; p; p &= p - 1) {
+			int j = __builtin_ctz(p);
+			for (int k = 0; k < nv; k++) {
+				u[k] = _mm256_add_ps(u[k], _mm256_loadu_ps(s->A + (size_t)j * H1 + 8 * k));
+				v[k] = _mm256_add_ps(v[k], _mm256_loadu_ps(s->C + (size_t)j * H1 + 8 * k));
+			}
+		}
+		for (int k = 0; k < nv; k++) {
+			_mm256_storeu_ps(s->U + (size_t)t * H1 + 8 * k, u[k]);
+			_mm256_storeu_ps(s->V + (size_t)t * H1 + 8 * k, v[k]);
+		}
+	}
+	/* per row: h1 = relu(x U + V), z = W2 h1 + b2, a pattern at a time */
+	for (int t = 0; t < s->S; t++) {
+		__m256 u[PL_MAX_H1 / 8], v[PL_MAX_H1 / 8];
+		for (int k = 0; k < nv; k++) {
+			u[k] = _mm256_loadu_ps(s->U + (size_t)t * H1 + 8 * k);
+			v[k] = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
+		}
+		for (int i = s->start[t]; i < s->start[t + 1]; i++) {
+			int r = s->order[i];
+			__m256 xv = _mm256_set1_ps(s->x[r]), h[PL_MAX_H1 / 8];
+			for (int k = 0; k < nv; k++)
+				h[k] = _mm256_max_ps(_mm256_fmadd_ps(xv, u[k], v[k]), _mm256_setzero_ps());
+			for (int c = 0; c < K; c++) {
+				const float *wc = hd->w + (size_t)c * H1;
+				__m256 acc = _mm256_mul_ps(h[0], _mm256_loadu_ps(wc));
+				for (int k = 1; k < nv; k++)
+					acc = _mm256_fmadd_ps(h[k], _mm256_loadu_ps(wc + 8 * k), acc);
+				float z = pl_hsum(acc) + hd->b[c];
+				P->zt[(size_t)c * N + r] = z;
+				m->logits[(size_t)r * K + c] = z;
+			}
+		}
+	}
+	for (int c = 0; c < K; c++)
+		for (int r = B; r < N; r++)
+			P->zt[(size_t)c * N + r] = 0.0f;
+}
+
+/* The backward from dzt: accumulates every layer's gradients */
+AVX2 static void pl_backward(struct mlp *m, struct pl_state *s)
+{
+	struct mlp_priv *P = m->priv;
+	struct linear_view *l0 = &m->lin[0], *l1 = &m->lin[1], *hd = &m->lin[2];
+	int H0 = l0->out, H1 = l1->out, K = hd->out, nv = H1 / 8, B = s->B, S = s->S;
+	size_t N = (size_t)P->N;
+	/* the head's gradients and, per row, g1 into its pattern's sums */
+	for (int c = 0; c < K; c++)
+		hd->db[c] += ew_sum(P->dzt + (size_t)c * N, NULL, 0, (size_t)B);
+	for (int k = 0; k < nv; k++) {
+		__m256 dw[8], wk[8];
+		for (int c = 0; c < K; c++) {
+			dw[c] = _mm256_setzero_ps();
+			wk[c] = _mm256_loadu_ps(hd->w + (size_t)c * H1 + 8 * k);
+		}
+		for (int t = 0; t < S; t++) {
+			__m256 u = _mm256_loadu_ps(s->U + (size_t)t * H1 + 8 * k);
+			__m256 v = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
+			__m256 gs = _mm256_setzero_ps(), gxs = _mm256_setzero_ps();
+			for (int i = s->start[t]; i < s->start[t + 1]; i++) {
+				int r = s->order[i];
+				__m256 xv = _mm256_set1_ps(s->x[r]);
+				__m256 h = _mm256_max_ps(_mm256_fmadd_ps(xv, u, v), _mm256_setzero_ps());
+				__m256 g = _mm256_setzero_ps();
+				for (int c = 0; c < K; c++) {
+					__m256 dz = _mm256_set1_ps(P->dzt[(size_t)c * N + r]);
+					dw[c] = _mm256_fmadd_ps(dz, h, dw[c]);
+					g = _mm256_fmadd_ps(dz, wk[c], g);
+				}
+				g = _mm256_and_ps(g, _mm256_cmp_ps(h, _mm256_setzero_ps(), _CMP_GT_OQ));
+				gs = _mm256_add_ps(gs, g);
+				gxs = _mm256_fmadd_ps(xv, g, gxs);
+			}
+			_mm256_storeu_ps(s->G + (size_t)t * H1 + 8 * k, gs);
+			_mm256_storeu_ps(s->GX + (size_t)t * H1 + 8 * k, gxs);
+		}
+		for (int c = 0; c < K; c++) {
+			float *d = hd->dw + (size_t)c * H1 + 8 * k;
+			_mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), dw[c]));
+		}
+	}
+	/* the first two layers from the pattern sums: db1 = the sum of all; per
+	 * unit j, the sums over the patterns where it is active */
+	float RG[32 * PL_MAX_H1], RGX[32 * PL_MAX_H1];
+	memset(RG, 0, sizeof(float) * (size_t)H0 * H1);
+	memset(RGX, 0, sizeof(float) * (size_t)H0 * H1);
+	for (int t = 0; t < S; t++) {
+		const float *G = s->G + (size_t)t * H1, *GX = s->GX + (size_t)t * H1;
+		for (int k = 0; k < nv; k++) {
+			float *d = l1->db + 8 * k;
+			_mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(G + 8 * k)));
+		}
+		for (uint32_t p = s->spat[t]; p; p &= p - 1) {
+			int j = __builtin_ctz(p);
+			for (int k = 0; k < nv; k++) {
+				float *a = RG + (size_t)j * H1 + 8 * k, *b = RGX + (size_t)j * H1 + 8 * k;
+				_mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a),
+								  _mm256_loadu_ps(G + 8 * k)));
+				_mm256_storeu_ps(b, _mm256_add_ps(_mm256_loadu_ps(b),
+								  _mm256_loadu_ps(GX + 8 * k)));
+			}
+		}
+	}
+	for (int j = 0; j < H0; j++) {
+		const float *g = RG + (size_t)j * H1, *gx = RGX + (size_t)j * H1;
+		float w = l0->w[j], b = l0->b[j], d0 = 0.0f, e0 = 0.0f;
+		for (int i = 0; i < H1; i++) {
+			float wij = l1->w[(size_t)i * H0 + j];
+			l1->dw[(size_t)i * H0 + j] += w * gx[i] + b * g[i];
+			d0 += wij * gx[i];
+			e0 += wij * g[i];
+		}
+		l0->dw[j] += d0;
+		l0->db[j] += e0;
+	}
+}
+#endif
+
 void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct fwd_ctx *ctx)
 {
 	// inputs[k] is (B, in_dim[k]); logits is (B, classes)
@@ -1619,6 +1940,15 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
 		}
 		x = P->xn;
 	}
+	P->pl_on = 0;
+#ifdef NN_X86
+	if (pl_applies(m, ctx, B, flags) && pl_prepare(m, B) && pl_patterns(m, P->pl, x, B, N)) {
+		P->pl->B = B;
+		pl_forward(m, P->pl, B, N);
+		P->pl_on = 1;
+		return;
+	}
+#endif
 	if (is_late(m)) {
 		const float *xb[MLP_MAX_BRANCH];
 		double s[MLP_MAX_BRANCH];
@@ -1797,6 +2127,13 @@ void mlp_backward(struct mlp *m, const float *dlogits, const struct fwd_ctx *ctx
 	// dlogits is (B, classes); accumulates into m->grads
 	struct mlp_priv *P = m->priv;
 	int K = m->arch.classes;
+#ifdef NN_X86
+	if (P->pl_on) {
+		fm_transpose_in(P->dzt, dlogits, m->B, K, P->N);
+		pl_backward(m, P->pl);
+		return;
+	}
+#endif
 	fm_transpose_in(P->dzt, dlogits, m->B, K, P->N);
 	mlp_backward_fm(m, ctx);
 }
@@ -1805,6 +2142,14 @@ double mlp_loss_backward(struct mlp *m, const int *labels, const float *soft, en
 			 float grad_scale, const struct fwd_ctx *ctx)
 {
 	struct mlp_priv *P = m->priv;
+#ifdef NN_X86
+	if (P->pl_on) {
+		double loss = softmax_xent_fm(P->dzt, P->zt, labels, soft, m->B, P->N,
+					      m->arch.classes, kind, grad_scale);
+		pl_backward(m, P->pl);
+		return loss;
+	}
+#endif
 	double loss = softmax_xent_fm(P->dzt, P->zt, labels, soft, m->B, P->N, m->arch.classes,
 				      kind, grad_scale);
 	mlp_backward_fm(m, ctx);

@@ -259,6 +259,14 @@ void mlp_zero_grad(struct mlp *m);
 double mlp_loss_backward(struct mlp *m, const int *labels, const float *soft, enum loss_kind kind,
 			 float grad_scale, const struct fwd_ctx *ctx);
 
+/* Whether training forwards of one-input MLPs with two hidden layers (and no
+ * hidden noise or dropout) take the piecewise-linear path (nn.c; on by
+ * default): the same results up to float rounding at a fraction of the work.
+ * Off, every forward takes the dense path. For tests and benchmarks. */
+void mlp_piecewise_enable(int on);
+/* whether m's last forward took that path */
+int mlp_took_piecewise(const struct mlp *m);
+
 /* Tensor names are PyTorch-style, as a module with ModuleLists `branch0`,
  * `branch1`, `trunk` of nn.Linear and an nn.Linear `head` names them (the
  * number counts Linear layers only, ReLU/dropout are not modules):

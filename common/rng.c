@@ -744,14 +744,17 @@ RNG_AVX2 static void noise_fm_avx2(float *eps, float *out, const float *in, floa
 			uint64_t blk2 = blk + 1 < blk1 ? blk + 1 : blk;
 			philox8_two((uint32_t)blk, (uint32_t)blk2, purpose, epoch, id, ks0, ks1, kk0,
 				    kk1, w[0], w[1]);
-			/* both blocks' four Box-Muller chains before any store, so that
-			 * out-of-order execution overlaps them */
+			/* the Box-Muller pairs the request uses (a narrow request, such
+			 * as one input, needs one of the four) before any store, so that
+			 * out-of-order execution overlaps their chains */
 			__m256 v[8];
-			bm8_avx2(w[0][0], w[0][1], &v[0], &v[1]);
-			bm8_avx2(w[0][2], w[0][3], &v[2], &v[3]);
-			bm8_avx2(w[1][0], w[1][1], &v[4], &v[5]);
-			bm8_avx2(w[1][2], w[1][3], &v[6], &v[7]);
 			uint64_t t0 = blk * 4, t1 = blk1 * 4 < t0 + 8 ? blk1 * 4 : t0 + 8;
+			for (int q = 0; q < 4; q++) {
+				uint64_t a = t0 + 2 * (uint64_t)q;
+				if (a < t1 && a + 2 > offset && a < offset + (uint64_t)C)
+					bm8_avx2(w[q / 2][2 * (q % 2)], w[q / 2][2 * (q % 2) + 1],
+						 &v[2 * q], &v[2 * q + 1]);
+			}
 			for (uint64_t t = t0; t < t1; t++) {
 				if (t < offset || t >= offset + (uint64_t)C)
 					continue;

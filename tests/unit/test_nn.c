@@ -1101,6 +1101,82 @@ static void test_mlp_loss_backward(void)
 		}
 }
 
+/* The piecewise-linear path of one-input MLPs (nn.c) against the dense path:
+ * logits, loss and every gradient, hard and soft targets, with and without
+ * input noise, through mlp_loss_backward and mlp_backward, for widths that
+ * are and are not the TwoMoon student's and a batch with padding. */
+static void test_mlp_piecewise(void)
+{
+	static const int shapes[2][3] = { { 32, 32, 2 }, { 20, 16, 3 } };
+	for (int si = 0; si < 2; si++)
+		for (int noisy = 0; noisy < 2; noisy++)
+			for (int soft = 0; soft < 2; soft++) {
+				enum { B = 201 };
+				int H0 = shapes[si][0], H1 = shapes[si][1], K = shapes[si][2];
+				struct mlp_arch a = { .nbranch = 1, .in_dim = { 1 }, .depth = 2,
+						      .hidden = { H0, H1 }, .classes = K,
+						      .fusion = FUSION_EARLY };
+				struct mlp m;
+				CHECK(mlp_init(&m, &a) == 0);
+				mlp_init_params(&m, 31 + (uint64_t)si);
+				float x[B], sf[B * 3], dl[B * 3], dl2[B * 3];
+				int labels[B];
+				uint32_t ids[B];
+				fill_normal(x, B, 900 + (uint32_t)si);
+				fill_uniform(sf, (size_t)B * K, 0.0f, 1.0f, 901);
+				for (int b = 0; b < B; b++) {
+					labels[b] = (b * 7) % K;
+					ids[b] = 40 + 5 * (uint32_t)b;
+				}
+				/* repeated values: ties in the sort */
+				x[5] = x[6] = x[7];
+				struct fwd_ctx ctx = { .reg = { .input_noise = noisy ? 0.7f : 0.0f },
+						       .seed = 3, .step = 8, .ids = ids };
+				const float *in[1] = { x };
+				float *g[2][2], lg[2][B * 3];
+				double L[2];
+				for (int pw = 0; pw < 2; pw++) {
+					mlp_piecewise_enable(pw == 0);
+					/* fused loss and backward */
+					mlp_zero_grad(&m);
+					mlp_forward(&m, in, B, &ctx);
+					/* on AVX2 machines the first pass is piecewise-linear */
+					CHECK(mlp_took_piecewise(&m) == (pw == 0 && !getenv("MKE_NO_AVX2")));
+					memcpy(lg[pw], m.logits, sizeof(float) * B * (size_t)K);
+					L[pw] = mlp_loss_backward(&m, soft ? NULL : labels, soft ? sf : NULL,
+								  LOSS_DOUBLE_SOFTMAX, 1.0f / B, &ctx);
+					g[pw][0] = xmalloc(m.nparams * sizeof(float));
+					memcpy(g[pw][0], m.grads, m.nparams * sizeof(float));
+					/* the gradient of the logits given */
+					mlp_zero_grad(&m);
+					mlp_forward(&m, in, B, &ctx);
+					memset(dl, 0, sizeof dl);
+					softmax_xent(dl, NULL, m.logits, soft ? NULL : labels,
+						     soft ? sf : NULL, B, K, LOSS_CE, 1.0f / B);
+					if (pw == 0)
+						memcpy(dl2, dl, sizeof dl);
+					mlp_backward(&m, dl2, &ctx);
+					g[pw][1] = xmalloc(m.nparams * sizeof(float));
+					memcpy(g[pw][1], m.grads, m.nparams * sizeof(float));
+				}
+				mlp_piecewise_enable(1);
+				for (int i = 0; i < B * K; i++)
+					CHECK_NEAR(lg[0][i], lg[1][i], 1e-5 * (1 + fabsf(lg[1][i])));
+				CHECK_NEAR(L[0], L[1], 1e-5 * (1 + fabs(L[1])));
+				for (int w = 0; w < 2; w++) {
+					double scale = 0;
+					for (size_t i = 0; i < m.nparams; i++)
+						scale = fmax(scale, fabs(g[1][w][i]));
+					CHECK(scale > 0);
+					for (size_t i = 0; i < m.nparams; i++)
+						CHECK_NEAR(g[0][w][i], g[1][w][i], 1e-5 * scale);
+					free(g[0][w]);
+					free(g[1][w]);
+				}
+				mlp_release(&m);
+			}
+}
+
 static void test_mlp_batches(void)
 {
 	struct regularizer reg = { .input_noise = 0.3f, .hidden_noise = 0.8f, .dropout = 0.25f };
@@ -1509,6 +1585,7 @@ int main(void)
 	RUN(test_mlp_grad_edge_archs);
 	RUN(test_mlp_matches_documented_composition);
 	RUN(test_mlp_loss_backward);
+	RUN(test_mlp_piecewise);
 	RUN(test_mlp_batches);
 	RUN(test_mlp_data_parallel);
 	RUN(test_optim_rules);
