@@ -175,8 +175,9 @@ static int fit(struct model *m, const struct run_config *c, const struct train_s
 }
 
 /* Bytes the experiment's draw memo may keep: MKE_DRAW_MEMO_MB (0 turns it
- * off), 128 MB by default (the TwoMoon table keeps 70 MB a seed: the UM
- * student's 32 x 272 hidden-noise draws of 2000 steps). */
+ * off), 128 MB by default (the TwoMoon table keeps 74 MB a seed: the UM
+ * student's 32 x 272 hidden-noise draws and the MM student's 2 x 272 input
+ * noise draws of 2000 steps). */
 static size_t exp_memo_bytes(void)
 {
 	const char *e = getenv("MKE_DRAW_MEMO_MB");
@@ -484,10 +485,10 @@ int experiment_run(const struct run_config *c, struct exp_result *r, int progres
 		model_release(&t);
 	}
 
-	/* Seeds outside: every student of one seed draws the same hidden noise
-	 * (a function of seed, purpose, step, sample and index, rng.h) whatever
-	 * the setting's strength, so the memo hands it from one model to the next
-	 * instead of drawing it again. */
+	/* Seeds outside: every student of one seed draws the same input and
+	 * hidden noise (a function of seed, purpose, step, sample and index,
+	 * rng.h) whatever the setting's strength, so the memo hands it from one
+	 * model to the next instead of drawing it again. */
 	struct draw_memo *memo = draw_memo_new(exp_memo_bytes());
 	for (int s = 0; s < S && rc == 0; s++) {
 		double ts = now_seconds();

@@ -1530,8 +1530,9 @@ static void fm_transpose_in(float *xt, const float *x, int B, int C, int N)
 static void fm_noise(float *out, float *eps, const float *x, int rows, int B, int N, float k,
 		     const struct fwd_ctx *ctx, uint32_t purpose, uint64_t off)
 {
-	rng_noise_fm(eps, out, x, k, (size_t)N, B, rows, ctx->seed, purpose, ctx->step, ctx->ids,
-		     off);
+	/* the draws themselves are not needed after this (inputs get no gradient) */
+	rng_noise_fm_memo(ctx->memo, eps, out, x, k, (size_t)N, B, rows, ctx->seed, purpose,
+			  ctx->step, ctx->ids, off);
 }
 
 /* ---- forward ---- */

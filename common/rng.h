@@ -99,7 +99,8 @@ void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t strid
  * epoch, sample id, index), so models trained one after the other with the
  * same seed on the same rows draw the same noise whatever its strength: the
  * TwoMoon students of one seed (the UM student's 32 hidden units cover the MM
- * students' 16) over both hidden-noise rows of the table. With a memo,
+ * students' 16; the MM student's two inputs cover the UM student's one) over
+ * both hidden-noise and both input-noise rows of the table. With a memo,
  * rng_noise_fm_memo keeps each block of eps it draws and serves a later
  * request whose stream range [offset, offset + C) lies inside a kept block of
  * the same purpose and epoch from it: the same values without the Philox
