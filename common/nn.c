@@ -577,29 +577,23 @@ AVX2 INLINE void ax_kind(const int EK, float *y, const float *a, size_t ais, siz
 AVX2 static void ax_avx2(float *y, const float *a, size_t ais, size_t aks, const float *x, int M,
 			 int K, size_t N, const struct ax_epi *e)
 {
+	/* one case per specialised kind */
+#define AX_KIND(k)                                                 \
+	case k:                                                    \
+		ax_kind(k, y, a, ais, aks, x, M, K, N, e);         \
+		break
 	switch (epi_kind(e)) {
-	case EPI_BIAS | EPI_RELU:
-		ax_kind(EPI_BIAS | EPI_RELU, y, a, ais, aks, x, M, K, N, e);
-		break;
-	case EPI_BIAS:
-		ax_kind(EPI_BIAS, y, a, ais, aks, x, M, K, N, e);
-		break;
-	case 0:
-		ax_kind(0, y, a, ais, aks, x, M, K, N, e);
-		break;
-	case EPI_GATE:
-		ax_kind(EPI_GATE, y, a, ais, aks, x, M, K, N, e);
-		break;
-	case EPI_MUL | EPI_GATE:
-		ax_kind(EPI_MUL | EPI_GATE, y, a, ais, aks, x, M, K, N, e);
-		break;
-	case EPI_ACC:
-		ax_kind(EPI_ACC, y, a, ais, aks, x, M, K, N, e);
-		break;
+		AX_KIND(EPI_BIAS | EPI_RELU);
+		AX_KIND(EPI_BIAS);
+		AX_KIND(0);
+		AX_KIND(EPI_GATE);
+		AX_KIND(EPI_MUL | EPI_GATE);
+		AX_KIND(EPI_ACC);
 	default:
 		ax_kind(-1, y, a, ais, aks, x, M, K, N, e);
 		break;
 	}
+#undef AX_KIND
 }
 
 /* sums of four vectors: [sum a, sum b, sum c, sum d] */
