@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,90 +213,148 @@ static void phase_stats(struct worker *w, const char *phase, double t0)
 /* ---- label ----------------------------------------------------------------- */
 
 /* A rank takes up to LABEL_BATCH_MAX shards per round trip: as many as its
- * teacher labels in about LABEL_BATCH_S, so that the take and the ack are a
- * small part of its time when shards are quick (docs/scaling.md) and a
- * batch of one when they are slow; with the batch taken ahead, the tail of
- * the phase waits for at most two such batches. */
+ * teacher labels in about LABEL_BATCH_S, so that the take is a small part of
+ * its time when shards are quick (docs/scaling.md) and a batch of one when
+ * they are slow; with the batch taken ahead, the tail of the phase waits for
+ * at most two such batches. From the first shard the size at most
+ * quadruples per batch, so the take ahead of the next batch (~150 us of
+ * Redis a shard) stays shorter than the labeling of the current one (~1 ms
+ * a shard for the quickest teacher, whose time is the file write). Once the
+ * queue drains, labeled shards are acked in pieces of a quarter batch
+ * (LABEL_ACK_PARTS), so the last ack, which the rank waits for, is short. */
 #define LABEL_BATCH_MAX 64
 #define LABEL_BATCH_S 0.25
+#define LABEL_ACK_PARTS 4
+#define LABEL_ACK_MAX (2 * LABEL_BATCH_MAX)
 
 /* The heartbeat thread, on its own connection (a hiredis context is not
- * shared between threads), renews the leases the rank holds, acks a labeled
- * batch, and then takes the next batch ahead (one try, no wait), all while
- * the main thread labels: the label loop waits for Redis only when nothing
- * was taken ahead (the start, the end, a queue that was empty). Three sets
- * of leases, all renewed: the batch being labeled (main thread), the batch
- * waiting for its ack, and the batch taken ahead; a lease found lost
- * (expired and taken elsewhere, or the run cancelled) is not acked. */
+ * shared between threads), renews the leases the rank holds, takes the next
+ * batch ahead as soon as the main thread starts a batch, and acks labeled
+ * shards as they accumulate, all while the main thread labels: the label
+ * loop waits for Redis only at its first take, when a take ahead is still
+ * in flight or found the queue empty (the drain), and for the last ack.
+ * Three sets of leases, all renewed: the batch being labeled (main thread),
+ * the labeled shards waiting for their ack, and the batch taken ahead; a
+ * lease found lost (expired and taken elsewhere, or the run cancelled) is
+ * not acked. */
 struct lease_set {
 	size_t n;
-	struct queue_lease lease[LABEL_BATCH_MAX];
-	int lost[LABEL_BATCH_MAX];
+	struct queue_lease lease[LABEL_ACK_MAX]; /* payloads NULL */
+	int lost[LABEL_ACK_MAX];
 };
 
 struct heartbeat {
 	struct worker *w;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;   /* wakes the thread: stop, or an ack to send */
-	pthread_cond_t idle; /* wakes the main thread: the ack was sent */
+	pthread_cond_t cv;   /* wakes the thread: a take or acks to send, stop */
+	pthread_cond_t idle; /* wakes the main thread: a take or an ack is done */
 	int stop;
-	struct lease_set work, acking, ahead;
-	struct queue_lease ahead_full[LABEL_BATCH_MAX]; /* ahead's leases with payloads */
-	size_t want;         /* the size of the batch to take ahead, 0: none */
-	double redis_s;      /* the thread's time in ack and take-ahead calls */
-	/* the batch to ack: acking.lease[i] with its file, sha256 and rows */
-	char sha[LABEL_BATCH_MAX][65];
-	char *path[LABEL_BATCH_MAX];
-	int ok[LABEL_BATCH_MAX];
+	/* the batch being labeled: work.lease[work_from..work.n) (the shards
+	 * before work_from are labeled: in acks, or failed) */
+	struct lease_set work;
+	size_t work_from;
+	/* labeled shards waiting for the ack, oldest first, with their file
+	 * and sha256; an ack call sends a prefix, the main thread appends */
+	struct lease_set acks;
+	char sha[LABEL_ACK_MAX][65];
+	char *path[LABEL_ACK_MAX];
+	int ack_all;         /* a batch began: ack what waits */
+	int tail;            /* the last take ahead came back short (the queue
+			      * drains): ack every chunk labeled shards */
+	size_t chunk;
+	int flush;           /* the main thread waits for every ack */
+	/* the batch taken ahead: ahead.lease[0..ahead.n), with payloads in ahead_full */
+	struct lease_set ahead;
+	struct queue_lease ahead_full[LABEL_BATCH_MAX];
+	size_t want;         /* a take ahead of this many is asked for, 0: none */
+	int taking;          /* that take is in flight */
+	double redis_s;      /* the thread's time in take-ahead and ack calls */
 	long done, samples;  /* shards and rows acked */
 	struct redis_conn rc;
 	struct queue q;
 	pthread_t thread;
 };
 
+/* Mark lost the held lease id / attempt, in whichever set holds it (mu held). */
+static void heartbeat_mark_lost(struct heartbeat *hb, int64_t id, int attempt)
+{
+	struct lease_set *set[3] = {&hb->work, &hb->acks, &hb->ahead};
+	for (int k = 0; k < 3; k++)
+		for (size_t i = 0; i < set[k]->n; i++)
+			if (set[k]->lease[i].id == id && set[k]->lease[i].attempt == attempt)
+				set[k]->lost[i] = 1;
+}
+
 /* Renew every held lease (mu held; released during the call). */
 static void heartbeat_renew(struct heartbeat *hb)
 {
-	struct lease_set *set[3] = {&hb->work, &hb->acking, &hb->ahead};
-	struct queue_lease l[3 * LABEL_BATCH_MAX];
+	struct queue_lease l[LABEL_BATCH_MAX + LABEL_ACK_MAX + LABEL_BATCH_MAX];
+	int held[LABEL_BATCH_MAX + LABEL_ACK_MAX + LABEL_BATCH_MAX];
 	size_t n = 0;
-	for (int k = 0; k < 3; k++)
-		for (size_t i = 0; i < set[k]->n; i++)
-			l[n++] = set[k]->lease[i];
+	for (size_t i = hb->work_from; i < hb->work.n; i++)
+		l[n++] = hb->work.lease[i];
+	for (size_t i = 0; i < hb->acks.n; i++)
+		l[n++] = hb->acks.lease[i];
+	for (size_t i = 0; i < hb->ahead.n; i++)
+		l[n++] = hb->ahead.lease[i];
 	if (!n)
 		return;
 	pthread_mutex_unlock(&hb->mu);
-	int held[3 * LABEL_BATCH_MAX], cancelled = 0;
+	int cancelled = 0;
 	int rc = queue_renew(&hb->q, hb->w->id, l, n, held, &cancelled);
 	pthread_mutex_lock(&hb->mu);
-	for (size_t j = 0; rc == 0 && j < n; j++) {
-		if (held[j] && !cancelled)
-			continue;
-		for (int k = 0; k < 3; k++)
-			for (size_t i = 0; i < set[k]->n; i++)
-				if (set[k]->lease[i].id == l[j].id && set[k]->lease[i].attempt == l[j].attempt)
-					set[k]->lost[i] = 1;
-	}
+	for (size_t j = 0; rc == 0 && j < n; j++)
+		if (!held[j] || cancelled)
+			heartbeat_mark_lost(hb, l[j].id, l[j].attempt);
 }
 
-/* Ack the waiting batch's written, still held shards (mu held; released
- * during the call), then free the batch and wake the main thread. */
+/* Take up to want shards ahead, one try (mu held; released during the
+ * call); an empty queue leaves nothing ahead and the main thread takes,
+ * and waits, itself. */
+static void heartbeat_take(struct heartbeat *hb)
+{
+	size_t want = hb->want;
+	hb->want = 0;
+	hb->taking = 1;
+	pthread_mutex_unlock(&hb->mu);
+	double t = now_seconds();
+	struct queue_lease l[LABEL_BATCH_MAX];
+	size_t n = 0;
+	if (queue_take_n(&hb->q, hb->w->id, 0, l, want, &n) != QUEUE_GOT)
+		n = 0;
+	pthread_mutex_lock(&hb->mu);
+	hb->redis_s += now_seconds() - t;
+	for (size_t i = 0; i < n; i++) {
+		hb->ahead_full[i] = l[i];
+		hb->ahead.lease[i] = l[i];
+		hb->ahead.lease[i].payload = NULL;
+		hb->ahead.lost[i] = 0;
+	}
+	hb->ahead.n = n;
+	hb->tail = n < want;
+	hb->taking = 0;
+	pthread_cond_broadcast(&hb->idle);
+}
+
+/* Ack the waiting shards that are written and still held, in one call (mu
+ * held; released during the call, while the main thread may append more),
+ * then drop them and wake the main thread. */
 static void heartbeat_ack(struct heartbeat *hb)
 {
-	struct lease_set *a = &hb->acking;
-	struct queue_ack send[LABEL_BATCH_MAX];
-	int64_t count[LABEL_BATCH_MAX];
-	size_t ns = 0;
-	for (size_t i = 0; i < a->n; i++)
-		if (hb->ok[i] && !a->lost[i]) {
+	struct lease_set *a = &hb->acks;
+	struct queue_ack send[LABEL_ACK_MAX];
+	int64_t count[LABEL_ACK_MAX];
+	size_t ns = 0, s = a->n;
+	for (size_t i = 0; i < s; i++)
+		if (!a->lost[i]) {
 			send[ns] = (struct queue_ack){.id = a->lease[i].id, .attempt = a->lease[i].attempt,
 						      .sha256 = hb->sha[i], .path = hb->path[i]};
 			count[ns++] = a->lease[i].count;
 		}
-	size_t want = hb->ahead.n ? 0 : hb->want;
+	hb->ack_all = 0;
 	pthread_mutex_unlock(&hb->mu);
 	double t = now_seconds();
-	int status[LABEL_BATCH_MAX];
+	int status[LABEL_ACK_MAX];
 	long done = 0, samples = 0;
 	if (ns > 0 && queue_ack(&hb->q, hb->w->id, send, ns, status) == 0)
 		for (size_t i = 0; i < ns; i++)
@@ -303,50 +362,50 @@ static void heartbeat_ack(struct heartbeat *hb)
 				done++;
 				samples += count[i];
 			}
-	/* the next batch, if the queue has one now; else the main thread
-	 * takes (and waits) itself */
-	struct queue_lease l[LABEL_BATCH_MAX];
-	size_t n = 0;
-	if (want && queue_take_n(&hb->q, hb->w->id, 0, l, want, &n) != QUEUE_GOT)
-		n = 0;
 	pthread_mutex_lock(&hb->mu);
 	hb->redis_s += now_seconds() - t;
-	if (n > 0) { /* want > 0: nothing was ahead */
-		for (size_t i = 0; i < n; i++) {
-			hb->ahead_full[i] = l[i];
-			hb->ahead.lease[i] = l[i];
-			hb->ahead.lease[i].payload = NULL;
-			hb->ahead.lost[i] = 0;
-		}
-		hb->ahead.n = n;
-	}
 	hb->done += done;
 	hb->samples += samples;
-	for (size_t i = 0; i < a->n; i++) {
+	for (size_t i = 0; i < s; i++)
 		free(hb->path[i]);
-		hb->path[i] = NULL;
-	}
-	a->n = 0;
+	size_t rest = a->n - s;
+	memmove(a->lease, a->lease + s, rest * sizeof a->lease[0]);
+	memmove(a->lost, a->lost + s, rest * sizeof a->lost[0]);
+	memmove(hb->sha, hb->sha + s, rest * sizeof hb->sha[0]);
+	memmove(hb->path, hb->path + s, rest * sizeof hb->path[0]);
+	a->n = rest;
 	pthread_cond_broadcast(&hb->idle);
 }
 
+/* 1 if now is at or past t. */
+static int due_now(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* The thread: renew when due, else take ahead when asked, else ack what
+ * waits (at the start of a batch, a piece once the queue drains, everything
+ * on a flush or stop), else sleep. */
 static void *heartbeat_main(void *arg)
 {
 	struct heartbeat *hb = arg;
 	int period = hb->w->c.pipeline.heartbeat_ms;
+#ifdef SCHED_BATCH
+	/* Waking this thread (a batch begins: take ahead, ack) must not preempt
+	 * the labeling: a SCHED_BATCH thread has the same share of the CPU but
+	 * waits for a free core or the end of the running thread's slice, a few
+	 * ms at most, instead of taking the core on wakeup (on 2 busy cores that
+	 * preemption cost the label loop ~3 ms a wakeup: docs/scaling.md) */
+	struct sched_param sp = {0};
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+#endif
 	pthread_mutex_lock(&hb->mu);
 	struct timespec due;
 	clock_gettime(CLOCK_REALTIME, &due);
 	for (;;) {
-		if (hb->acking.n) {
-			heartbeat_ack(hb);
-			continue;
-		}
-		if (hb->stop)
-			break;
-		struct timespec now;
-		clock_gettime(CLOCK_REALTIME, &now);
-		if (now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec)) {
+		if (due_now(&due)) {
 			heartbeat_renew(hb);
 			clock_gettime(CLOCK_REALTIME, &due);
 			due.tv_sec += period / 1000;
@@ -357,6 +416,17 @@ static void *heartbeat_main(void *arg)
 			}
 			continue;
 		}
+		if (hb->want && !hb->ahead.n) {
+			heartbeat_take(hb);
+			continue;
+		}
+		if (hb->acks.n && (hb->ack_all || (hb->tail && hb->acks.n >= hb->chunk) || hb->flush ||
+				   hb->stop)) {
+			heartbeat_ack(hb);
+			continue;
+		}
+		if (hb->stop)
+			break;
 		pthread_cond_timedwait(&hb->cv, &hb->mu, &due);
 	}
 	pthread_mutex_unlock(&hb->mu);
@@ -367,6 +437,7 @@ static int heartbeat_start(struct heartbeat *hb, struct worker *w)
 {
 	memset(hb, 0, sizeof *hb);
 	hb->w = w;
+	hb->chunk = 1;
 	struct redis_conn_opts o = {.password = w->password};
 	if (redis_conn_open(&hb->rc, w->redis_url, &o) != 0)
 		return -1;
@@ -389,24 +460,34 @@ static int heartbeat_start(struct heartbeat *hb, struct worker *w)
 	return 0;
 }
 
-/* Wait until the batch handed to the thread is acked (mu held). */
-static void heartbeat_wait_acked(struct heartbeat *hb)
+/* Wait until every labeled shard is acked (mu held). */
+static void heartbeat_flush_locked(struct heartbeat *hb)
 {
-	while (hb->acking.n)
+	hb->flush = 1;
+	pthread_cond_signal(&hb->cv);
+	while (hb->acks.n)
 		pthread_cond_wait(&hb->idle, &hb->mu);
+	hb->flush = 0;
 }
 
-/* The batch taken ahead, if any: its leases move to l (the caller's, to
- * label and release) and *n; 0 if none. */
-static int heartbeat_take_ahead(struct heartbeat *hb, struct queue_lease *l, size_t *n)
+/* The batch taken ahead, waiting for the take if it is asked for or in
+ * flight: its leases move to l (the caller's, to label and release) and *n,
+ * and it answers 1. Else (nothing ahead: the queue was empty, or a lease
+ * was lost) it waits for every ack, so that the queue counts this rank's
+ * shards as done, and answers 0: the caller takes itself. */
+static int heartbeat_next(struct heartbeat *hb, struct queue_lease *l, size_t *n)
 {
 	pthread_mutex_lock(&hb->mu);
+	while (hb->taking || (hb->want && !hb->ahead.n))
+		pthread_cond_wait(&hb->idle, &hb->mu);
 	*n = hb->ahead.n;
 	memcpy(l, hb->ahead_full, *n * sizeof *l);
 	int lost = 0;
 	for (size_t i = 0; i < *n; i++)
 		lost |= hb->ahead.lost[i];
 	hb->ahead.n = 0;
+	if (!*n || lost)
+		heartbeat_flush_locked(hb);
 	pthread_mutex_unlock(&hb->mu);
 	if (lost) {
 		/* a lease expired or the run was cancelled while it waited:
@@ -418,13 +499,15 @@ static int heartbeat_take_ahead(struct heartbeat *hb, struct queue_lease *l, siz
 	return *n > 0;
 }
 
-/* Send the last ack, stop the thread, give back what it took ahead (the
+/* Send the last acks, stop the thread, give back what it took ahead (the
  * leases expire and the shards are redelivered: only after a cancel). */
 static void heartbeat_stop(struct heartbeat *hb)
 {
 	pthread_mutex_lock(&hb->mu);
 	hb->want = 0;
-	heartbeat_wait_acked(hb);
+	while (hb->taking)
+		pthread_cond_wait(&hb->idle, &hb->mu);
+	heartbeat_flush_locked(hb);
 	for (size_t i = 0; i < hb->ahead.n; i++)
 		queue_lease_release(&hb->ahead_full[i]);
 	hb->ahead.n = 0;
@@ -439,8 +522,11 @@ static void heartbeat_stop(struct heartbeat *hb)
 	redis_conn_close(&hb->rc);
 }
 
-/* Hold leases l[0..n) being labeled (n = 0: none) for the thread to renew. */
-static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l, size_t n)
+/* Hold leases l[0..n) being labeled for the thread to renew, and ask it to
+ * take up to want shards ahead (0: none), to ack the previous batch, and,
+ * once the queue drains, to ack every chunk shards. */
+static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l, size_t n, size_t want,
+			   size_t chunk)
 {
 	pthread_mutex_lock(&hb->mu);
 	for (size_t i = 0; i < n; i++) {
@@ -449,28 +535,36 @@ static void heartbeat_hold(struct heartbeat *hb, const struct queue_lease *l, si
 		hb->work.lost[i] = 0;
 	}
 	hb->work.n = n;
+	hb->work_from = 0;
+	hb->want = want;
+	hb->ack_all = 1;
+	hb->chunk = chunk;
+	pthread_cond_signal(&hb->cv);
 	pthread_mutex_unlock(&hb->mu);
 }
 
-/* Hand the labeled batch (the held leases; ok[i]: shard i's file is written,
- * its sha256 sha[i] and path path[i], whose ownership passes) to the thread
- * to ack, after the previous batch's ack is sent; then it takes up to want
- * shards ahead. */
-static void heartbeat_hand_ack(struct heartbeat *hb, const int *ok, char (*sha)[65], char **path,
-			       size_t want)
+/* The next shard of the batch being labeled is finished: ok, its file is
+ * path (whose ownership passes) with sha256 sha, to be acked; else it
+ * failed and is no longer held. Waits only while two batches' acks are
+ * still unsent. */
+static void heartbeat_labeled(struct heartbeat *hb, int ok, const char *sha, char *path)
 {
+	struct lease_set *a = &hb->acks;
 	pthread_mutex_lock(&hb->mu);
-	heartbeat_wait_acked(hb);
-	hb->want = want;
-	hb->acking = hb->work;
-	for (size_t i = 0; i < hb->acking.n; i++) {
-		hb->ok[i] = ok[i];
-		memcpy(hb->sha[i], sha[i], 65);
-		hb->path[i] = path[i];
-		path[i] = NULL;
+	while (ok && a->n == LABEL_ACK_MAX) {
+		hb->ack_all = 1;
+		pthread_cond_signal(&hb->cv);
+		pthread_cond_wait(&hb->idle, &hb->mu);
 	}
-	hb->work.n = 0;
-	pthread_cond_signal(&hb->cv);
+	size_t i = hb->work_from++;
+	if (ok) {
+		a->lease[a->n] = hb->work.lease[i];
+		a->lost[a->n] = hb->work.lost[i];
+		memcpy(hb->sha[a->n], sha, 65);
+		hb->path[a->n] = path;
+		if (++a->n == hb->chunk && hb->tail)
+			pthread_cond_signal(&hb->cv);
+	}
 	pthread_mutex_unlock(&hb->mu);
 }
 
@@ -479,9 +573,10 @@ static char *shard_path(const char *run_dir, int64_t id)
 	return xasprintf("%s/labels/shard-%06lld.npy", run_dir, (long long)id);
 }
 
-/* Pseudo-label one shard: the teacher on modality a of rows [first, first+count). */
+/* Pseudo-label one shard: the teacher on modality a of rows [first, first+count),
+ * written to *path_out with its sha256 in sha. */
 static int label_shard(struct worker *w, struct model *teacher, const struct queue_lease *l,
-		       struct queue_ack *ack, char sha[65], char **path_out)
+		       char sha[65], char **path_out)
 {
 	const struct dataset *u = &w->d.unlabeled;
 	if (l->first < 0 || l->count <= 0 || l->first + l->count > u->n)
@@ -516,12 +611,18 @@ static int label_shard(struct worker *w, struct model *teacher, const struct que
 		free(path);
 		return -1;
 	}
-	ack->id = l->id;
-	ack->attempt = l->attempt;
-	ack->sha256 = sha;
-	ack->path = path;
 	*path_out = path;
 	return 0;
+}
+
+/* The size of the next batch: as many shards as the teacher labels in
+ * LABEL_BATCH_S at per_shard seconds each (0: not measured yet), at most
+ * four times the last batch (last) and LABEL_BATCH_MAX. */
+static size_t label_batch_size(double per_shard, size_t last)
+{
+	size_t b = per_shard <= 0 || per_shard * LABEL_BATCH_MAX < LABEL_BATCH_S ? LABEL_BATCH_MAX
+		   : per_shard * 2 > LABEL_BATCH_S ? 1 : (size_t)(LABEL_BATCH_S / per_shard);
+	return b > 4 * last ? 4 * last : b;
 }
 
 static int phase_label(struct worker *w, struct model *teacher)
@@ -535,17 +636,18 @@ static int phase_label(struct worker *w, struct model *teacher)
 	if (heartbeat_start(&hb, w) != 0)
 		return -1;
 	size_t batch = 1;
+	double per_shard = 0;
 	int nap = 10;
-	/* make bench: time in take/fail calls and waiting for the previous
-	 * batch's ack and take-ahead, and time waiting for work (the queue was
-	 * empty), after the first shard came (until then a rank waits for the
-	 * coordinator to shard) */
+	/* make bench: time in take/fail calls, waiting for a take ahead in
+	 * flight and for acks (before taking at the drain, and the last), and
+	 * time waiting for work (the queue was empty), after the first shard
+	 * came (until then a rank waits for the coordinator to shard) */
 	double t0 = now_seconds(), t_first = 0, queue_s = 0, idle_s = 0;
 	for (;;) {
 		struct queue_lease l[LABEL_BATCH_MAX];
 		size_t n = 0;
 		double tq = now_seconds();
-		int st = heartbeat_take_ahead(&hb, l, &n) ? QUEUE_GOT
+		int st = heartbeat_next(&hb, l, &n) ? QUEUE_GOT
 			 : queue_take_n(&w->q, w->id, 0, l, batch, &n);
 		if (t_first > 0)
 			queue_s += now_seconds() - tq;
@@ -570,34 +672,33 @@ static int phase_label(struct worker *w, struct model *teacher)
 			w->cancelled = 1;
 			break;
 		}
-		heartbeat_hold(&hb, l, n);
-		struct queue_ack ack[LABEL_BATCH_MAX];
-		char sha[LABEL_BATCH_MAX][65];
-		char *path[LABEL_BATCH_MAX] = {NULL};
-		int ok[LABEL_BATCH_MAX];
-		double tb = now_seconds();
-		for (size_t i = 0; i < n; i++) {
-			errno = 0;
-			ok[i] = label_shard(w, teacher, &l[i], &ack[i], sha[i], &path[i]) == 0;
-			if (ok[i])
-				continue;
-			/* the cause travels with the shard (SQLite, mke status): the
-			 * worker's own log may sit on the disk that just filled up */
-			char *why = xasprintf("could not write the pseudo-label file of shard %lld in '%s/labels': %s",
-					      (long long)l[i].id, w->run_dir, errno ? strerror(errno) : "see worker.log");
-			tq = now_seconds();
-			queue_fail(&w->q, w->id, &l[i], why, NULL);
-			queue_s += now_seconds() - tq;
-			free(why);
-		}
-		double per_shard = (now_seconds() - tb) / (double)n;
-		batch = per_shard * LABEL_BATCH_MAX < LABEL_BATCH_S ? LABEL_BATCH_MAX
-			: per_shard * 2 > LABEL_BATCH_S ? 1 : (size_t)(LABEL_BATCH_S / per_shard);
-		/* the heartbeat thread acks what was written and is still held,
-		 * and takes the next batch ahead, while this thread labels */
+		/* the heartbeat thread takes the next batch ahead and acks the
+		 * labeled shards while this thread labels */
+		batch = label_batch_size(per_shard, n);
 		tq = now_seconds();
-		heartbeat_hand_ack(&hb, ok, sha, path, batch);
-		queue_s += now_seconds() - tq;
+		heartbeat_hold(&hb, l, n, batch, (batch + LABEL_ACK_PARTS - 1) / LABEL_ACK_PARTS);
+		double tb = now_seconds();
+		queue_s += tb - tq;
+		for (size_t i = 0; i < n; i++) {
+			char sha[65], *path = NULL;
+			errno = 0;
+			int ok = label_shard(w, teacher, &l[i], sha, &path) == 0;
+			if (!ok) {
+				/* the cause travels with the shard (SQLite, mke status): the
+				 * worker's own log may sit on the disk that just filled up */
+				char *why = xasprintf("could not write the pseudo-label file of shard %lld in '%s/labels': %s",
+						      (long long)l[i].id, w->run_dir,
+						      errno ? strerror(errno) : "see worker.log");
+				tq = now_seconds();
+				queue_fail(&w->q, w->id, &l[i], why, NULL);
+				queue_s += now_seconds() - tq;
+				free(why);
+			}
+			tq = now_seconds();
+			heartbeat_labeled(&hb, ok, sha, path);
+			queue_s += now_seconds() - tq;
+		}
+		per_shard = (now_seconds() - tb) / (double)n;
 		for (size_t i = 0; i < n; i++)
 			queue_lease_release(&l[i]);
 	}

@@ -51,13 +51,14 @@ fi
 echo "name,value,unit" >"$csv"
 rows="$tmp/rows"
 : >"$rows"
-# row NAME VALUE UNIT
+# row NAME VALUE UNIT; rows and notes are kept tab-separated and printed at
+# the end with the name column as wide as the longest name
 row() {
 	echo "$1,$2,$3" >>"$csv"
-	printf '%-44s %12s  %s\n' "$1" "$2" "$3" >>"$rows"
+	printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$rows"
 }
 note() {
-	printf '  note: %s\n' "$*" >>"$rows"
+	printf '#note\t%s\n' "$*" >>"$rows"
 }
 # median of the numbers on stdin
 median() {
@@ -636,6 +637,8 @@ JSON
 	note "decode: one thread, CPU time; stream: wall time of a two-branch conv3 [8,16,32] student on 64 RGB-D rows, prefetch on/off (it needs a second free core: a busy machine shrinks the speedup); peak RSS = VmHWM of the whole process with an early-fusion MLP student (libraries, model, 8 MB cache, batch buffers)"
 fi
 
-printf '%-44s %12s  %s\n' "benchmark" "value" "unit"
-cat "$rows"
+awk -F '\t' 'NR == FNR { if ($1 != "#note" && length($1) > w) w = length($1); next }
+	FNR == 1 { if (w < 9) w = 9; fmt = "%-" w "s %12s  %s\n"; printf fmt, "benchmark", "value", "unit" }
+	$1 == "#note" { print "  note: " substr($0, 7); next }
+	{ printf fmt, $1, $2, $3 }' "$rows" "$rows"
 echo "wrote $csv"
