@@ -1592,46 +1592,51 @@ int mlp_took_piecewise(const struct mlp *m)
 }
 
 #ifdef NN_X86
-/* ---- one-input MLPs: the first layer taken piecewise-linearly ----
+/* ---- MLPs of few inputs: the first layer taken piecewise-linearly ----
  *
- * When the input is one number x and two ReLU layers follow (x -> H0 -> H1
- * -> classes, the TwoMoon UM student), unit j of the first layer is
- * h0_j = relu(w_j x + b_j), active on one side of a breakpoint, so a batch
- * holds at most H0 + 1 distinct patterns of active units (the bits of a row's
- * pattern are the dense path's own tests, fma(w_j, x, b_j) > 0). On the rows
- * of pattern s, with active set A_s, the second layer's pre-activation is
- * linear in x:
- *     pre1 = x U_s + V_s,  U_s = sum_{j in A_s} w_j W1[:,j],
- *                          V_s = b1 + sum_{j in A_s} b_j W1[:,j].
- * A training step then costs O(B K H1) per-row vector work and O(H0 H0 H1)
- * per-pattern work instead of three B x H0 x H1 products: the forward writes
- * each row's H1 activations and logits from its pattern's (U, V), and of the
- * first two layers' gradients the backward needs only the per-pattern sums
- * G_s = sum g1 and GX_s = sum x g1 (g1 the gradient of pre1):
- *     dW1[:,j] += w_j RGX_j + b_j RG_j,  db1 += sum_s G_s,
- *     dW0[j] += W1[:,j] . RGX_j,  db0[j] += W1[:,j] . RG_j,
- * with RG_j, RGX_j the sums over the patterns where unit j is active. The
+ * When the input has a few features x (cin <= PL_MAX_IN) and two ReLU
+ * layers follow (x -> H0 -> H1 -> classes: the TwoMoon students), unit j of
+ * the first layer, h0_j = relu(w_j . x + b_j), is active on one side of a
+ * hyperplane, so the rows of a batch fall into patterns of active units (at
+ * most H0 + 1 with one input; in general at most B). A row's pattern is made
+ * of the dense path's own tests (its bias-then-FMA pre-activation > 0). On
+ * the rows of pattern s, with active set A_s, the second layer's
+ * pre-activation is linear in x:
+ *     pre1 = sum_c x_c U_s^c + V_s,  U_s^c = sum_{j in A_s} w_jc W1[:,j],
+ *                                   V_s = b1 + sum_{j in A_s} b_j W1[:,j].
+ * A training step then costs per-row vector work of O((cin + K) H1) and
+ * per-pattern sums of O(|A_s| (cin + 1) H1) instead of three B x H0 x H1
+ * products: the forward writes each row's activations and logits from its
+ * pattern's (U, V), and of the first two layers' gradients the backward needs
+ * only the per-pattern sums G_s = sum g1 and GX_s^c = sum x_c g1 (g1 the
+ * gradient of pre1):
+ *     dW1[:,j] += sum_c w_jc RGX_j^c + b_j RG_j,  db1 += sum_s G_s,
+ *     dW0[j][c] += W1[:,j] . RGX_j^c,  db0[j] += W1[:,j] . RG_j,
+ * with RG_j, RGX_j^c the sums over the patterns where unit j is active. The
  * result equals the dense path's up to float rounding (another summation
  * order). Used in training (ctx given) without hidden noise or dropout
- * (input noise is fine), for B >= PL_MIN_ROWS, H0 <= 32, H1 a multiple of 8
- * up to 64, K <= 8, on AVX2.
+ * (input noise is fine), for B >= PL_MIN_ROWS and at least 4 rows per
+ * possible pattern, H0 <= 32, H1 a multiple of 8 up to 64, K <= 8, on AVX2.
  */
 #define PL_MIN_ROWS 128
 #define PL_MAX_H1 64
-#define PL_SLOTS 128 /* the pattern table: more than H0 + 1 <= 33 patterns */
+#define PL_MAX_IN 4
 
 struct pl_state {
 	int cap, B, S;     /* rows allocated, rows of the last forward, patterns */
-	uint32_t *pat;     /* (cap) each row's pattern of active first-layer units */
-	uint8_t *seg;      /* (cap) each row's pattern index */
+	int cin, nslot;    /* inputs; hash slots (a power of 2 > 2 cap) */
+	uint32_t *pat;     /* (cap + 8) each row's pattern of active first-layer units */
+	int *seg;          /* (cap) each row's pattern index */
 	int *order;        /* (cap) the rows grouped by pattern: pattern t's are */
-	int start[34];     /* order[start[t] .. start[t+1]) */
-	uint32_t spat[PL_SLOTS];
-	int slot[PL_SLOTS]; /* hash of a pattern -> its index, -1 empty */
-	float *x;          /* (cap) the rows' input */
-	float *U, *V;      /* (H0 + 1, H1) each */
-	float *G, *GX;     /* backward: (H0 + 1, H1) each */
-	float *A, *C;      /* (H0, H1): w_j W1[:,j] and b_j W1[:,j] */
+	int *start;        /* (cap + 1) order[start[t] .. start[t+1]) */
+	uint32_t *spat;    /* (cap) pattern t */
+	int *slot;         /* (nslot) hash of a pattern -> its index, -1 empty */
+	float *x;          /* (cin, cap) the rows' inputs */
+	float *U, *V;      /* (cap, cin, H1) and (cap, H1) */
+	float *G, *GX;     /* backward: (cap, H1) and (cap, cin, H1) */
+	float *A, *C;      /* (H0, cin, H1) w_jc W1[:,j] and (H0, H1) b_j W1[:,j] */
+	float *RG, *RGX;   /* (H0, H1) and (H0, cin, H1) */
+	float *W1T;        /* (H0, H1) the second layer's weights, transposed */
 };
 
 static void pl_free(struct pl_state *s)
@@ -1641,6 +1646,9 @@ static void pl_free(struct pl_state *s)
 	free(s->pat);
 	free(s->seg);
 	free(s->order);
+	free(s->start);
+	free(s->spat);
+	free(s->slot);
 	free(s->x);
 	free(s->U);
 	free(s->V);
@@ -1648,18 +1656,37 @@ static void pl_free(struct pl_state *s)
 	free(s->GX);
 	free(s->A);
 	free(s->C);
+	free(s->RG);
+	free(s->RGX);
+	free(s->W1T);
 	free(s);
 }
 
-/* Whether this forward takes the piecewise-linear path */
+/* The most patterns H0 units on cin inputs can form: sum_{i <= cin} C(H0, i)
+ * (the regions of H0 hyperplanes in cin dimensions) */
+static long pl_max_patterns(int H0, int cin)
+{
+	long n = 0, binom = 1;
+	for (int i = 0; i <= cin && i <= H0; i++) {
+		n += binom;
+		binom = binom * (H0 - i) / (i + 1);
+	}
+	return n;
+}
+
+/* Whether this forward takes the piecewise-linear path: the shape fits, and
+ * the patterns are few against the rows (per-pattern work is then small;
+ * the TwoMoon UM student: 33 patterns at most for 270 rows; the MM student,
+ * 16 units on two inputs, could form 137 and stays dense) */
 static int pl_applies(const struct mlp *m, const struct fwd_ctx *ctx, int B, int flags)
 {
 	const struct mlp_priv *P = m->priv;
 	const struct mlp_arch *a = &m->arch;
-	return ctx && pl_enabled && nn_avx2() && !is_late(m) && P->cin == 1 && a->depth == 2 &&
-	       P->trunk0 == 0 && B >= PL_MIN_ROWS && !(flags & (NEED_NOISE_H | NEED_DROPOUT)) &&
-	       m->lin[0].out <= 32 && m->lin[1].out % 8 == 0 && m->lin[1].out <= PL_MAX_H1 &&
-	       a->classes <= 8;
+	return ctx && pl_enabled && nn_avx2() && !is_late(m) && P->cin <= PL_MAX_IN &&
+	       a->depth == 2 && P->trunk0 == 0 && B >= PL_MIN_ROWS &&
+	       !(flags & (NEED_NOISE_H | NEED_DROPOUT)) && m->lin[0].out <= 32 &&
+	       m->lin[1].out % 8 == 0 && m->lin[1].out <= PL_MAX_H1 && a->classes <= 8 &&
+	       4 * pl_max_patterns(m->lin[0].out, P->cin) <= B;
 }
 
 /* pl's scratch for B rows of m; 0 without memory */
@@ -1667,26 +1694,40 @@ static int pl_prepare(struct mlp *m, int B)
 {
 	struct mlp_priv *P = m->priv;
 	struct pl_state *s = P->pl;
-	int H0 = m->lin[0].out, H1 = m->lin[1].out;
+	int H0 = m->lin[0].out, H1 = m->lin[1].out, cin = P->cin;
 	if (s && s->cap >= B)
 		return 1;
 	pl_free(s);
 	s = P->pl = calloc(1, sizeof *s);
 	if (!s)
 		return 0;
-	size_t n = (size_t)B, np = (size_t)H0 + 1;
+	size_t n = (size_t)B, h = (size_t)H1, c = (size_t)cin;
 	s->cap = B;
+	s->cin = cin;
+	long maxpat = pl_max_patterns(H0, cin);
+	if (maxpat > B)
+		maxpat = B;
+	s->nslot = 1;
+	while (s->nslot <= 2 * maxpat)
+		s->nslot *= 2;
 	s->pat = malloc(sizeof(uint32_t) * (n + 8));
-	s->seg = malloc(n);
+	s->seg = malloc(sizeof(int) * n);
 	s->order = malloc(sizeof(int) * n);
-	s->x = malloc(sizeof(float) * n);
-	s->U = malloc(sizeof(float) * np * (size_t)H1);
-	s->V = malloc(sizeof(float) * np * (size_t)H1);
-	s->G = malloc(sizeof(float) * np * (size_t)H1);
-	s->GX = malloc(sizeof(float) * np * (size_t)H1);
-	s->A = malloc(sizeof(float) * (size_t)H0 * (size_t)H1);
-	s->C = malloc(sizeof(float) * (size_t)H0 * (size_t)H1);
-	if (!s->pat || !s->seg || !s->order || !s->x || !s->U || !s->V || !s->G || !s->GX || !s->A || !s->C) {
+	s->start = malloc(sizeof(int) * (n + 1));
+	s->spat = malloc(sizeof(uint32_t) * n);
+	s->slot = malloc(sizeof(int) * (size_t)s->nslot);
+	s->x = malloc(sizeof(float) * c * n);
+	s->U = malloc(sizeof(float) * n * c * h);
+	s->V = malloc(sizeof(float) * n * h);
+	s->G = malloc(sizeof(float) * n * h);
+	s->GX = malloc(sizeof(float) * n * c * h);
+	s->A = malloc(sizeof(float) * (size_t)H0 * c * h);
+	s->C = malloc(sizeof(float) * (size_t)H0 * h);
+	s->RG = malloc(sizeof(float) * (size_t)H0 * h);
+	s->RGX = malloc(sizeof(float) * (size_t)H0 * c * h);
+	s->W1T = malloc(sizeof(float) * (size_t)H0 * h);
+	if (!s->W1T || !s->pat || !s->seg || !s->order || !s->start || !s->spat || !s->slot || !s->x ||
+	    !s->U || !s->V || !s->G || !s->GX || !s->A || !s->C || !s->RG || !s->RGX) {
 		pl_free(s);
 		P->pl = NULL;
 		return 0;
@@ -1703,51 +1744,143 @@ AVX2 INLINE float pl_hsum(__m256 v)
 	return _mm_cvtss_f32(t);
 }
 
-/* Every row's pattern and its index; 0 when the rows hold more patterns than
- * the table (only possible with NaN inputs or weights: the dense path runs) */
-AVX2 static int pl_patterns(struct mlp *m, struct pl_state *s, const float *x, int B, int N)
+/* Every row's pattern and its index, the rows grouped by pattern; x is the
+ * feature-major input (cin, N) */
+AVX2 static void pl_patterns(struct mlp *m, struct pl_state *s, const float *x, int B, int N)
 {
 	const struct linear_view *l0 = &m->lin[0];
-	int H0 = l0->out;
+	int H0 = l0->out, cin = s->cin;
 	for (int b0 = 0; b0 < N; b0 += 8) {
-		__m256 xv = _mm256_loadu_ps(x + b0);
+		__m256 xv[PL_MAX_IN];
+		for (int c = 0; c < cin; c++)
+			xv[c] = _mm256_loadu_ps(x + (size_t)c * N + b0);
 		__m256i p = _mm256_setzero_si256();
 		for (int j = 0; j < H0; j++) {
-			__m256 pre = _mm256_fmadd_ps(_mm256_set1_ps(l0->w[j]), xv,
-						     _mm256_set1_ps(l0->b[j]));
+			/* as the dense path's kernel: the bias, then one FMA per input */
+			__m256 pre = _mm256_set1_ps(l0->b[j]);
+			for (int c = 0; c < cin; c++)
+				pre = _mm256_fmadd_ps(_mm256_set1_ps(l0->w[(size_t)j * cin + c]), xv[c],
+						      pre);
 			__m256i on = _mm256_castps_si256(_mm256_cmp_ps(pre, _mm256_setzero_ps(),
 								       _CMP_GT_OQ));
 			p = _mm256_or_si256(p, _mm256_and_si256(on, _mm256_set1_epi32((int)(1u << j))));
 		}
 		_mm256_storeu_si256((__m256i *)(s->pat + b0), p);
 	}
-	memcpy(s->x, x, sizeof(float) * (size_t)B);
-	for (int i = 0; i < PL_SLOTS; i++)
+	for (int c = 0; c < cin; c++)
+		memcpy(s->x + (size_t)c * B, x + (size_t)c * N, sizeof(float) * (size_t)B);
+	for (int i = 0; i < s->nslot; i++)
 		s->slot[i] = -1;
 	int S = 0;
+	uint32_t mask = (uint32_t)s->nslot - 1;
+	int shift = 32 - __builtin_ctz((unsigned)s->nslot);
 	for (int b = 0; b < B; b++) {
-		uint32_t p = s->pat[b], h = (p * 2654435761u) >> 25;
+		/* the product's top bits: a Fibonacci hash */
+		uint32_t p = s->pat[b], h = (p * 2654435761u) >> shift;
 		while (s->slot[h] >= 0 && s->spat[s->slot[h]] != p)
-			h = (h + 1) & (PL_SLOTS - 1);
+			h = (h + 1) & mask;
 		if (s->slot[h] < 0) {
-			if (S == H0 + 1)
-				return 0;
 			s->spat[S] = p;
 			s->slot[h] = S++;
 		}
-		s->seg[b] = (uint8_t)s->slot[h];
+		s->seg[b] = s->slot[h];
 	}
 	s->S = S;
 	/* the rows grouped by pattern (a counting sort) */
-	int cnt[34] = { 0 };
+	memset(s->start, 0, sizeof(int) * (size_t)(S + 1));
 	for (int b = 0; b < B; b++)
-		cnt[s->seg[b] + 1]++;
+		s->start[s->seg[b] + 1]++;
 	for (int t = 0; t < S; t++)
-		cnt[t + 1] += cnt[t];
-	memcpy(s->start, cnt, sizeof(int) * (size_t)(S + 1));
+		s->start[t + 1] += s->start[t];
 	for (int b = 0; b < B; b++)
-		s->order[cnt[s->seg[b]]++] = b;
-	return 1;
+		s->order[s->start[s->seg[b]]++] = b;
+	for (int t = S; t > 0; t--)
+		s->start[t] = s->start[t - 1];
+	s->start[0] = 0;
+}
+
+/* pl_forward's rows, for CIN inputs and NV vectors of H1 (constants where
+ * the caller can make them so, for the TwoMoon shapes) */
+AVX2 INLINE void pl_fwd_rows(const int CIN, const int NV, struct mlp *m, struct pl_state *s, int B,
+			     int N)
+{
+	struct mlp_priv *P = m->priv;
+	const struct linear_view *hd = &m->lin[2];
+	int K = hd->out, H1 = 8 * NV;
+	size_t ch = (size_t)CIN * H1;
+	for (int t = 0; t < s->S; t++) {
+		__m256 u[PL_MAX_IN][PL_MAX_H1 / 8], v[PL_MAX_H1 / 8];
+		for (int k = 0; k < NV; k++) {
+			v[k] = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
+			for (int c = 0; c < CIN; c++)
+				u[c][k] = _mm256_loadu_ps(s->U + (size_t)t * ch + (size_t)c * H1 + 8 * k);
+		}
+		for (int i = s->start[t]; i < s->start[t + 1]; i++) {
+			int r = s->order[i];
+			__m256 xv[PL_MAX_IN], h[PL_MAX_H1 / 8];
+			for (int c = 0; c < CIN; c++)
+				xv[c] = _mm256_set1_ps(s->x[(size_t)c * B + r]);
+			for (int k = 0; k < NV; k++) {
+				__m256 a = v[k];
+				for (int c = 0; c < CIN; c++)
+					a = _mm256_fmadd_ps(xv[c], u[c][k], a);
+				h[k] = _mm256_max_ps(a, _mm256_setzero_ps());
+			}
+			for (int c = 0; c < K; c++) {
+				const float *wc = hd->w + (size_t)c * H1;
+				__m256 acc = _mm256_mul_ps(h[0], _mm256_loadu_ps(wc));
+				for (int k = 1; k < NV; k++)
+					acc = _mm256_fmadd_ps(h[k], _mm256_loadu_ps(wc + 8 * k), acc);
+				float z = pl_hsum(acc) + hd->b[c];
+				P->zt[(size_t)c * N + r] = z;
+				m->logits[(size_t)r * K + c] = z;
+			}
+		}
+	}
+}
+
+/* pl_backward's rows for one vector k of H1: the head's dW into dw, g1's
+ * sums per pattern into G and GX (CIN, NV as in pl_fwd_rows) */
+AVX2 INLINE void pl_bwd_rows(const int CIN, const int NV, struct mlp *m, struct pl_state *s,
+			     int k, __m256 *dw)
+{
+	struct mlp_priv *P = m->priv;
+	const struct linear_view *hd = &m->lin[2];
+	int K = hd->out, H1 = 8 * NV, B = s->B;
+	size_t N = (size_t)P->N, ch = (size_t)CIN * H1;
+	__m256 wk[8];
+	for (int c = 0; c < K; c++)
+		wk[c] = _mm256_loadu_ps(hd->w + (size_t)c * H1 + 8 * k);
+	for (int t = 0; t < s->S; t++) {
+		__m256 u[PL_MAX_IN], v = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
+		for (int c = 0; c < CIN; c++)
+			u[c] = _mm256_loadu_ps(s->U + (size_t)t * ch + (size_t)c * H1 + 8 * k);
+		__m256 gs = _mm256_setzero_ps(), gxs[PL_MAX_IN];
+		for (int c = 0; c < CIN; c++)
+			gxs[c] = _mm256_setzero_ps();
+		for (int i = s->start[t]; i < s->start[t + 1]; i++) {
+			int r = s->order[i];
+			__m256 xv[PL_MAX_IN], a = v;
+			for (int c = 0; c < CIN; c++) {
+				xv[c] = _mm256_set1_ps(s->x[(size_t)c * B + r]);
+				a = _mm256_fmadd_ps(xv[c], u[c], a);
+			}
+			__m256 h = _mm256_max_ps(a, _mm256_setzero_ps());
+			__m256 g = _mm256_setzero_ps();
+			for (int c = 0; c < K; c++) {
+				__m256 dz = _mm256_set1_ps(P->dzt[(size_t)c * N + r]);
+				dw[c] = _mm256_fmadd_ps(dz, h, dw[c]);
+				g = _mm256_fmadd_ps(dz, wk[c], g);
+			}
+			g = _mm256_and_ps(g, _mm256_cmp_ps(h, _mm256_setzero_ps(), _CMP_GT_OQ));
+			gs = _mm256_add_ps(gs, g);
+			for (int c = 0; c < CIN; c++)
+				gxs[c] = _mm256_fmadd_ps(xv[c], g, gxs[c]);
+		}
+		_mm256_storeu_ps(s->G + (size_t)t * H1 + 8 * k, gs);
+		for (int c = 0; c < CIN; c++)
+			_mm256_storeu_ps(s->GX + (size_t)t * ch + (size_t)c * H1 + 8 * k, gxs[c]);
+	}
 }
 
 /* The forward: each pattern's (U, V), then per row the H1 activations and
@@ -1756,55 +1889,45 @@ AVX2 static void pl_forward(struct mlp *m, struct pl_state *s, int B, int N)
 {
 	struct mlp_priv *P = m->priv;
 	const struct linear_view *l0 = &m->lin[0], *l1 = &m->lin[1], *hd = &m->lin[2];
-	int H0 = l0->out, H1 = l1->out, K = hd->out, nv = H1 / 8;
-	/* the first layer folded into the second: A[j] = w_j W1[:,j], C[j] = b_j W1[:,j] */
+	int H0 = l0->out, H1 = l1->out, K = hd->out, nv = H1 / 8, cin = s->cin;
+	size_t ch = (size_t)cin * H1;
+	/* the first layer folded into the second: A[j][c] = w_jc W1[:,j],
+	 * C[j] = b_j W1[:,j] */
 	for (int j = 0; j < H0; j++)
 		for (int i = 0; i < H1; i++) {
 			float wij = l1->w[(size_t)i * H0 + j];
-			s->A[(size_t)j * H1 + i] = l0->w[j] * wij;
+			for (int c = 0; c < cin; c++)
+				s->A[(size_t)j * ch + (size_t)c * H1 + i] = l0->w[(size_t)j * cin + c] * wij;
 			s->C[(size_t)j * H1 + i] = l0->b[j] * wij;
+			s->W1T[(size_t)j * H1 + i] = wij;
 		}
 	for (int t = 0; t < s->S; t++) {
-		__m256 u[PL_MAX_H1 / 8], v[PL_MAX_H1 / 8];
-		for (int k = 0; k < nv; k++) {
-			u[k] = _mm256_setzero_ps();
+		float *U = s->U + (size_t)t * ch, *V = s->V + (size_t)t * H1;
+		__m256 u[PL_MAX_IN * PL_MAX_H1 / 8], v[PL_MAX_H1 / 8];
+		for (int k = 0; k < nv; k++)
 			v[k] = _mm256_loadu_ps(l1->b + 8 * k);
-		}
+		for (size_t k = 0; k < ch / 8; k++)
+			u[k] = _mm256_setzero_ps();
 		for (uint32_t p = s->spat[t]; p; p &= p - 1) {
 			int j = __builtin_ctz(p);
-			for (int k = 0; k < nv; k++) {
-				u[k] = _mm256_add_ps(u[k], _mm256_loadu_ps(s->A + (size_t)j * H1 + 8 * k));
-				v[k] = _mm256_add_ps(v[k], _mm256_loadu_ps(s->C + (size_t)j * H1 + 8 * k));
-			}
-		}
-		for (int k = 0; k < nv; k++) {
-			_mm256_storeu_ps(s->U + (size_t)t * H1 + 8 * k, u[k]);
-			_mm256_storeu_ps(s->V + (size_t)t * H1 + 8 * k, v[k]);
-		}
-	}
-	/* per row: h1 = relu(x U + V), z = W2 h1 + b2, a pattern at a time */
-	for (int t = 0; t < s->S; t++) {
-		__m256 u[PL_MAX_H1 / 8], v[PL_MAX_H1 / 8];
-		for (int k = 0; k < nv; k++) {
-			u[k] = _mm256_loadu_ps(s->U + (size_t)t * H1 + 8 * k);
-			v[k] = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
-		}
-		for (int i = s->start[t]; i < s->start[t + 1]; i++) {
-			int r = s->order[i];
-			__m256 xv = _mm256_set1_ps(s->x[r]), h[PL_MAX_H1 / 8];
+			const float *Aj = s->A + (size_t)j * ch, *Cj = s->C + (size_t)j * H1;
+			for (size_t k = 0; k < ch / 8; k++)
+				u[k] = _mm256_add_ps(u[k], _mm256_loadu_ps(Aj + 8 * k));
 			for (int k = 0; k < nv; k++)
-				h[k] = _mm256_max_ps(_mm256_fmadd_ps(xv, u[k], v[k]), _mm256_setzero_ps());
-			for (int c = 0; c < K; c++) {
-				const float *wc = hd->w + (size_t)c * H1;
-				__m256 acc = _mm256_mul_ps(h[0], _mm256_loadu_ps(wc));
-				for (int k = 1; k < nv; k++)
-					acc = _mm256_fmadd_ps(h[k], _mm256_loadu_ps(wc + 8 * k), acc);
-				float z = pl_hsum(acc) + hd->b[c];
-				P->zt[(size_t)c * N + r] = z;
-				m->logits[(size_t)r * K + c] = z;
-			}
+				v[k] = _mm256_add_ps(v[k], _mm256_loadu_ps(Cj + 8 * k));
 		}
+		for (size_t k = 0; k < ch / 8; k++)
+			_mm256_storeu_ps(U + 8 * k, u[k]);
+		for (int k = 0; k < nv; k++)
+			_mm256_storeu_ps(V + 8 * k, v[k]);
 	}
+	/* per row: h1 = relu(x . U + V), z = W2 h1 + b2, a pattern at a time */
+	if (cin == 1 && nv == 4)
+		pl_fwd_rows(1, 4, m, s, B, N);
+	else if (cin == 2 && nv == 2)
+		pl_fwd_rows(2, 2, m, s, B, N);
+	else
+		pl_fwd_rows(cin, nv, m, s, B, N);
 	for (int c = 0; c < K; c++)
 		for (int r = B; r < N; r++)
 			P->zt[(size_t)c * N + r] = 0.0f;
@@ -1816,37 +1939,21 @@ AVX2 static void pl_backward(struct mlp *m, struct pl_state *s)
 	struct mlp_priv *P = m->priv;
 	struct linear_view *l0 = &m->lin[0], *l1 = &m->lin[1], *hd = &m->lin[2];
 	int H0 = l0->out, H1 = l1->out, K = hd->out, nv = H1 / 8, B = s->B, S = s->S;
-	size_t N = (size_t)P->N;
+	int cin = s->cin;
+	size_t N = (size_t)P->N, ch = (size_t)cin * H1;
 	/* the head's gradients and, per row, g1 into its pattern's sums */
 	for (int c = 0; c < K; c++)
 		hd->db[c] += ew_sum(P->dzt + (size_t)c * N, NULL, 0, (size_t)B);
 	for (int k = 0; k < nv; k++) {
-		__m256 dw[8], wk[8];
-		for (int c = 0; c < K; c++) {
+		__m256 dw[8];
+		for (int c = 0; c < K; c++)
 			dw[c] = _mm256_setzero_ps();
-			wk[c] = _mm256_loadu_ps(hd->w + (size_t)c * H1 + 8 * k);
-		}
-		for (int t = 0; t < S; t++) {
-			__m256 u = _mm256_loadu_ps(s->U + (size_t)t * H1 + 8 * k);
-			__m256 v = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
-			__m256 gs = _mm256_setzero_ps(), gxs = _mm256_setzero_ps();
-			for (int i = s->start[t]; i < s->start[t + 1]; i++) {
-				int r = s->order[i];
-				__m256 xv = _mm256_set1_ps(s->x[r]);
-				__m256 h = _mm256_max_ps(_mm256_fmadd_ps(xv, u, v), _mm256_setzero_ps());
-				__m256 g = _mm256_setzero_ps();
-				for (int c = 0; c < K; c++) {
-					__m256 dz = _mm256_set1_ps(P->dzt[(size_t)c * N + r]);
-					dw[c] = _mm256_fmadd_ps(dz, h, dw[c]);
-					g = _mm256_fmadd_ps(dz, wk[c], g);
-				}
-				g = _mm256_and_ps(g, _mm256_cmp_ps(h, _mm256_setzero_ps(), _CMP_GT_OQ));
-				gs = _mm256_add_ps(gs, g);
-				gxs = _mm256_fmadd_ps(xv, g, gxs);
-			}
-			_mm256_storeu_ps(s->G + (size_t)t * H1 + 8 * k, gs);
-			_mm256_storeu_ps(s->GX + (size_t)t * H1 + 8 * k, gxs);
-		}
+		if (cin == 1 && nv == 4)
+			pl_bwd_rows(1, 4, m, s, k, dw);
+		else if (cin == 2 && nv == 2)
+			pl_bwd_rows(2, 2, m, s, k, dw);
+		else
+			pl_bwd_rows(cin, nv, m, s, k, dw);
 		for (int c = 0; c < K; c++) {
 			float *d = hd->dw + (size_t)c * H1 + 8 * k;
 			_mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), dw[c]));
@@ -1854,11 +1961,11 @@ AVX2 static void pl_backward(struct mlp *m, struct pl_state *s)
 	}
 	/* the first two layers from the pattern sums: db1 = the sum of all; per
 	 * unit j, the sums over the patterns where it is active */
-	float RG[32 * PL_MAX_H1], RGX[32 * PL_MAX_H1];
+	float *RG = s->RG, *RGX = s->RGX;
 	memset(RG, 0, sizeof(float) * (size_t)H0 * H1);
-	memset(RGX, 0, sizeof(float) * (size_t)H0 * H1);
+	memset(RGX, 0, sizeof(float) * (size_t)H0 * ch);
 	for (int t = 0; t < S; t++) {
-		const float *G = s->G + (size_t)t * H1, *GX = s->GX + (size_t)t * H1;
+		const float *G = s->G + (size_t)t * H1, *GX = s->GX + (size_t)t * ch;
 		for (int k = 0; k < nv; k++) {
 			float *d = l1->db + 8 * k;
 			_mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(G + 8 * k)));
@@ -1866,25 +1973,42 @@ AVX2 static void pl_backward(struct mlp *m, struct pl_state *s)
 		for (uint32_t p = s->spat[t]; p; p &= p - 1) {
 			int j = __builtin_ctz(p);
 			for (int k = 0; k < nv; k++) {
-				float *a = RG + (size_t)j * H1 + 8 * k, *b = RGX + (size_t)j * H1 + 8 * k;
+				float *a = RG + (size_t)j * H1 + 8 * k;
 				_mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a),
 								  _mm256_loadu_ps(G + 8 * k)));
+			}
+			for (size_t k = 0; k < ch; k += 8) {
+				float *b = RGX + (size_t)j * ch + k;
 				_mm256_storeu_ps(b, _mm256_add_ps(_mm256_loadu_ps(b),
-								  _mm256_loadu_ps(GX + 8 * k)));
+								  _mm256_loadu_ps(GX + k)));
 			}
 		}
 	}
 	for (int j = 0; j < H0; j++) {
-		const float *g = RG + (size_t)j * H1, *gx = RGX + (size_t)j * H1;
-		float w = l0->w[j], b = l0->b[j], d0 = 0.0f, e0 = 0.0f;
-		for (int i = 0; i < H1; i++) {
-			float wij = l1->w[(size_t)i * H0 + j];
-			l1->dw[(size_t)i * H0 + j] += w * gx[i] + b * g[i];
-			d0 += wij * gx[i];
-			e0 += wij * g[i];
+		const float *g = RG + (size_t)j * H1, *gx = RGX + (size_t)j * ch;
+		const float *w = l0->w + (size_t)j * cin, *wt = s->W1T + (size_t)j * H1;
+		/* dW1[:,j] += b_j RG_j + sum_c w_jc RGX_j^c; dW0[j][c] += W1[:,j] . RGX_j^c;
+		 * db0[j] += W1[:,j] . RG_j */
+		__m256 e0 = _mm256_setzero_ps(), d0[PL_MAX_IN];
+		for (int c = 0; c < cin; c++)
+			d0[c] = _mm256_setzero_ps();
+		for (int k = 0; k < nv; k++) {
+			__m256 wv = _mm256_loadu_ps(wt + 8 * k), gv = _mm256_loadu_ps(g + 8 * k);
+			__m256 dv = _mm256_mul_ps(_mm256_set1_ps(l0->b[j]), gv);
+			e0 = _mm256_fmadd_ps(wv, gv, e0);
+			for (int c = 0; c < cin; c++) {
+				__m256 xv = _mm256_loadu_ps(gx + (size_t)c * H1 + 8 * k);
+				dv = _mm256_fmadd_ps(_mm256_set1_ps(w[c]), xv, dv);
+				d0[c] = _mm256_fmadd_ps(wv, xv, d0[c]);
+			}
+			float dvs[8];
+			_mm256_storeu_ps(dvs, dv);
+			for (int i = 0; i < 8; i++)
+				l1->dw[(size_t)(8 * k + i) * H0 + j] += dvs[i];
 		}
-		l0->dw[j] += d0;
-		l0->db[j] += e0;
+		for (int c = 0; c < cin; c++)
+			l0->dw[(size_t)j * cin + c] += pl_hsum(d0[c]);
+		l0->db[j] += pl_hsum(e0);
 	}
 }
 #endif
@@ -1937,7 +2061,8 @@ void mlp_forward(struct mlp *m, const float *const *inputs, int B, const struct 
 	}
 	P->pl_on = 0;
 #ifdef NN_X86
-	if (pl_applies(m, ctx, B, flags) && pl_prepare(m, B) && pl_patterns(m, P->pl, x, B, N)) {
+	if (pl_applies(m, ctx, B, flags) && pl_prepare(m, B)) {
+		pl_patterns(m, P->pl, x, B, N);
 		P->pl->B = B;
 		pl_forward(m, P->pl, B, N);
 		P->pl_on = 1;

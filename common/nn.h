@@ -259,10 +259,11 @@ void mlp_zero_grad(struct mlp *m);
 double mlp_loss_backward(struct mlp *m, const int *labels, const float *soft, enum loss_kind kind,
 			 float grad_scale, const struct fwd_ctx *ctx);
 
-/* Whether training forwards of one-input MLPs with two hidden layers (and no
- * hidden noise or dropout) take the piecewise-linear path (nn.c; on by
- * default): the same results up to float rounding at a fraction of the work.
- * Off, every forward takes the dense path. For tests and benchmarks. */
+/* Whether training forwards of MLPs with few inputs and two hidden layers
+ * (and no hidden noise or dropout) take the piecewise-linear path (nn.c; on
+ * by default) where it pays: the same results up to float rounding at a
+ * fraction of the work. Off, every forward takes the dense path. For tests
+ * and benchmarks. */
 void mlp_piecewise_enable(int on);
 /* whether m's last forward took that path */
 int mlp_took_piecewise(const struct mlp *m);

@@ -1101,35 +1101,40 @@ static void test_mlp_loss_backward(void)
 		}
 }
 
-/* The piecewise-linear path of one-input MLPs (nn.c) against the dense path:
+/* The piecewise-linear path of few-input MLPs (nn.c) against the dense path:
  * logits, loss and every gradient, hard and soft targets, with and without
- * input noise, through mlp_loss_backward and mlp_backward, for widths that
- * are and are not the TwoMoon student's and a batch with padding. */
+ * input noise, through mlp_loss_backward and mlp_backward, for the TwoMoon
+ * UM student's shape (one input, 32 wide), other widths and input counts,
+ * and a batch with padding; and the MM student's shape stays dense. */
 static void test_mlp_piecewise(void)
 {
-	static const int shapes[2][3] = { { 32, 32, 2 }, { 20, 16, 3 } };
-	for (int si = 0; si < 2; si++)
+	static const int shapes[4][4] = {
+		{ 1, 32, 32, 2 }, { 2, 4, 16, 2 }, { 1, 20, 16, 3 }, { 3, 3, 8, 3 }
+	};
+	for (int si = 0; si < 4; si++)
 		for (int noisy = 0; noisy < 2; noisy++)
 			for (int soft = 0; soft < 2; soft++) {
 				enum { B = 201 };
-				int H0 = shapes[si][0], H1 = shapes[si][1], K = shapes[si][2];
-				struct mlp_arch a = { .nbranch = 1, .in_dim = { 1 }, .depth = 2,
+				int cin = shapes[si][0], H0 = shapes[si][1], H1 = shapes[si][2];
+				int K = shapes[si][3];
+				struct mlp_arch a = { .nbranch = 1, .in_dim = { cin }, .depth = 2,
 						      .hidden = { H0, H1 }, .classes = K,
 						      .fusion = FUSION_EARLY };
 				struct mlp m;
 				CHECK(mlp_init(&m, &a) == 0);
 				mlp_init_params(&m, 31 + (uint64_t)si);
-				float x[B], sf[B * 3], dl[B * 3], dl2[B * 3];
+				float x[B * 3], sf[B * 3], dl[B * 3], dl2[B * 3];
 				int labels[B];
 				uint32_t ids[B];
-				fill_normal(x, B, 900 + (uint32_t)si);
+				fill_normal(x, (size_t)B * cin, 900 + (uint32_t)si);
 				fill_uniform(sf, (size_t)B * K, 0.0f, 1.0f, 901);
 				for (int b = 0; b < B; b++) {
 					labels[b] = (b * 7) % K;
 					ids[b] = 40 + 5 * (uint32_t)b;
 				}
-				/* repeated values: ties in the sort */
-				x[5] = x[6] = x[7];
+				/* repeated rows: one pattern several times */
+				for (int c = 0; c < cin; c++)
+					x[5 * cin + c] = x[6 * cin + c] = x[7 * cin + c];
 				struct fwd_ctx ctx = { .reg = { .input_noise = noisy ? 0.7f : 0.0f },
 						       .seed = 3, .step = 8, .ids = ids };
 				const float *in[1] = { x };
@@ -1175,6 +1180,22 @@ static void test_mlp_piecewise(void)
 				}
 				mlp_release(&m);
 			}
+	/* two inputs into 16 units can form 137 patterns: too many for 201 rows */
+	struct mlp_arch a = { .nbranch = 1, .in_dim = { 2 }, .depth = 2, .hidden = { 16, 16 },
+			      .classes = 2, .fusion = FUSION_EARLY };
+	struct mlp m;
+	CHECK(mlp_init(&m, &a) == 0);
+	mlp_init_params(&m, 3);
+	float x[2 * 201];
+	uint32_t ids[201];
+	fill_normal(x, 2 * 201, 77);
+	for (int b = 0; b < 201; b++)
+		ids[b] = (uint32_t)b;
+	struct fwd_ctx ctx = { .seed = 1, .ids = ids };
+	const float *in[1] = { x };
+	mlp_forward(&m, in, 201, &ctx);
+	CHECK(!mlp_took_piecewise(&m));
+	mlp_release(&m);
 }
 
 static void test_mlp_batches(void)
