@@ -157,6 +157,18 @@ static void test_conv_fast_vs_naive(void)
 		{ 30, 64, 7, 9, 4, 3, 3, 1, 1, 1, 1 },    /* two groups of 15 */
 		{ 7, 32, 8, 16, 12, 3, 3, 2, 1, 1, 0 },
 		{ 4, 3, 20, 9, 2, 3, 2, 1, 0, 3, 1 },
+		/* few channels and taps, stride 1 (same convs take im2col's block copy),
+		 * odd widths, 1x1, no padding, 5x5 */
+		{ 3, 1, 9, 11, 5, 3, 3, 1, 1, 1, 1 },
+		{ 2, 3, 10, 21, 7, 3, 3, 1, 1, 1, 0 },
+		{ 2, 2, 6, 8, 9, 3, 5, 1, 2, 1, 1 },
+		{ 3, 4, 5, 9, 6, 1, 1, 1, 0, 1, 1 },      /* 1x1 over 4 channels */
+		{ 2, 5, 6, 9, 3, 1, 1, 1, 0, 1, 1 },      /* 5 channels */
+		{ 2, 1, 12, 13, 2, 3, 3, 1, 0, 1, 1 },    /* no padding */
+		{ 2, 1, 20, 40, 33, 3, 3, 1, 1, 1, 0 },
+		{ 2, 4, 6, 12, 5, 3, 3, 1, 1, 1, 1 },     /* 36 taps */
+		{ 2, 6, 9, 8, 3, 3, 3, 1, 0, 1, 1 },      /* OC < C, no padding */
+		{ 3, 7, 9, 10, 4, 5, 5, 1, 1, 1, 0 },     /* 5x5 */
 	};
 	for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
 		const int *v = shapes[t];
