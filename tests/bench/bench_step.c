@@ -6,8 +6,11 @@
  *     gflops <kernel> <GFLOP/s>
  * A training step is what train_mlp does per full-batch epoch of the TwoMoon
  * protocol: zero the gradients, forward with the regularizer, double-softmax
- * loss and backward, one SGD step, on 270 rows. Times are the thread's CPU
- * time, so a busy machine inflates them less than wall time would.
+ * loss and backward, one SGD step, on 270 rows. um_h32_1in_dense repeats the
+ * UM student's rows without noise in the layers on the dense path (nn.h
+ * mlp_piecewise_enable), beside the piecewise-linear one it takes by
+ * default. Times are the thread's CPU time, so a busy machine inflates them
+ * less than wall time would.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -144,6 +147,13 @@ int main(int argc, char **argv)
 		}
 	if (only)
 		return 0;
+	/* the UM student's rows where it trains piecewise-linearly, again on the
+	 * dense path: the two side by side */
+	mlp_piecewise_enable(0);
+	static const struct model dense = { "um_h32_1in_dense", 1, 32 };
+	for (size_t j = 0; j < 2; j++)
+		bench_steps(&dense, regs[j].name, regs[j].reg, steps);
+	mlp_piecewise_enable(1);
 	bench_gemm("sgemm_rowmajor_270x32x32", 0, 270, 32, 32, 20000);
 	bench_gemm("sgemm_256x256x256", 0, 256, 256, 256, 200);
 	bench_gemm("fm_forward_272x32x32", 1, 272, 32, 32, 20000);
