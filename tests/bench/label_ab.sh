@@ -16,27 +16,8 @@ set -u
 a=$1 b=$2 rounds=${3:-5} urows=${4:-64000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
-mkdir -p "$tmp/data"
-cp deploy/data/twomoon/labeled.csv deploy/data/twomoon/test.csv "$tmp/data/"
-awk -F, -v N="$urows" 'NR == 1 { print; next } { r[++n] = $0 }
-	END { srand(7); for (i = 0; i < N; i++) { split(r[i % n + 1], f, ",");
-	printf "u-%07d,%s,unlabeled,%.6f,%.6f\n", i, f[2], f[4] + (rand() - 0.5) * 0.1,
-		f[5] + (rand() - 0.5) * 0.1 } }' deploy/data/twomoon/unlabeled.csv >"$tmp/data/unlabeled.csv"
-cat >"$tmp/run.json" <<JSON
-{
-  "name": "bench-pipeline",
-  "data": {"root": "$tmp/data", "labeled": "labeled.csv", "unlabeled": "unlabeled.csv", "test": "test.csv",
-    "classes": 2, "modalities": {"a": {"column": "x", "kind": "inline"}, "b": {"column": "y", "kind": "inline"}}},
-  "models": {"teacher": {"inputs": ["a"], "hidden": [32, 32]},
-    "mm": {"inputs": ["a", "b"], "fusion": "early", "hidden": [128, 128]}},
-  "teacher": {"model": "teacher", "seed": 0, "epochs": 100, "optimizer": {"type": "sgd", "lr": 0.01}},
-  "student": {"epochs": 1, "batch_size": 512, "optimizer": {"type": "sgd", "lr": 0.01}},
-  "loss": "ce", "pseudo_labels": "hard", "regularizer": {"input_noise": 2},
-  "variants": {"mm_student": {"model": "mm"}},
-  "seeds": [81],
-  "pipeline": {"checkpoint_every": 1000000}
-}
-JSON
+. tests/bench/pipeline_data.sh
+pipeline_data "$tmp" "$urows" 1
 : >"$tmp/out"
 # one NAME BINDIR RANKS: a run, one line
 one() {

@@ -415,27 +415,8 @@ if [ "$scale" = 1 ] && command -v redis-server >/dev/null 2>&1 && command -v mpi
 	urows=64000
 	[ "$quick" = 1 ] && urows=16000
 	pd="$tmp/pipe"
-	mkdir -p "$pd/data"
-	cp deploy/data/twomoon/labeled.csv deploy/data/twomoon/test.csv "$pd/data/"
-	awk -F, -v N="$urows" 'NR == 1 { print; next } { r[++n] = $0 }
-		END { srand(7); for (i = 0; i < N; i++) { split(r[i % n + 1], f, ",");
-		printf "u-%07d,%s,unlabeled,%.6f,%.6f\n", i, f[2], f[4] + (rand() - 0.5) * 0.1,
-			f[5] + (rand() - 0.5) * 0.1 } }' deploy/data/twomoon/unlabeled.csv >"$pd/data/unlabeled.csv"
-	cat >"$pd/run.json" <<JSON
-{
-  "name": "bench-pipeline",
-  "data": {"root": "$pd/data", "labeled": "labeled.csv", "unlabeled": "unlabeled.csv", "test": "test.csv",
-    "classes": 2, "modalities": {"a": {"column": "x", "kind": "inline"}, "b": {"column": "y", "kind": "inline"}}},
-  "models": {"teacher": {"inputs": ["a"], "hidden": [32, 32]},
-    "mm": {"inputs": ["a", "b"], "fusion": "early", "hidden": [128, 128]}},
-  "teacher": {"model": "teacher", "seed": 0, "epochs": 100, "optimizer": {"type": "sgd", "lr": 0.01}},
-  "student": {"epochs": 4, "batch_size": 512, "optimizer": {"type": "sgd", "lr": 0.01}},
-  "loss": "ce", "pseudo_labels": "hard", "regularizer": {"input_noise": 2},
-  "variants": {"mm_student": {"model": "mm"}},
-  "seeds": [81],
-  "pipeline": {"checkpoint_every": 1000000}
-}
-JSON
+	. tests/bench/pipeline_data.sh
+	pipeline_data "$pd" "$urows" 4
 	# A real convolutional teacher: the RAVDESS small example's face CNN
 	# (conv3 [8,16,32] on 24x24 images; deploy/examples/ravdess-small.json)
 	# on its generated data, the unlabeled rows repeated 8 times (8,216 rows,
