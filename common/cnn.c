@@ -329,8 +329,9 @@ static void col2im(float *dimg, const float *col, size_t ld, const struct conv2d
 			}
 }
 
-/* o[i] = ep(r[i] + bv) for one output channel's n values (ep NULL: r + bv) */
-static void conv_epilogue(float *restrict o, const float *restrict r, size_t n, float bv,
+/* o[i] = ep(r[i] + bv) for one output channel's n values (ep NULL: r + bv);
+ * o may be r */
+static void conv_epilogue(float *o, const float *r, size_t n, float bv,
 			  const struct conv_epilogue *ep, int oc)
 {
 	if (!ep) {
@@ -347,21 +348,6 @@ static void conv_epilogue(float *restrict o, const float *restrict r, size_t n, 
 	else
 		for (size_t i = 0; i < n; i++)
 			o[i] = (r[i] + bv) * sc + sh;
-}
-
-/* conv_epilogue with o == r */
-static void conv_epilogue_inplace(float *o, size_t n, float bv, const struct conv_epilogue *ep,
-				  int oc)
-{
-	float sc = ep->scale[oc], sh = ep->shift[oc];
-	if (ep->relu)
-		for (size_t i = 0; i < n; i++) {
-			float v = (o[i] + bv) * sc + sh;
-			o[i] = v > 0.0f ? v : 0.0f;
-		}
-	else
-		for (size_t i = 0; i < n; i++)
-			o[i] = (o[i] + bv) * sc + sh;
 }
 
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
@@ -412,8 +398,8 @@ void conv2d_forward_ep(float *out, const float *inp, const float *weight, const 
 				    weight, CK, x, (int)OHW, beta, o, (int)OHW);
 			if (ep)
 				for (int oc = 0; oc < OC; oc++)
-					conv_epilogue_inplace(o + oc * OHW, OHW,
-							      bias ? bias[oc] : 0.0f, ep, oc);
+					conv_epilogue(o + oc * OHW, o + oc * OHW, OHW,
+						      bias ? bias[oc] : 0.0f, ep, oc);
 			continue;
 		}
 		for (int oh0 = 0; oh0 < s->OH; oh0 += p.rows) {
@@ -426,8 +412,8 @@ void conv2d_forward_ep(float *out, const float *inp, const float *weight, const 
 			/* while the tile is in cache */
 			if (ep)
 				for (int oc = 0; oc < OC; oc++)
-					conv_epilogue_inplace(ot + oc * OHW, (size_t)n,
-							      bias ? bias[oc] : 0.0f, ep, oc);
+					conv_epilogue(ot + oc * OHW, ot + oc * OHW, (size_t)n,
+						      bias ? bias[oc] : 0.0f, ep, oc);
 		}
 	}
 }

@@ -1799,8 +1799,8 @@ AVX2 static void pl_patterns(struct mlp *m, struct pl_state *s, const float *x, 
 	s->start[0] = 0;
 }
 
-/* pl_forward's rows, for CIN inputs and NV vectors of H1 (constants where
- * the caller can make them so, for the TwoMoon shapes) */
+/* pl_forward's rows, for CIN inputs and NV vectors of H1 (constants for the
+ * TwoMoon UM student's shape) */
 AVX2 INLINE void pl_fwd_rows(const int CIN, const int NV, struct mlp *m, struct pl_state *s, int B,
 			     int N)
 {
@@ -1923,9 +1923,7 @@ AVX2 static void pl_forward(struct mlp *m, struct pl_state *s, int B, int N)
 	}
 	/* per row: h1 = relu(x . U + V), z = W2 h1 + b2, a pattern at a time */
 	if (cin == 1 && nv == 4)
-		pl_fwd_rows(1, 4, m, s, B, N);
-	else if (cin == 2 && nv == 2)
-		pl_fwd_rows(2, 2, m, s, B, N);
+		pl_fwd_rows(1, 4, m, s, B, N); /* the TwoMoon UM student, unrolled */
 	else
 		pl_fwd_rows(cin, nv, m, s, B, N);
 	for (int c = 0; c < K; c++)
@@ -1950,8 +1948,6 @@ AVX2 static void pl_backward(struct mlp *m, struct pl_state *s)
 			dw[c] = _mm256_setzero_ps();
 		if (cin == 1 && nv == 4)
 			pl_bwd_rows(1, 4, m, s, k, dw);
-		else if (cin == 2 && nv == 2)
-			pl_bwd_rows(2, 2, m, s, k, dw);
 		else
 			pl_bwd_rows(cin, nv, m, s, k, dw);
 		for (int c = 0; c < K; c++) {
