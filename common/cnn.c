@@ -610,7 +610,8 @@ void batchnorm_update_running(float *running_mean, float *running_var, const dou
 
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			const float *inp, const float *save_mean, const float *save_rstd,
-			const float *gamma, int B, int C, int HW, int micro, const float *relu_out)
+			const float *gamma, int B, int C, int HW, int micro, const float *relu_out,
+			int set)
 {
 	// dout, inp, dinp are (B,C,HW); save_mean, save_rstd (ngroups,C)
 	if (micro <= 0 || micro > B)
@@ -642,9 +643,20 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 				float *restrict dx = dinp + o;
 				if (relu_out) {
 					const float *restrict y = relu_out + o;
+					if (set)
+						for (int i = 0; i < HW; i++) {
+							float xh = (x[i] - mean) * rstd;
+							dx[i] = k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
+						}
+					else
+						for (int i = 0; i < HW; i++) {
+							float xh = (x[i] - mean) * rstd;
+							dx[i] += k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
+						}
+				} else if (set) {
 					for (int i = 0; i < HW; i++) {
 						float xh = (x[i] - mean) * rstd;
-						dx[i] += k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
+						dx[i] = k * (dy[i] - mdy - xh * mdyx);
 					}
 				} else {
 					for (int i = 0; i < HW; i++) {
@@ -655,6 +667,72 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 			}
 		}
 	}
+}
+
+/*
+ * Batch norm with its fused ReLU, read only by a 2x2 stride-2 max pool: the
+ * backward of the three from the pool's gradient, without the (B,C,H,W)
+ * gradient of the pool's input. Each image plane's gated gradient (the
+ * pool's gradient at the windows' maxima where the pooled value, the ReLU's
+ * output there, is > 0; zero elsewhere) is built in a plane-sized buffer
+ * that stays in cache, then goes through the plain batch norm's loops, so
+ * the result is bit for bit that of maxpool2d_backward then
+ * batchnorm_backward with relu_out.
+ */
+static void pool_plane(float *restrict g, const float *dp, const int *am, const float *po,
+		       int HW, int OHW)
+{
+	memset(g, 0, (size_t)HW * sizeof(float));
+	for (int j = 0; j < OHW; j++)
+		g[am[j]] = relu_gate(dp[j], po[j]);
+}
+
+void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
+			     const int *argmax, const float *pool_out, const float *inp,
+			     const float *save_mean, const float *save_rstd, const float *gamma,
+			     int B, int C, int H, int W, int micro, int set)
+{
+	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2)
+	int HW = H * W, OHW = (H / 2) * (W / 2);
+	float *g = xmalloc((size_t)HW * sizeof(float));
+	if (micro <= 0 || micro > B)
+		micro = B;
+	for (int gi = 0, b0 = 0; b0 < B; gi++, b0 += micro) {
+		int b1 = b0 + micro < B ? b0 + micro : B;
+		double n = (double)(b1 - b0) * HW;
+		for (int c = 0; c < C; c++) {
+			float mean = save_mean[(size_t)gi * C + c], rstd = save_rstd[(size_t)gi * C + c];
+			double sdy = 0.0, sdyx = 0.0;
+			for (int b = b0; b < b1; b++) {
+				size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
+				pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
+				bn_sums_dy(g, inp + o, HW, mean, &sdy, &sdyx);
+			}
+			sdyx *= rstd;
+			dgamma[c] += (float)sdyx;
+			dbeta[c] += (float)sdy;
+			if (!dinp)
+				continue;
+			float k = gamma[c] * rstd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
+			for (int b = b0; b < b1; b++) {
+				size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
+				const float *restrict x = inp + o;
+				float *restrict dx = dinp + o;
+				pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
+				if (set)
+					for (int i = 0; i < HW; i++) {
+						float xh = (x[i] - mean) * rstd;
+						dx[i] = k * (g[i] - mdy - xh * mdyx);
+					}
+				else
+					for (int i = 0; i < HW; i++) {
+						float xh = (x[i] - mean) * rstd;
+						dx[i] += k * (g[i] - mdy - xh * mdyx);
+					}
+			}
+		}
+	}
+	free(g);
 }
 
 /* ---- pooling, resizing, joining ---------------------------------------- */

@@ -98,13 +98,26 @@ void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const
  * running = (1-momentum)*running + momentum*(batch_sum/groups). */
 void batchnorm_update_running(float *running_mean, float *running_var, const double *batch_sum,
 			      int groups, int C, float momentum);
-/* dinp, dgamma, dbeta accumulate; dinp may be NULL. relu_out, if not NULL,
+/* dgamma, dbeta accumulate; dinp (may be NULL) is SET when set != 0 (its
+ * only writer need not zero it first), else added to. relu_out, if not NULL,
  * is the output of a fused forward (relu != 0): dout is then the gradient of
  * that output and is gated by relu_out > 0 on the fly (the ReLU's backward). */
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			const float *inp, const float *save_mean, const float *save_rstd,
 			const float *gamma, int B, int C, int HW, int micro,
-			const float *relu_out);
+			const float *relu_out, int set);
+
+/* The backward of batch norm + its fused ReLU + a 2x2 stride-2 max pool
+ * that alone reads the ReLU's output, from the pool's gradient dpool, its
+ * argmax and its output pool_out (B,C,H/2,W/2); inp, dinp (B,C,H,W). The
+ * same result as maxpool2d_backward into a zeroed buffer then
+ * batchnorm_backward with relu_out, bit for bit, without that buffer.
+ * dinp (may be NULL) is SET when set != 0, else added to; dgamma, dbeta
+ * accumulate. */
+void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
+			     const int *argmax, const float *pool_out, const float *inp,
+			     const float *save_mean, const float *save_rstd, const float *gamma,
+			     int B, int C, int H, int W, int micro, int set);
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
 

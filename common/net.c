@@ -77,6 +77,7 @@ struct tensor {
 	int share;      /* tensor whose storage this one uses unless own_flags apply; -1 none */
 	int own_flags;  /* with share >= 0: storage of its own when the pass has any of these */
 	int nograd;     /* computed from the inputs alone: no gradient */
+	int fresh;      /* this pass: its gradient is set by one layer, not zeroed first */
 	int input;      /* model input k + 1 (storage set by the forward), else 0 */
 	float *x, *g;
 	int first, last; /* planning: the steps that bound its buffer's life */
@@ -98,6 +99,11 @@ struct layer {
 	int fold;                /* CONV: the next layer is a BN of its output alone, which
 				    evaluation folds into the convolution's epilogue; BN:
 				    folded so (a no-op in evaluation) */
+	int pool;                /* BN, this training pass: the 2x2 max pool that alone reads
+				    its ReLU's output, whose backward it does in one
+				    (batchnorm_pool_backward); -1 none */
+	int pooled;              /* MAXPOOL: backward done by the BN before it */
+	int set;                 /* BN: alone reads its input, so SETS that gradient */
 	uint32_t purpose;        /* noise: RNG_INPUT_NOISE / RNG_HIDDEN_NOISE */
 	uint64_t off;            /* noise, dropout: stream offset */
 	float scale;             /* noise: the gain of the last training forward */
@@ -866,6 +872,54 @@ static void plan_steps(struct net_priv *P, int flags)
 	}
 }
 
+/* the layers running in a pass with flags, other than `skip`, that read
+ * storage root r */
+static int root_readers(const struct net_priv *P, int r, int skip, int flags, int *reader)
+{
+	int n = 0;
+	for (int k = 0; k < P->nl; k++) {
+		const struct layer *L = &P->l[k];
+		if (k == skip || P->lo[k] < 0)
+			continue;
+		if (root_of(P, L->in, flags) == r || (L->in2 >= 0 && root_of(P, L->in2, flags) == r)) {
+			n++;
+			*reader = k;
+		}
+	}
+	return n;
+}
+
+/* Training, with flags: which batch norms do their max pool's backward
+ * (their ReLU's output read by that pool alone) and which set their input's
+ * gradient (they alone read the input); those gradients are not zeroed. */
+static void plan_fusion(struct net_priv *P, int flags)
+{
+	int lr = root_of(P, P->logits_t, flags);
+	for (int t = 0; t < P->nt; t++)
+		P->t[t].fresh = 0;
+	for (int i = 0; i < P->nl; i++)
+		P->l[i].pool = -1, P->l[i].pooled = P->l[i].set = 0;
+	for (int i = 0; i < P->nl; i++) {
+		struct layer *L = &P->l[i];
+		if (L->op != OP_BN || P->lo[i] < 0)
+			continue;
+		int k = -1, c = root_of(P, L->in, flags);
+		if (!P->t[c].input && !P->t[c].nograd && c != lr &&
+		    root_readers(P, c, -1, flags, &k) == 1 && k == i) {
+			L->set = 1;
+			P->t[c].fresh = 1;
+		}
+		if (!L->fused || i + 1 >= P->nl)
+			continue;
+		int r = root_of(P, P->l[i + 1].out, flags);
+		if (r == lr || root_readers(P, r, i + 1, flags, &k) != 1 || P->l[k].op != OP_MAXPOOL)
+			continue;
+		L->pool = k;
+		P->l[k].pooled = 1;
+		P->t[r].fresh = 1; /* nothing writes it now */
+	}
+}
+
 /* Lifetimes: bucket 0 of a step lists the tensors whose buffer is taken at
  * it, bucket 1 those whose buffer is given back after it. */
 static void bucket_push(struct net_priv *P, int which, int step, int t)
@@ -993,6 +1047,16 @@ static size_t plan_grads(struct net_priv *P, float *base, int B, int flags)
 				P->t[r].last = P->hi[i];
 		}
 	}
+	/* a BN that does its pool's backward reads the pool's output gradient:
+	 * that gradient lives until the BN's step (other layers may run between) */
+	for (int i = 0; i < P->nl; i++) {
+		const struct layer *L = &P->l[i];
+		if (L->op != OP_BN || L->pool < 0)
+			continue;
+		struct tensor *T = &P->t[root_of(P, P->l[L->pool].out, flags)];
+		if (T->first > P->lo[i])
+			T->first = P->lo[i];
+	}
 	int lr = root_of(P, P->logits_t, flags);
 	size_t top = 0;
 	P->nfree = 0;
@@ -1034,6 +1098,7 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 	int groups = (B + a->bn_micro - 1) / a->bn_micro;
 	plan_steps(P, flags);
 	if (train) {
+		plan_fusion(P, flags);
 		/* the backward pass reads the forward's values: each its own */
 		for (int i = 0; i < P->nt; i++) {
 			struct tensor *t = &P->t[i];
@@ -1369,8 +1434,16 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 		conv2d_backward(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch);
 		break;
 	case OP_BN:
-		batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w, nb, L->C,
-				   L->H * L->W, a->bn_micro * L->nimg, L->fused ? to->x : NULL);
+		if (L->pool >= 0) {
+			const struct layer *M = &P->l[L->pool];
+			batchnorm_pool_backward(din, dw, db, P->t[M->out].g, M->argmax,
+						P->t[M->out].x, ti->x, L->save_mean, L->save_rstd, w,
+						nb, L->C, L->H, L->W, a->bn_micro * L->nimg, L->set);
+		} else {
+			batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w,
+					   nb, L->C, L->H * L->W, a->bn_micro * L->nimg,
+					   L->fused ? to->x : NULL, L->set);
+		}
 		break;
 	case OP_RELU:
 		/* in place: the gradient buffer is shared with the input's */
@@ -1378,7 +1451,7 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 			relu_mask(to->g, to->x, (size_t)B * to->sz);
 		break;
 	case OP_MAXPOOL:
-		if (din)
+		if (din && !L->pooled)
 			maxpool2d_backward(din, dout, L->argmax, nb, L->C, L->H, L->W, L->OH, L->OW);
 		break;
 	case OP_GAP:
@@ -1435,7 +1508,8 @@ void net_backward(struct net *n, const float *dlogits, const struct fwd_ctx *ctx
 		}
 		/* the gradients first added to in this step start at zero */
 		for (int t = P->bhead[0][i]; t >= 0; t = P->bnext[0][t])
-			memset(P->t[t].g, 0, (size_t)B * P->t[t].sz * sizeof(float));
+			if (!P->t[t].fresh)
+				memset(P->t[t].g, 0, (size_t)B * P->t[t].sz * sizeof(float));
 		if (P->t[L->out].g) {
 			if (L->op == OP_NOISE)
 				noise_run_backward(n, P->lo[i], i + 1, B, ctx);

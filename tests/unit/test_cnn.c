@@ -309,7 +309,7 @@ static void test_batchnorm_grad_fd(void)
 		float *dx0 = dup_floats(dx, n), *dg0 = dup_floats(dg, a.C), *db0 = dup_floats(db, a.C);
 		bn_obj(&a);
 		batchnorm_backward(dx, dg, db, a.wt, a.x, a.mean, a.rstd, a.g, a.B, a.C, a.HW,
-				   a.micro, NULL);
+				   a.micro, NULL, 0);
 		fd_check("bn dx", a.x, n, dx, dx0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
 		fd_check("bn dgamma", a.g, a.C, dg, dg0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
 		fd_check("bn dbeta", a.b, a.C, db, db0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
@@ -345,10 +345,10 @@ static void test_batchnorm_micro(void)
 	memset(dx, 0, sizeof(dx));
 	memset(dx2, 0, sizeof(dx2));
 	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 0);
-	batchnorm_backward(dx, dg, db, dy, x, mean, rstd, g, B, C, HW, M, NULL);
-	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, M, C, HW, M, NULL);
+	batchnorm_backward(dx, dg, db, dy, x, mean, rstd, g, B, C, HW, M, NULL, 0);
+	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, M, C, HW, M, NULL, 0);
 	batchnorm_backward(dx2 + half, dg2, db2, dy + half, x + half, mean + C, rstd + C, g, M, C,
-			   HW, M, NULL);
+			   HW, M, NULL, 0);
 	CHECK(memcmp(dx, dx2, sizeof(dx)) == 0);
 	for (int c = 0; c < C; c++) {
 		CHECK_NEAR(dg[c], dg2[c], 1e-5 * (1 + fabs(dg[c])));
@@ -356,7 +356,7 @@ static void test_batchnorm_micro(void)
 	}
 	/* dinp NULL still gives dgamma, dbeta */
 	float dg3[C] = { 0 }, db3[C] = { 0 };
-	batchnorm_backward(NULL, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, NULL);
+	batchnorm_backward(NULL, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, NULL, 0);
 	CHECK(memcmp(dg3, dg, sizeof(dg)) == 0 && memcmp(db3, db, sizeof(db)) == 0);
 	/* the running update averages the groups' statistics */
 	float rm[C] = { 0.5f, -1.0f, 2.0f }, rv[C] = { 1.0f, 2.0f, 0.5f };
@@ -392,8 +392,8 @@ static void test_batchnorm_relu(void)
 	CHECK(npos > 0 && nneg > 0);
 	float *dx1 = xcalloc(n, sizeof(float)), *dx2 = xcalloc(n, sizeof(float));
 	float dg1[C] = { 0 }, db1[C] = { 0 }, dg2[C] = { 0 }, db2[C] = { 0 };
-	batchnorm_backward(dx1, dg1, db1, dyr, x, mean, rstd, g, B, C, HW, M, NULL);
-	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, B, C, HW, M, o2);
+	batchnorm_backward(dx1, dg1, db1, dyr, x, mean, rstd, g, B, C, HW, M, NULL, 0);
+	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, B, C, HW, M, o2, 0);
 	CHECK(memcmp(dx1, dx2, n * sizeof(float)) == 0);
 	CHECK(memcmp(dg1, dg2, sizeof(dg1)) == 0 && memcmp(db1, db2, sizeof(db1)) == 0);
 	batchnorm_forward_eval(o1, x, g, b, rm, rv, B, C, HW, 1e-5f, 0);
@@ -401,6 +401,59 @@ static void test_batchnorm_relu(void)
 	for (size_t i = 0; i < n; i++)
 		CHECK(o2[i] == (o1[i] > 0.0f ? o1[i] : 0.0f));
 	free(x), free(g), free(b), free(dy), free(o1), free(o2), free(dyr), free(dx1), free(dx2);
+}
+
+/* batch norm + ReLU + 2x2 max pool backward in one: bit for bit the
+ * unfused maxpool2d_backward into a zeroed buffer then batchnorm_backward,
+ * set and added, with odd sides (a last row and column outside every
+ * window), planes over one sum chunk (512) and micro-batches; ties in the
+ * input so the pool's first-maximum rule matters */
+static void test_batchnorm_pool(void)
+{
+	static const int shapes[][2] = { { 8, 8 }, { 7, 9 }, { 33, 31 }, { 2, 3 } };
+	for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+		int B = 5, C = 3, H = shapes[si][0], W = shapes[si][1], M = 2;
+		int HW = H * W, OH = H / 2, OW = W / 2;
+		size_t n = (size_t)B * C * HW, np = (size_t)B * C * OH * OW;
+		float *x = randn(n, 100 + (uint32_t)si), *g = randn(C, 110), *b = randn(C, 111);
+		float *dp = randn(np, 112 + (uint32_t)si);
+		for (size_t i = 0; i < n; i += 7)
+			x[i] = x[i / 2]; /* some equal values */
+		float *y = xmalloc(n * sizeof(float)), *po = xmalloc(np * sizeof(float));
+		int *am = xmalloc(np * sizeof(int));
+		float mean[3 * 3], rstd[3 * 3];
+		batchnorm_forward(y, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 1);
+		maxpool2d_forward(po, am, y, B, C, H, W, 2, 2, 0);
+		float *dy = xcalloc(n, sizeof(float));
+		maxpool2d_backward(dy, dp, am, B, C, H, W, OH, OW);
+		float *dx1 = xcalloc(n, sizeof(float)), *dx2 = xmalloc(n * sizeof(float));
+		float *base = randn(n, 120), *dx3 = xmalloc(n * sizeof(float));
+		float *dx4 = xmalloc(n * sizeof(float));
+		float dg1[3] = { 0 }, db1[3] = { 0 }, dg2[3] = { 0 }, db2[3] = { 0 };
+		float dg3[3] = { 0 }, db3[3] = { 0 };
+		batchnorm_backward(dx1, dg1, db1, dy, x, mean, rstd, g, B, C, HW, M, y, 0);
+		for (size_t i = 0; i < n; i++)
+			dx2[i] = NAN; /* set must write every position */
+		batchnorm_pool_backward(dx2, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1);
+		CHECK(memcmp(dx1, dx2, n * sizeof(float)) == 0);
+		CHECK(memcmp(dg1, dg2, sizeof(dg1)) == 0 && memcmp(db1, db2, sizeof(db1)) == 0);
+		/* added: onto a buffer that already holds a gradient */
+		memcpy(dx3, base, n * sizeof(float));
+		memcpy(dx4, base, n * sizeof(float));
+		batchnorm_backward(dx3, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, y, 0);
+		batchnorm_pool_backward(dx4, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 0);
+		CHECK(memcmp(dx3, dx4, n * sizeof(float)) == 0);
+		/* no input gradient: parameters only */
+		float dg4[3] = { 0 }, db4[3] = { 0 };
+		batchnorm_pool_backward(NULL, dg4, db4, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1);
+		CHECK(memcmp(dg1, dg4, sizeof(dg1)) == 0 && memcmp(db1, db4, sizeof(db1)) == 0);
+		int nz = 0;
+		for (size_t i = 0; i < n; i++)
+			nz += dx1[i] != 0.0f;
+		CHECK(nz > 0);
+		free(x), free(g), free(b), free(dp), free(y), free(po), free(am), free(dy);
+		free(dx1), free(dx2), free(base), free(dx3), free(dx4);
+	}
 }
 
 /* a large plane far from zero: the chunked float sums against a double
@@ -991,7 +1044,7 @@ static void torch_bn(const struct fixture *f)
 	CHECK(C <= 16);
 	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs, 0);
 	check_torch("bn out", out, fx(f, "bn", "out", n), n);
-	batchnorm_backward(dx, dg, dbt, dout, x, mean, rstd, g, B, C, HW, B, NULL);
+	batchnorm_backward(dx, dg, dbt, dout, x, mean, rstd, g, B, C, HW, B, NULL, 0);
 	check_torch("bn dx", dx, fx(f, "bn", "dx", n), n);
 	check_torch("bn dgamma", dg, fx(f, "bn", "dgamma", C), C);
 	check_torch("bn dbeta", dbt, fx(f, "bn", "dbeta", C), C);
@@ -1139,6 +1192,7 @@ int main(void)
 	RUN(test_batchnorm_grad_fd);
 	RUN(test_batchnorm_micro);
 	RUN(test_batchnorm_relu);
+	RUN(test_batchnorm_pool);
 	RUN(test_batchnorm_large);
 	RUN(test_pool_grad_fd);
 	RUN(test_upsample_identity_and_x2);
