@@ -9,6 +9,10 @@
  *                 infer <samples/s>   (forward in evaluation mode)
  *     bench_cnn sgemm THREADS
  *         prints  gflops <GFLOP/s of a 1024^3 cblas_sgemm>
+ *     bench_cnn flops MODEL
+ *         prints  infer_gflop <convolution GFLOP per sample, a forward>
+ *                 train_gflop <the same for a training step: forward, weight
+ *                              gradient, input gradient where training has one>
  *     bench_cnn layers MODEL THREADS ITERS REPEATS
  *         each convolution layer of MODEL alone at the model's batch size:
  *         prints  sgemm <GFLOP/s of a 1024^3 cblas_sgemm, this process>
@@ -171,6 +175,24 @@ static int bench_layers(const struct net *n, int B, int iters, int repeats)
 	return 0;
 }
 
+/* the convolutions' FLOPs per sample (2*M*N*K per GEMM): a forward, and a
+ * training step (forward, weight gradient, and the input gradient of every
+ * layer that does not read a model input) */
+static void print_flops(const struct net *n, int B)
+{
+	double inf = 0.0, train = 0.0;
+	for (int i = 0; i < net_nconv(n); i++) {
+		int nimg, dinp;
+		const char *name;
+		const struct conv2d_shape *s = net_conv(n, i, &nimg, &dinp, &name);
+		double f = 2.0 * nimg * s->OC * s->OH * s->OW * (double)(s->C * s->KH * s->KW);
+		inf += f;
+		train += f * (dinp ? 3 : 2);
+	}
+	(void)B;
+	printf("infer_gflop %.4f\ntrain_gflop %.4f\n", inf * 1e-9, train * 1e-9);
+}
+
 static void bench_sgemm(void)
 {
 	enum { N = 1024 };
@@ -197,6 +219,18 @@ int main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "sgemm") == 0) {
 		openblas_set_num_threads(atoi(argv[2]));
 		bench_sgemm();
+		return 0;
+	}
+	if (argc == 3 && strcmp(argv[1], "flops") == 0) {
+		struct net_arch fa;
+		struct net fn;
+		int fb;
+		if (arch_of(argv[2], &fa, &fb) != 0 || net_init(&fn, &fa) != 0) {
+			fprintf(stderr, "bench_cnn: unknown model %s\n", argv[2]);
+			return 2;
+		}
+		print_flops(&fn, fb);
+		net_release(&fn);
 		return 0;
 	}
 	int layers = argc == 6 && strcmp(argv[1], "layers") == 0;

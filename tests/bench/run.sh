@@ -172,6 +172,9 @@ if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
 		rp=${it#*:}
 		it=${it%%:*}
 		cnn_note="$cnn_note $m ${it}x$rp"
+		# convolution GFLOP per sample: samples/s times this is the
+		# convolutions' rate, which at one thread is set against sgemm's
+		"$build/bench/bench_cnn" flops "$m" >"$tmp/cnn_flops.txt" 2>/dev/null || : >"$tmp/cnn_flops.txt"
 		for th in 1 2; do
 			cpus=0
 			[ "$th" = 2 ] && cpus=0,1
@@ -194,6 +197,15 @@ if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
 				row "cnn_${m}_${ph}_t${th}_torch" "${b:-n/a}" "samples/s"
 				row "cnn_${m}_${ph}_t${th}_mke_over_torch" \
 					"$(echo "$a $b" | awk 'NF == 2 && $2 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')" "x"
+				[ "$th" = 1 ] || continue
+				fl=$(sed -n "s/^${ph}_gflop //p" "$tmp/cnn_flops.txt")
+				for side in mke:$a torch:$b; do
+					v=${side#*:}
+					gf=$(echo "$v $fl" | awk 'NF == 2 && $1 + 0 > 0 { printf "%.1f", $1 * $2; next } { print "n/a" }')
+					row "cnn_${m}_${ph}_t1_${side%%:*}_conv_gflops" "$gf" "GFLOP/s"
+					row "cnn_${m}_${ph}_t1_${side%%:*}_conv_of_sgemm" \
+						"$(echo "$gf ${sg:-n/a}" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')" "x"
+				done
 			done
 		done
 	done
