@@ -529,6 +529,37 @@ static void bn_affine(float *restrict out, const float *restrict x, int n, float
 			out[i] = x[i] * scale + shift;
 }
 
+/* One (micro-batch group, channel) of a training forward: the mean and
+ * inverse std over samples [b0, b1) of channel c (kept in *mean, *rstd),
+ * the group's (mean, unbiased variance) added to batch_sum, and the affine
+ * map of BN(x) = x*scale + shift */
+static void bn_group_stats(float *scale, float *shift, float *mean_out, float *rstd_out,
+			   const float *inp, int b0, int b1, int C, int c, int HW, float gamma,
+			   float beta, float eps, double *batch_sum)
+{
+	double n = (double)(b1 - b0) * HW;
+	double sum = 0.0, ss = 0.0;
+	for (int b = b0; b < b1; b++)
+		sum += bn_sum(inp + ((size_t)b * C + c) * HW, HW);
+	double mean = sum / n;
+	for (int b = b0; b < b1; b++)
+		ss += bn_sumsq(inp + ((size_t)b * C + c) * HW, HW, (float)mean);
+	/* ss is about the float mean; move it to the exact one */
+	double dm = mean - (double)(float)mean;
+	ss -= n * dm * dm;
+	if (ss < 0.0)
+		ss = 0.0;
+	double var = ss / n, rstd = 1.0 / sqrt(var + eps);
+	*mean_out = (float)mean;
+	*rstd_out = (float)rstd;
+	if (batch_sum) {
+		batch_sum[c] += mean;
+		batch_sum[C + c] += n > 1.0 ? ss / (n - 1.0) : var;
+	}
+	*scale = (float)(gamma * rstd);
+	*shift = (float)(beta - mean * gamma * rstd);
+}
+
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
 		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
 		       float eps, double *batch_sum, int relu)
@@ -540,33 +571,53 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
 		memset(batch_sum, 0, 2 * (size_t)C * sizeof(double));
 	for (int g = 0, b0 = 0; b0 < B; g++, b0 += micro) {
 		int b1 = b0 + micro < B ? b0 + micro : B;
-		double n = (double)(b1 - b0) * HW;
 		for (int c = 0; c < C; c++) {
-			double sum = 0.0, ss = 0.0;
-			for (int b = b0; b < b1; b++)
-				sum += bn_sum(inp + ((size_t)b * C + c) * HW, HW);
-			double mean = sum / n;
-			for (int b = b0; b < b1; b++)
-				ss += bn_sumsq(inp + ((size_t)b * C + c) * HW, HW, (float)mean);
-			/* ss is about the float mean; move it to the exact one */
-			double dm = mean - (double)(float)mean;
-			ss -= n * dm * dm;
-			if (ss < 0.0)
-				ss = 0.0;
-			double var = ss / n, rstd = 1.0 / sqrt(var + eps);
-			save_mean[(size_t)g * C + c] = (float)mean;
-			save_rstd[(size_t)g * C + c] = (float)rstd;
-			if (batch_sum) {
-				batch_sum[c] += mean;
-				batch_sum[C + c] += n > 1.0 ? ss / (n - 1.0) : var;
-			}
-			float scale = (float)(gamma[c] * rstd);
-			float shift = (float)(beta[c] - mean * gamma[c] * rstd);
+			float scale, shift;
+			bn_group_stats(&scale, &shift, save_mean + (size_t)g * C + c,
+				       save_rstd + (size_t)g * C + c, inp, b0, b1, C, c, HW, gamma[c],
+				       beta[c], eps, batch_sum);
 			for (int b = b0; b < b1; b++)
 				bn_affine(out + ((size_t)b * C + c) * HW, inp + ((size_t)b * C + c) * HW,
 					  HW, scale, shift, relu);
 		}
 	}
+}
+
+static void pool2x2_row(float *restrict orow, int *restrict arow, const float *restrict r0,
+			const float *restrict r1, int OW, int W, int base);
+
+void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
+			    const float *inp, const float *gamma, const float *beta, int B, int C,
+			    int H, int W, int micro, float eps, double *batch_sum)
+{
+	// inp is (B,C,H,W); pool_out, argmax (B,C,H/2,W/2); save_mean, save_rstd (ngroups,C)
+	int HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
+	float *rows = xmalloc(2 * (size_t)W * sizeof(float));
+	if (micro <= 0 || micro > B)
+		micro = B;
+	if (batch_sum)
+		memset(batch_sum, 0, 2 * (size_t)C * sizeof(double));
+	for (int g = 0, b0 = 0; b0 < B; g++, b0 += micro) {
+		int b1 = b0 + micro < B ? b0 + micro : B;
+		for (int c = 0; c < C; c++) {
+			float scale, shift;
+			bn_group_stats(&scale, &shift, save_mean + (size_t)g * C + c,
+				       save_rstd + (size_t)g * C + c, inp, b0, b1, C, c, HW, gamma[c],
+				       beta[c], eps, batch_sum);
+			for (int b = b0; b < b1; b++) {
+				const float *x = inp + ((size_t)b * C + c) * HW;
+				size_t op = ((size_t)b * C + c) * OHW;
+				/* two rows of max(0, BN) at a time, pooled while in cache */
+				for (int oh = 0; oh < OH; oh++) {
+					bn_affine(rows, x + (size_t)(2 * oh) * W, 2 * W, scale, shift, 1);
+					pool2x2_row(pool_out + op + (size_t)oh * OW,
+						    argmax + op + (size_t)oh * OW, rows, rows + W, OW, W,
+						    2 * oh * W);
+				}
+			}
+		}
+	}
+	free(rows);
 }
 
 void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
@@ -740,6 +791,33 @@ void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const flo
 /* The 2x2, stride-2, unpadded case (every model's pool): the window is
  * always inside the image, so no bounds, and the scan order and NaN rule of
  * the general loop below (the first maximum; a later NaN wins). */
+/* one output row of a 2x2 stride-2 max pool over input rows r0 and r1 = r0 + W
+ * of the image (base = the flat index of r0's first element) */
+static void pool2x2_row(float *restrict orow, int *restrict arow, const float *restrict r0,
+			const float *restrict r1, int OW, int W, int base)
+{
+	for (int ow = 0; ow < OW; ow++) {
+		float v0 = r0[2 * ow], v1 = r0[2 * ow + 1];
+		float v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+		float m = v0;
+		int best = base + 2 * ow;
+		if (v1 > m || v1 != v1) {
+			m = v1;
+			best = base + 2 * ow + 1;
+		}
+		if (v2 > m || v2 != v2) {
+			m = v2;
+			best = base + W + 2 * ow;
+		}
+		if (v3 > m || v3 != v3) {
+			m = v3;
+			best = base + W + 2 * ow + 1;
+		}
+		orow[ow] = m;
+		arow[ow] = best;
+	}
+}
+
 static void maxpool2x2_forward(float *restrict out, int *restrict argmax,
 			       const float *restrict inp, int B, int C, int H, int W)
 {
@@ -749,29 +827,9 @@ static void maxpool2x2_forward(float *restrict out, int *restrict argmax,
 		float *o = out + bc * OH * OW;
 		int *a = argmax + bc * OH * OW;
 		for (int oh = 0; oh < OH; oh++) {
-			const float *r0 = x + (size_t)(2 * oh) * W, *r1 = r0 + W;
-			float *orow = o + (size_t)oh * OW;
-			int *arow = a + (size_t)oh * OW, base = 2 * oh * W;
-			for (int ow = 0; ow < OW; ow++) {
-				float v0 = r0[2 * ow], v1 = r0[2 * ow + 1];
-				float v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
-				float m = v0;
-				int best = base + 2 * ow;
-				if (v1 > m || v1 != v1) {
-					m = v1;
-					best = base + 2 * ow + 1;
-				}
-				if (v2 > m || v2 != v2) {
-					m = v2;
-					best = base + W + 2 * ow;
-				}
-				if (v3 > m || v3 != v3) {
-					m = v3;
-					best = base + W + 2 * ow + 1;
-				}
-				orow[ow] = m;
-				arow[ow] = best;
-			}
+			const float *r0 = x + (size_t)(2 * oh) * W;
+			pool2x2_row(o + (size_t)oh * OW, a + (size_t)oh * OW, r0, r0 + W, OW, W,
+				    2 * oh * W);
 		}
 	}
 }

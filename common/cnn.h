@@ -86,6 +86,15 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
 		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
 		       float eps, double *batch_sum, int relu);
+/* Training forward of a batch norm + fused ReLU that only a 2x2 stride-2
+ * max pool reads, and that pool: the pool's output and argmax (B,C,H/2,W/2)
+ * as maxpool2d_forward gives them on batchnorm_forward's output, bit for
+ * bit, computed two rows at a time; the batch norm's own output is not
+ * written (batchnorm_pool_backward does not need it). Statistics and
+ * batch_sum as batchnorm_forward. */
+void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
+			    const float *inp, const float *gamma, const float *beta, int B, int C,
+			    int H, int W, int micro, float eps, double *batch_sum);
 /* Evaluation: normalise with running_mean/running_var (relu as above). */
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,

@@ -102,7 +102,7 @@ struct layer {
 	int pool;                /* BN, this training pass: the 2x2 max pool that alone reads
 				    its ReLU's output, whose backward it does in one
 				    (batchnorm_pool_backward); -1 none */
-	int pooled;              /* MAXPOOL: backward done by the BN before it */
+	int pooled;              /* MAXPOOL: forward and backward done by the BN before it */
 	int set;                 /* BN: alone reads its input, so SETS that gradient */
 	uint32_t purpose;        /* noise: RNG_INPUT_NOISE / RNG_HIDDEN_NOISE */
 	uint64_t off;            /* noise, dropout: stream offset */
@@ -899,6 +899,8 @@ static void plan_fusion(struct net_priv *P, int flags)
 		P->t[t].fresh = 0;
 	for (int i = 0; i < P->nl; i++)
 		P->l[i].pool = -1, P->l[i].pooled = P->l[i].set = 0;
+	if (!(flags & NEED_GRAD))
+		return;
 	for (int i = 0; i < P->nl; i++) {
 		struct layer *L = &P->l[i];
 		if (L->op != OP_BN || P->lo[i] < 0)
@@ -1097,8 +1099,8 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 	int train = flags & NEED_GRAD;
 	int groups = (B + a->bn_micro - 1) / a->bn_micro;
 	plan_steps(P, flags);
+	plan_fusion(P, flags);
 	if (train) {
-		plan_fusion(P, flags);
 		/* the backward pass reads the forward's values: each its own */
 		for (int i = 0; i < P->nt; i++) {
 			struct tensor *t = &P->t[i];
@@ -1245,21 +1247,29 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 	case OP_BN:
 		if (!ctx && L->fold)
 			break; /* done by the convolution before it */
-		if (ctx)
+		if (ctx && L->pool >= 0) {
+			/* its ReLU's output read by the pool alone: only the pool's */
+			const struct layer *M = &P->l[L->pool];
+			batchnorm_pool_forward(P->t[M->out].x, M->argmax, L->save_mean, L->save_rstd,
+					       in, w, b, nb, L->C, L->H, L->W, a->bn_micro * L->nimg,
+					       a->bn_eps, P->bsum + L->bsum);
+		} else if (ctx) {
 			batchnorm_forward(out, L->save_mean, L->save_rstd, in, w, b, nb, L->C,
 					  L->H * L->W, a->bn_micro * L->nimg, a->bn_eps,
 					  P->bsum + L->bsum, L->fused);
-		else
+		} else {
 			batchnorm_forward_eval(out, in, w, b, n->buffers + L->rm,
 					       n->buffers + L->rm + L->C, nb, L->C, L->H * L->W,
 					       a->bn_eps, L->fused);
+		}
 		break;
 	case OP_RELU:
 		if (!L->fused)
 			relu_forward(out, in, (size_t)B * P->t[L->in].sz);
 		break;
 	case OP_MAXPOOL:
-		maxpool2d_forward(out, L->argmax, in, nb, L->C, L->H, L->W, 2, 2, 0);
+		if (!L->pooled) /* else done by the BN before it */
+			maxpool2d_forward(out, L->argmax, in, nb, L->C, L->H, L->W, 2, 2, 0);
 		break;
 	case OP_GAP:
 		global_avgpool_forward(out, in, nb, L->C, L->H * L->W);

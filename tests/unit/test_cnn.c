@@ -403,8 +403,9 @@ static void test_batchnorm_relu(void)
 	free(x), free(g), free(b), free(dy), free(o1), free(o2), free(dyr), free(dx1), free(dx2);
 }
 
-/* batch norm + ReLU + 2x2 max pool backward in one: bit for bit the
- * unfused maxpool2d_backward into a zeroed buffer then batchnorm_backward,
+/* batch norm + ReLU + 2x2 max pool forward and backward in one: bit for bit
+ * the unfused batchnorm_forward then maxpool2d_forward, and
+ * maxpool2d_backward into a zeroed buffer then batchnorm_backward,
  * set and added, with odd sides (a last row and column outside every
  * window), planes over one sum chunk (512) and micro-batches; ties in the
  * input so the pool's first-maximum rule matters */
@@ -421,9 +422,19 @@ static void test_batchnorm_pool(void)
 			x[i] = x[i / 2]; /* some equal values */
 		float *y = xmalloc(n * sizeof(float)), *po = xmalloc(np * sizeof(float));
 		int *am = xmalloc(np * sizeof(int));
-		float mean[3 * 3], rstd[3 * 3];
-		batchnorm_forward(y, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 1);
+		float mean[3 * 3], rstd[3 * 3], mean2[3 * 3], rstd2[3 * 3];
+		double bs1[2 * 3], bs2[2 * 3];
+		batchnorm_forward(y, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs1, 1);
 		maxpool2d_forward(po, am, y, B, C, H, W, 2, 2, 0);
+		/* the forward in one: the same pool output, argmax and statistics */
+		float *po2 = xmalloc(np * sizeof(float));
+		int *am2 = xmalloc(np * sizeof(int));
+		batchnorm_pool_forward(po2, am2, mean2, rstd2, x, g, b, B, C, H, W, M, 1e-5f, bs2);
+		CHECK(memcmp(po, po2, np * sizeof(float)) == 0);
+		CHECK(memcmp(am, am2, np * sizeof(int)) == 0);
+		CHECK(memcmp(mean, mean2, sizeof(mean)) == 0 && memcmp(rstd, rstd2, sizeof(rstd)) == 0);
+		CHECK(memcmp(bs1, bs2, sizeof(bs1)) == 0);
+		free(po2), free(am2);
 		float *dy = xcalloc(n, sizeof(float));
 		maxpool2d_backward(dy, dp, am, B, C, H, W, OH, OW);
 		float *dx1 = xcalloc(n, sizeof(float)), *dx2 = xmalloc(n * sizeof(float));
