@@ -78,6 +78,7 @@ struct tensor {
 	int own_flags;  /* with share >= 0: storage of its own when the pass has any of these */
 	int nograd;     /* computed from the inputs alone: no gradient */
 	int fresh;      /* this pass: its gradient is set by one layer, not zeroed first */
+	int novalue;    /* this pass: its values are never written or read (no storage) */
 	int input;      /* model input k + 1 (storage set by the forward), else 0 */
 	float *x, *g;
 	int first, last; /* planning: the steps that bound its buffer's life */
@@ -896,7 +897,7 @@ static void plan_fusion(struct net_priv *P, int flags)
 {
 	int lr = root_of(P, P->logits_t, flags);
 	for (int t = 0; t < P->nt; t++)
-		P->t[t].fresh = 0;
+		P->t[t].fresh = P->t[t].novalue = 0;
 	for (int i = 0; i < P->nl; i++)
 		P->l[i].pool = -1, P->l[i].pooled = P->l[i].set = 0;
 	if (!(flags & NEED_GRAD))
@@ -918,7 +919,8 @@ static void plan_fusion(struct net_priv *P, int flags)
 			continue;
 		L->pool = k;
 		P->l[k].pooled = 1;
-		P->t[r].fresh = 1; /* nothing writes it now */
+		P->t[r].fresh = 1; /* nothing writes its gradient now, */
+		P->t[r].novalue = 1; /* nor its values */
 	}
 }
 
@@ -1105,7 +1107,7 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 		for (int i = 0; i < P->nt; i++) {
 			struct tensor *t = &P->t[i];
 			if (owns(t, flags))
-				t->x = carve_floats(base, &off, (size_t)B * t->sz);
+				t->x = t->novalue ? NULL : carve_floats(base, &off, (size_t)B * t->sz);
 			else if (!t->input)
 				t->x = P->t[t->share].x;
 		}
