@@ -1233,37 +1233,61 @@ void time_crop(float *out, const float *inp, int B, int F, int T, int Tc, int tr
 
 /* ---- losses ------------------------------------------------------------ */
 
+/* pixels per block of pixel_xent: the block's K rows of logits are read
+ * contiguously, and its K exponentials kept for the gradient */
+#define XENT_PIX 64
+
 double pixel_xent(float *dlogits, const float *logits, const int *labels, int B, int K, int HW,
 		  int ignore, float grad_scale, long *count)
 {
 	// logits, dlogits are (B,K,HW); labels (B,HW)
 	double loss = 0.0;
 	long n = 0;
+	double *e = xmalloc(sizeof(double) * (size_t)K * XENT_PIX);
 	for (int b = 0; b < B; b++) {
 		const float *z = logits + (size_t)b * K * HW;
 		float *dz = dlogits ? dlogits + (size_t)b * K * HW : NULL;
-		for (int p = 0; p < HW; p++) {
-			int y = labels[(size_t)b * HW + p];
-			if (y == ignore || y < 0 || y >= K)
-				continue;
-			float m = z[p];
+		const int *lab = labels + (size_t)b * HW;
+		for (int p0 = 0; p0 < HW; p0 += XENT_PIX) {
+			int np = HW - p0 < XENT_PIX ? HW - p0 : XENT_PIX;
+			float m[XENT_PIX];
+			double se[XENT_PIX];
+			for (int i = 0; i < np; i++)
+				m[i] = z[p0 + i];
 			for (int k = 1; k < K; k++)
-				if (z[(size_t)k * HW + p] > m)
-					m = z[(size_t)k * HW + p];
-			double se = 0.0;
+				for (int i = 0; i < np; i++) {
+					float v = z[(size_t)k * HW + p0 + i];
+					m[i] = v > m[i] ? v : m[i];
+				}
+			for (int i = 0; i < np; i++)
+				se[i] = 0.0;
 			for (int k = 0; k < K; k++)
-				se += exp((double)z[(size_t)k * HW + p] - m);
-			double lse = m + log(se);
-			loss += lse - z[(size_t)y * HW + p];
-			n++;
+				for (int i = 0; i < np; i++) {
+					double v = exp((double)z[(size_t)k * HW + p0 + i] - m[i]);
+					e[(size_t)k * XENT_PIX + i] = v;
+					se[i] += v;
+				}
+			for (int i = 0; i < np; i++) {
+				int y = lab[p0 + i];
+				if (y == ignore || y < 0 || y >= K)
+					continue;
+				loss += m[i] + log(se[i]) - z[(size_t)y * HW + p0 + i];
+				n++;
+			}
 			if (!dz)
 				continue;
-			for (int k = 0; k < K; k++) {
-				double pk = exp((double)z[(size_t)k * HW + p] - lse);
-				dz[(size_t)k * HW + p] += (float)((pk - (k == y)) * grad_scale);
-			}
+			/* softmax = e / se (one exponential per class) */
+			for (int k = 0; k < K; k++)
+				for (int i = 0; i < np; i++) {
+					int y = lab[p0 + i];
+					if (y == ignore || y < 0 || y >= K)
+						continue;
+					double pk = e[(size_t)k * XENT_PIX + i] / se[i];
+					dz[(size_t)k * HW + p0 + i] += (float)((pk - (k == y)) * grad_scale);
+				}
 		}
 	}
+	free(e);
 	if (count)
 		*count = n;
 	return loss;
