@@ -560,39 +560,19 @@ static void bn_group_stats(float *scale, float *shift, float *mean_out, float *r
 	*shift = (float)(beta - mean * gamma * rstd);
 }
 
-void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
-		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
-		       float eps, double *batch_sum, int relu)
-{
-	// inp, out are (B,C,HW); gamma, beta (C); save_mean, save_rstd (ngroups,C)
-	if (micro <= 0 || micro > B)
-		micro = B;
-	if (batch_sum)
-		memset(batch_sum, 0, 2 * (size_t)C * sizeof(double));
-	for (int g = 0, b0 = 0; b0 < B; g++, b0 += micro) {
-		int b1 = b0 + micro < B ? b0 + micro : B;
-		for (int c = 0; c < C; c++) {
-			float scale, shift;
-			bn_group_stats(&scale, &shift, save_mean + (size_t)g * C + c,
-				       save_rstd + (size_t)g * C + c, inp, b0, b1, C, c, HW, gamma[c],
-				       beta[c], eps, batch_sum);
-			for (int b = b0; b < b1; b++)
-				bn_affine(out + ((size_t)b * C + c) * HW, inp + ((size_t)b * C + c) * HW,
-					  HW, scale, shift, relu);
-		}
-	}
-}
-
 static void pool2x2_row(float *restrict orow, int *restrict arow, const float *restrict r0,
 			const float *restrict r1, int OW, int W, int base);
 
-void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
-			    const float *inp, const float *gamma, const float *beta, int B, int C,
-			    int H, int W, int micro, float eps, double *batch_sum)
+/* The training forward over (H,W) planes: out = BN(inp) (max(0, .) when
+ * relu), or with pool_out, max(0, BN) two rows at a time pooled 2x2 into
+ * pool_out and argmax while in cache (out unused) */
+static void bn_train_forward(float *out, float *pool_out, int *argmax, float *save_mean,
+			     float *save_rstd, const float *inp, const float *gamma,
+			     const float *beta, int B, int C, int H, int W, int micro, float eps,
+			     double *batch_sum, int relu)
 {
-	// inp is (B,C,H,W); pool_out, argmax (B,C,H/2,W/2); save_mean, save_rstd (ngroups,C)
 	int HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
-	float *rows = xmalloc(2 * (size_t)W * sizeof(float));
+	float *rows = pool_out ? xmalloc(2 * (size_t)W * sizeof(float)) : NULL;
 	if (micro <= 0 || micro > B)
 		micro = B;
 	if (batch_sum)
@@ -606,8 +586,11 @@ void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, floa
 				       beta[c], eps, batch_sum);
 			for (int b = b0; b < b1; b++) {
 				const float *x = inp + ((size_t)b * C + c) * HW;
+				if (!pool_out) {
+					bn_affine(out + ((size_t)b * C + c) * HW, x, HW, scale, shift, relu);
+					continue;
+				}
 				size_t op = ((size_t)b * C + c) * OHW;
-				/* two rows of max(0, BN) at a time, pooled while in cache */
 				for (int oh = 0; oh < OH; oh++) {
 					bn_affine(rows, x + (size_t)(2 * oh) * W, 2 * W, scale, shift, 1);
 					pool2x2_row(pool_out + op + (size_t)oh * OW,
@@ -618,6 +601,24 @@ void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, floa
 		}
 	}
 	free(rows);
+}
+
+void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
+		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
+		       float eps, double *batch_sum, int relu)
+{
+	// inp, out are (B,C,HW); gamma, beta (C); save_mean, save_rstd (ngroups,C)
+	bn_train_forward(out, NULL, NULL, save_mean, save_rstd, inp, gamma, beta, B, C, 1, HW,
+			 micro, eps, batch_sum, relu);
+}
+
+void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
+			    const float *inp, const float *gamma, const float *beta, int B, int C,
+			    int H, int W, int micro, float eps, double *batch_sum)
+{
+	// inp is (B,C,H,W); pool_out, argmax (B,C,H/2,W/2); save_mean, save_rstd (ngroups,C)
+	bn_train_forward(NULL, pool_out, argmax, save_mean, save_rstd, inp, gamma, beta, B, C, H,
+			 W, micro, eps, batch_sum, 1);
 }
 
 void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
@@ -659,67 +660,6 @@ void batchnorm_update_running(float *running_mean, float *running_var, const dou
 	}
 }
 
-void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-			const float *inp, const float *save_mean, const float *save_rstd,
-			const float *gamma, int B, int C, int HW, int micro, const float *relu_out,
-			int set)
-{
-	// dout, inp, dinp are (B,C,HW); save_mean, save_rstd (ngroups,C)
-	if (micro <= 0 || micro > B)
-		micro = B;
-	for (int g = 0, b0 = 0; b0 < B; g++, b0 += micro) {
-		int b1 = b0 + micro < B ? b0 + micro : B;
-		double n = (double)(b1 - b0) * HW;
-		for (int c = 0; c < C; c++) {
-			float mean = save_mean[(size_t)g * C + c], rstd = save_rstd[(size_t)g * C + c];
-			double sdy = 0.0, sdyx = 0.0;
-			for (int b = b0; b < b1; b++) {
-				size_t o = ((size_t)b * C + c) * HW;
-				if (relu_out)
-					bn_sums_dy_relu(dout + o, relu_out + o, inp + o, HW, mean, &sdy,
-							&sdyx);
-				else
-					bn_sums_dy(dout + o, inp + o, HW, mean, &sdy, &sdyx);
-			}
-			sdyx *= rstd; /* sum dy * xhat */
-			dgamma[c] += (float)sdyx;
-			dbeta[c] += (float)sdy;
-			if (!dinp)
-				continue;
-			/* dx = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)) */
-			float k = gamma[c] * rstd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
-			for (int b = b0; b < b1; b++) {
-				size_t o = ((size_t)b * C + c) * HW;
-				const float *restrict x = inp + o, *restrict dy = dout + o;
-				float *restrict dx = dinp + o;
-				if (relu_out) {
-					const float *restrict y = relu_out + o;
-					if (set)
-						for (int i = 0; i < HW; i++) {
-							float xh = (x[i] - mean) * rstd;
-							dx[i] = k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
-						}
-					else
-						for (int i = 0; i < HW; i++) {
-							float xh = (x[i] - mean) * rstd;
-							dx[i] += k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
-						}
-				} else if (set) {
-					for (int i = 0; i < HW; i++) {
-						float xh = (x[i] - mean) * rstd;
-						dx[i] = k * (dy[i] - mdy - xh * mdyx);
-					}
-				} else {
-					for (int i = 0; i < HW; i++) {
-						float xh = (x[i] - mean) * rstd;
-						dx[i] += k * (dy[i] - mdy - xh * mdyx);
-					}
-				}
-			}
-		}
-	}
-}
-
 /*
  * Batch norm with its fused ReLU, read only by a 2x2 stride-2 max pool: the
  * backward of the three from the pool's gradient, without the (B,C,H,W)
@@ -738,14 +678,44 @@ static void pool_plane(float *restrict g, const float *dp, const int *am, const 
 		g[am[j]] = relu_gate(dp[j], po[j]);
 }
 
-void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
-			     const int *argmax, const float *pool_out, const float *inp,
-			     const float *save_mean, const float *save_rstd, const float *gamma,
-			     int B, int C, int H, int W, int micro, int set)
+/* one plane's dx = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)), dy
+ * gated by the fused ReLU's output y when given; set or added */
+static void bn_dx(float *restrict dx, const float *restrict x, const float *restrict dy,
+		  const float *restrict y, int HW, float mean, float rstd, float k, float mdy,
+		  float mdyx, int set)
 {
-	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2)
+	if (y && set)
+		for (int i = 0; i < HW; i++) {
+			float xh = (x[i] - mean) * rstd;
+			dx[i] = k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
+		}
+	else if (y)
+		for (int i = 0; i < HW; i++) {
+			float xh = (x[i] - mean) * rstd;
+			dx[i] += k * (relu_gate(dy[i], y[i]) - mdy - xh * mdyx);
+		}
+	else if (set)
+		for (int i = 0; i < HW; i++) {
+			float xh = (x[i] - mean) * rstd;
+			dx[i] = k * (dy[i] - mdy - xh * mdyx);
+		}
+	else
+		for (int i = 0; i < HW; i++) {
+			float xh = (x[i] - mean) * rstd;
+			dx[i] += k * (dy[i] - mdy - xh * mdyx);
+		}
+}
+
+/* The training backward over (H,W) planes, from dout (gated by relu_out
+ * when given) or, with dpool, from a 2x2 pool's gradient (pool_plane) */
+static void bn_train_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+			      const float *relu_out, const float *dpool, const int *argmax,
+			      const float *pool_out, const float *inp, const float *save_mean,
+			      const float *save_rstd, const float *gamma, int B, int C, int H, int W,
+			      int micro, int set)
+{
 	int HW = H * W, OHW = (H / 2) * (W / 2);
-	float *g = xmalloc((size_t)HW * sizeof(float));
+	float *g = dpool ? xmalloc((size_t)HW * sizeof(float)) : NULL;
 	if (micro <= 0 || micro > B)
 		micro = B;
 	for (int gi = 0, b0 = 0; b0 < B; gi++, b0 += micro) {
@@ -756,10 +726,17 @@ void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const flo
 			double sdy = 0.0, sdyx = 0.0;
 			for (int b = b0; b < b1; b++) {
 				size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
-				pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
-				bn_sums_dy(g, inp + o, HW, mean, &sdy, &sdyx);
+				if (dpool) {
+					pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
+					bn_sums_dy(g, inp + o, HW, mean, &sdy, &sdyx);
+				} else if (relu_out) {
+					bn_sums_dy_relu(dout + o, relu_out + o, inp + o, HW, mean, &sdy,
+							&sdyx);
+				} else {
+					bn_sums_dy(dout + o, inp + o, HW, mean, &sdy, &sdyx);
+				}
 			}
-			sdyx *= rstd;
+			sdyx *= rstd; /* sum dy * xhat */
 			dgamma[c] += (float)sdyx;
 			dbeta[c] += (float)sdy;
 			if (!dinp)
@@ -767,23 +744,37 @@ void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const flo
 			float k = gamma[c] * rstd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
 			for (int b = b0; b < b1; b++) {
 				size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
-				const float *restrict x = inp + o;
-				float *restrict dx = dinp + o;
-				pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
-				if (set)
-					for (int i = 0; i < HW; i++) {
-						float xh = (x[i] - mean) * rstd;
-						dx[i] = k * (g[i] - mdy - xh * mdyx);
-					}
-				else
-					for (int i = 0; i < HW; i++) {
-						float xh = (x[i] - mean) * rstd;
-						dx[i] += k * (g[i] - mdy - xh * mdyx);
-					}
+				if (dpool) {
+					pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
+					bn_dx(dinp + o, inp + o, g, NULL, HW, mean, rstd, k, mdy, mdyx, set);
+				} else {
+					bn_dx(dinp + o, inp + o, dout + o, relu_out ? relu_out + o : NULL, HW,
+					      mean, rstd, k, mdy, mdyx, set);
+				}
 			}
 		}
 	}
 	free(g);
+}
+
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+			const float *inp, const float *save_mean, const float *save_rstd,
+			const float *gamma, int B, int C, int HW, int micro, const float *relu_out,
+			int set)
+{
+	// dout, inp, dinp are (B,C,HW); save_mean, save_rstd (ngroups,C)
+	bn_train_backward(dinp, dgamma, dbeta, dout, relu_out, NULL, NULL, NULL, inp, save_mean,
+			  save_rstd, gamma, B, C, 1, HW, micro, set);
+}
+
+void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
+			     const int *argmax, const float *pool_out, const float *inp,
+			     const float *save_mean, const float *save_rstd, const float *gamma,
+			     int B, int C, int H, int W, int micro, int set)
+{
+	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2)
+	bn_train_backward(dinp, dgamma, dbeta, NULL, NULL, dpool, argmax, pool_out, inp, save_mean,
+			  save_rstd, gamma, B, C, H, W, micro, set);
 }
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
