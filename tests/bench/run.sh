@@ -463,14 +463,19 @@ JSON
 	# runs "d" are one rank with a slow teacher: MKE_TEST_LABEL_DELAY_MS=20 per
 	# shard (0.3 ms a sample, a small convolutional teacher on a CPU core);
 	# runs "c1", "c2" the CNN teacher with 1 and 2 ranks
+	# (the quick form runs the slow-teacher and CNN configurations once; the
+	# MLP runs at 1 and 2 ranks, which the Redis target is read on, always
+	# $repeats times)
 	prep=$repeats
 	[ "$quick" = 1 ] && prep=1
 	for np in 1 2 d c1 c2; do
 		: >"$pd/m$np"
 		cfg="$pd/run.json"
 		case "$np" in c*) cfg="$pd/cnn.json"; [ "$cnn_ok" = 1 ] || continue ;; esac
+		nrun=$prep
+		case "$np" in 1 | 2) nrun=$repeats ;; esac
 		i=0
-		while [ "$i" -lt "$prep" ]; do
+		while [ "$i" -lt "$nrun" ]; do
 			i=$((i + 1))
 			rdir="$pd/run-$np-$i"
 			ranks=${np#c}
@@ -545,7 +550,7 @@ JSON
 			done
 		done
 	done
-	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $prep runs; slow teacher = 20 ms a shard; cnn = RAVDESS small face CNN teacher, 8,216 rows; redis fraction = the label loop's time in take/fail calls and waiting for the heartbeat thread's ack and take-ahead, after the first shard, over the loop (target < 0.02); idle = waiting for work (queue empty: the drain); thread = the heartbeat thread's ack and take-ahead calls (overlapped); RSS = VmHWM of each phase (reset between phases)"
+	note "pipeline: mke run, $urows unlabeled rows, shard size 64, MLP teacher (32,32), mm student (128,128), batch 512, 4 epochs; median of $repeats runs at 1 and 2 ranks, of $prep for the others; slow teacher = 20 ms a shard; cnn = RAVDESS small face CNN teacher, 8,216 rows; redis fraction = the label loop's time in take/fail calls and waiting for the heartbeat thread's ack and take-ahead, after the first shard, over the loop (target < 0.02); idle = waiting for work (queue empty: the drain); thread = the heartbeat thread's ack and take-ahead calls (overlapped); RSS = VmHWM of each phase (reset between phases)"
 fi
 
 # ---- 5. data: decoding and streaming (docs/formats.md "Memory") --------------
