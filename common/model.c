@@ -161,7 +161,7 @@ int model_init(struct model *m, const struct run_config *c, const struct model_s
 	if (net_setup(m, &a) != 0)
 		return mke_error("model '%s': the architecture does not fit the data (see above)",
 				 ms->name);
-	return 0;
+	return model_set_threads(m, c->threads > 0 ? c->threads : 1);
 }
 
 int model_init_net(struct model *m, const struct net_arch *a)
