@@ -24,10 +24,11 @@
  * MKE_BENCH_ONLY=train (or infer) times only that half, for a profiler.
  * One warm-up step, then REPEATS timings of ITERS steps each; the median.
  * Wall time, or CPU time with MKE_BENCH_CLOCK=cpu (bench_time.h). THREADS
- * threads: a pass that splits into whole batch-norm micro-batches runs on
- * THREADS threads over the batch (model_set_threads, one BLAS thread each;
- * evaluation always splits), any other on a BLAS of THREADS threads
- * (openblas_set_num_threads). MKE_BENCH_THREADS=blas or batch uses one of
+ * threads: a training pass that splits into whole batch-norm micro-batches
+ * runs on THREADS threads over the batch (model_set_threads, one BLAS thread
+ * each), and so does inference but for nyu_rgbd (arch_of); any other pass
+ * on a BLAS of THREADS threads (openblas_set_num_threads): per pass, the
+ * faster of the two as measured. MKE_BENCH_THREADS=blas or batch uses one of
  * the two for both passes, for the side-by-side comparison.
  */
 #include <cblas.h>
@@ -52,9 +53,12 @@ static void fill(float *x, size_t n, uint32_t tag)
 	rng_fill_normal(&r, x, n);
 }
 
-/* The benchmarked architectures; *B is the batch size. 0, or -1 if unknown. */
-static int arch_of(const char *name, struct net_arch *a, int *B)
+/* The benchmarked architectures; *B is the batch size; *infer_blas 1 where
+ * inference at 2 threads is faster on a 2-thread BLAS than over the batch
+ * (docs/scaling.md "Threads inside a process"). 0, or -1 if unknown. */
+static int arch_of(const char *name, struct net_arch *a, int *B, int *infer_blas)
 {
+	*infer_blas = 0;
 	memset(a, 0, sizeof(*a));
 	a->bn_micro = 8;
 	a->bn_momentum = 0.1f;
@@ -95,6 +99,10 @@ static int arch_of(const char *name, struct net_arch *a, int *B)
 			a->seg_channels[s] = 32 << s;
 		a->classes = 40;
 		*B = 8;
+		/* 2 threads x 4 images of 120 x 160 measured 1.4x slower than one
+		 * 2-thread GEMM a layer; likely each thread's im2col columns (22 MB
+		 * an image for a 32-channel layer) crowding the shared L3 */
+		*infer_blas = 1;
 	} else {
 		return -1;
 	}
@@ -221,8 +229,8 @@ int main(int argc, char **argv)
 	}
 	openblas_set_num_threads(threads);
 	struct net_arch a;
-	int B;
-	if (arch_of(argv[1], &a, &B) != 0) {
+	int B, infer_blas;
+	if (arch_of(argv[1], &a, &B, &infer_blas) != 0) {
 		fprintf(stderr, "bench_cnn: unknown model %s\n", argv[1]);
 		return 2;
 	}
@@ -242,7 +250,7 @@ int main(int argc, char **argv)
 	int blas_only = pol && strcmp(pol, "blas") == 0;
 	int batch_only = pol && strcmp(pol, "batch") == 0;
 	int tsplit = threads > 1 && !blas_only && (batch_only || B >= 2 * a.bn_micro);
-	int isplit = threads > 1 && !blas_only;
+	int isplit = threads > 1 && !blas_only && (batch_only || !infer_blas);
 	if (threads > 1 && !blas_only && model_set_threads(&m, threads) != 0)
 		return 1;
 
