@@ -1232,7 +1232,7 @@ static int parse_pipeline(struct walk *w, const cJSON *j, struct pipeline_spec *
 
 static const char *const top_keys[] = {
 	"name", "data", "models", "teacher", "student", "regularizer", "loss", "pseudo_labels",
-	"variants", "seeds", "grid", "pipeline", NULL,
+	"variants", "seeds", "grid", "pipeline", "threads", NULL,
 };
 
 /* Required object member: walk into it with fn. */
@@ -1281,6 +1281,8 @@ static int parse_top(struct walk *w, const cJSON *root, struct run_config *c)
 	    opt_enum(w, root, "pseudo_labels", pseudo, &c->soft_pseudo))
 		return -1;
 	c->loss = (enum loss_kind)loss;
+	if (opt_int(w, root, "threads", 1, 256, &c->threads))
+		return -1;
 
 	if (section(w, root, "variants", 0, parse_variants, c) ||
 	    section(w, root, "seeds", 0, parse_seeds, c) ||
@@ -1325,6 +1327,7 @@ static void defaults(struct run_config *c)
 	c->pipeline.checkpoint_every = 100;
 	c->cache_mb = 0; /* DATASET_CACHE_MB_DEFAULT */
 	c->prefetch = 1;
+	c->threads = 1;
 }
 
 /* Line and column (1-based) of byte offset off in text. */

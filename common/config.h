@@ -122,6 +122,8 @@ struct run_config {
 	char *cache_dir;          /* resolved data.cache_dir for URL cells; NULL: common/fetch.h's default */
 	int cache_mb;             /* data.cache_mb: decoded samples kept per dataset, MB (0: the default) */
 	int prefetch;             /* data.prefetch (default 1): decode batch s+1 while s computes */
+	int threads;              /* threads (default 1): threads of this process over a
+				     convolutional model's batch (model_set_threads) */
 	int classes;
 	enum task_kind task;      /* data.task (default classify) */
 	struct target_spec target; /* task segment */

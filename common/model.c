@@ -1,6 +1,23 @@
 /*
  * model.c - see model.h. Maps a config's model spec onto the MLP (nn.h) or a
  * convolutional net (net.h), and owns the choice of loss per task.
+ *
+ * Threads (model_set_threads). A net's batch is cut into T contiguous
+ * slices, each run by one thread of a persistent pool (par.h) through its
+ * own replica of the net: replica 0 is m->net itself, replicas 1..T-1 have
+ * their own activations, gradients and batch-norm buffers but point at
+ * m->net's parameters, which nothing writes during a pass. The buffers are
+ * copied from m->net before every forward, so every replica sees the same
+ * running statistics and, after a training forward, ends with the same
+ * update; only m->net's are kept. The replicas' batch-wide sums (noise
+ * means, batch-norm sums, noise dots) go through par_reduce, the
+ * thread-level allreduce, then the caller's ctx->reduce once (MPI ranks), so
+ * a split step makes the same reduce calls as an unsplit one. Training slices
+ * are whole batch-norm micro-batches (net.h) and draws are keyed by sample id,
+ * so a split batch computes what the unsplit one does up to float summation
+ * order. The slices' logits are gathered into one (B, out_dim) array; the
+ * loss and backward run per slice, and the replicas' gradients are summed
+ * into m->grads (each thread one range of the parameters).
  */
 #include "model.h"
 
@@ -10,6 +27,7 @@
 #include <string.h>
 
 #include "cnn.h"
+#include "par.h"
 #include "util.h"
 
 /* Loss-gradient and label-map scratch, grown with B. maps_of is the target
@@ -38,9 +56,50 @@ void model_arch(struct mlp_arch *arch, const struct model_spec *ms, const int *d
 	arch->classes = classes;
 }
 
+/* Threads over a net's batch (see the top of this file). */
+struct model_par {
+	struct par_pool *pool;
+	int T;
+	struct net *rep;            /* (T) replica t > 0; rep[0] unused (m->net) */
+	struct model *m;
+	int active;                 /* the last forward was split: logits below */
+	int B, train;
+	int *lo;                    /* (T+1) slice t is samples [lo[t], lo[t+1]) */
+	float *logits;              /* (cap, out_dim) the gathered logits */
+	uint32_t *ids;              /* (cap) 0..cap-1: the ids of a ctx without any */
+	int cap;
+	struct fwd_ctx *tctx;       /* (T) each thread's ctx for this pass */
+	struct par_red *red;        /* (T) */
+	const struct fwd_ctx *ctx;  /* the caller's */
+	const float *const *inputs;
+	const struct batch_targets *tg;
+	enum loss_kind kind;
+	float grad_scale;
+	double *loss;               /* (T) */
+};
+
+/* A thread's reduce hook: par_reduce, then the caller's reduce. */
+struct par_red {
+	struct model_par *mp;
+	int t;
+};
+
 static struct model_scratch *scratch_of(const struct model *m)
 {
 	return (struct model_scratch *)m->scratch;
+}
+
+/* Lay out m->net for arch a and point the model's fields at it. */
+static int net_setup(struct model *m, const struct net_arch *a)
+{
+	if (net_init(&m->net, a) != 0)
+		return -1;
+	m->out_dim = net_logits_per_sample(a);
+	m->map_hw = a->task == NET_SEGMENT ? a->in[0].H * a->in[0].W : 0;
+	m->nparams = m->net.nparams;
+	m->params = m->net.params;
+	m->grads = m->net.grads;
+	return 0;
 }
 
 int model_init(struct model *m, const struct run_config *c, const struct model_spec *ms,
@@ -99,15 +158,20 @@ int model_init(struct model *m, const struct run_config *c, const struct model_s
 	a.bn_micro = ms->bn_micro > 0 ? ms->bn_micro : 8;
 	a.bn_momentum = 0.1f;
 	a.bn_eps = 1e-5f;
-	if (net_init(&m->net, &a) != 0)
+	if (net_setup(m, &a) != 0)
 		return mke_error("model '%s': the architecture does not fit the data (see above)",
 				 ms->name);
-	m->out_dim = net_logits_per_sample(&a);
-	m->map_hw = a.task == NET_SEGMENT ? a.in[0].H * a.in[0].W : 0;
-	m->nparams = m->net.nparams;
-	m->params = m->net.params;
-	m->grads = m->net.grads;
-	return 0;
+	return model_set_threads(m, c->threads > 0 ? c->threads : 1);
+}
+
+int model_init_net(struct model *m, const struct net_arch *a)
+{
+	memset(m, 0, sizeof *m);
+	m->type = a->task == NET_SEGMENT ? MODEL_RGBD_SEG : MODEL_CNN;
+	m->task = a->task == NET_SEGMENT ? TASK_SEGMENT : TASK_CLASSIFY;
+	m->classes = a->classes;
+	m->scratch = xcalloc(1, sizeof(struct model_scratch));
+	return net_setup(m, a);
 }
 
 void model_init_params(struct model *m, uint64_t seed)
@@ -120,6 +184,7 @@ void model_init_params(struct model *m, uint64_t seed)
 
 void model_release(struct model *m)
 {
+	model_set_threads(m, 1);
 	struct model_scratch *s = scratch_of(m);
 	if (s) {
 		free(s->dlogits);
@@ -133,17 +198,175 @@ void model_release(struct model *m)
 	memset(m, 0, sizeof *m);
 }
 
+/* ---- threads ----------------------------------------------------------- */
+
+static void par_release(struct model_par *mp)
+{
+	for (int t = 1; t < mp->T; t++) {
+		mp->rep[t].params = NULL; /* m->net's */
+		net_release(&mp->rep[t]);
+	}
+	par_free(mp->pool);
+	free(mp->rep);
+	free(mp->lo);
+	free(mp->logits);
+	free(mp->ids);
+	free(mp->tctx);
+	free(mp->red);
+	free(mp->loss);
+	free(mp);
+}
+
+int model_set_threads(struct model *m, int T)
+{
+	if (T < 1)
+		return mke_error("threads %d: give 1 or more", T);
+	if (m->type == MODEL_MLP)
+		return 0; /* its layers are too small to split */
+	int cur = m->par ? m->par->T : 1;
+	if (T == cur)
+		return 0;
+	if (m->par)
+		par_release(m->par);
+	m->par = NULL;
+	if (T == 1)
+		return 0;
+	struct model_par *mp = xcalloc(1, sizeof(*mp));
+	mp->m = m;
+	mp->pool = par_new(T);
+	mp->T = par_threads(mp->pool);
+	mp->rep = xcalloc((size_t)mp->T, sizeof(*mp->rep));
+	for (int t = 1; t < mp->T; t++) {
+		if (net_init(&mp->rep[t], &m->net.arch) != 0) {
+			mp->T = t;
+			par_release(mp);
+			return mke_error("threads: could not build replica %d of the net", t);
+		}
+		free(mp->rep[t].params);
+		mp->rep[t].params = m->net.params;
+	}
+	mp->lo = xcalloc((size_t)mp->T + 1, sizeof(int));
+	mp->tctx = xcalloc((size_t)mp->T, sizeof(*mp->tctx));
+	mp->red = xcalloc((size_t)mp->T, sizeof(*mp->red));
+	mp->loss = xcalloc((size_t)mp->T, sizeof(double));
+	for (int t = 0; t < mp->T; t++)
+		mp->red[t] = (struct par_red){ mp, t };
+	m->par = mp;
+	return 0;
+}
+
+int model_threads(const struct model *m)
+{
+	return m->par ? m->par->T : 1;
+}
+
+/* Cut B samples into the pool's slices (mp->lo): in training whole
+ * micro-batches of batch norm, as even as possible (a trailing partial one
+ * last); in evaluation single samples. Returns the slices that hold samples;
+ * below 2 the pass runs unsplit. */
+static int par_slices(struct model_par *mp, const struct net *n, int B, int train)
+{
+	int unit = train ? n->arch.bn_micro : 1;
+	int G = (B + unit - 1) / unit;
+	int ns = G < mp->T ? G : mp->T;
+	for (int t = 0; t <= mp->T; t++) {
+		int g = t < ns ? (int)((long)G * t / ns) : G;
+		mp->lo[t] = g * unit < B ? g * unit : B;
+	}
+	return ns;
+}
+
+static struct net *replica(struct model *m, int t)
+{
+	return t == 0 ? &m->net : &m->par->rep[t];
+}
+
+static void par_reduce_hook(double *vals, int n, void *arg)
+{
+	struct par_red *r = arg;
+	const struct fwd_ctx *ctx = r->mp->ctx;
+	par_reduce(r->mp->pool, r->t, vals, n, ctx->reduce, ctx->reduce_arg);
+}
+
+/* Each thread's ctx for a training pass: its slice's ids, the whole batch's
+ * size for the noise means, and the thread reduce. */
+static void par_contexts(struct model_par *mp, const struct fwd_ctx *ctx, int B)
+{
+	mp->ctx = ctx;
+	for (int t = 0; t < mp->T; t++) {
+		struct fwd_ctx *c = &mp->tctx[t];
+		*c = *ctx;
+		c->ids = (ctx->ids ? ctx->ids : mp->ids) + mp->lo[t];
+		c->global_batch = ctx->global_batch > 0 ? ctx->global_batch : B;
+		c->reduce = par_reduce_hook;
+		c->reduce_arg = &mp->red[t];
+	}
+}
+
+static void par_forward_job(void *arg, int t)
+{
+	struct model_par *mp = arg;
+	struct model *m = mp->m;
+	struct net *n = replica(m, t);
+	int lo = mp->lo[t], b = mp->lo[t + 1] - lo;
+	if (!mp->train && b == 0)
+		return;
+	const float *in[NET_MAX_INPUTS];
+	for (int k = 0; k < n->arch.ninputs; k++) {
+		const struct net_input *ik = &n->arch.in[k];
+		in[k] = mp->inputs[k] + (size_t)lo * ik->F * ik->C * ik->H * ik->W;
+	}
+	/* an empty slice still takes part in every reduce */
+	net_forward(n, in, b, mp->train ? &mp->tctx[t] : NULL);
+	memcpy(mp->logits + (size_t)lo * m->out_dim, n->logits,
+	       (size_t)b * m->out_dim * sizeof(float));
+}
+
+/* The forward of a net over the pool's threads; 0 when B is too small to
+ * split (the caller runs it unsplit). */
+static int par_forward(struct model *m, const float *const *inputs, int B,
+		       const struct fwd_ctx *ctx)
+{
+	struct model_par *mp = m->par;
+	mp->active = 0;
+	if (par_slices(mp, &m->net, B, ctx != NULL) < 2)
+		return 0;
+	if (B > mp->cap) {
+		free(mp->logits);
+		free(mp->ids);
+		mp->logits = xmalloc((size_t)B * m->out_dim * sizeof(float));
+		mp->ids = xmalloc((size_t)B * sizeof(uint32_t));
+		for (int i = 0; i < B; i++)
+			mp->ids[i] = (uint32_t)i;
+		mp->cap = B;
+	}
+	for (int t = 1; t < mp->T; t++) {
+		memcpy(mp->rep[t].buffers, m->net.buffers, m->net.nbuffers * sizeof(float));
+		mp->rep[t].bn_batches = m->net.bn_batches;
+	}
+	mp->B = B;
+	mp->train = ctx != NULL;
+	mp->inputs = inputs;
+	if (ctx)
+		par_contexts(mp, ctx, B);
+	par_run(mp->pool, par_forward_job, mp);
+	mp->active = 1;
+	return 1;
+}
+
 void model_forward(struct model *m, const float *const *inputs, int B, const struct fwd_ctx *ctx)
 {
 	if (m->type == MODEL_MLP)
 		mlp_forward(&m->mlp, inputs, B, ctx);
-	else
+	else if (!m->par || !par_forward(m, inputs, B, ctx))
 		net_forward(&m->net, inputs, B, ctx);
 }
 
 const float *model_logits(const struct model *m)
 {
-	return m->type == MODEL_MLP ? m->mlp.logits : m->net.logits;
+	if (m->type == MODEL_MLP)
+		return m->mlp.logits;
+	return m->par && m->par->active ? m->par->logits : m->net.logits;
 }
 
 void model_zero_grad(struct model *m)
@@ -171,13 +394,21 @@ static void scratch_grow(struct model_scratch *s, int B, size_t out_dim, int map
 static const int *step_maps(struct model *m, const struct batch_targets *t)
 {
 	struct model_scratch *s = scratch_of(m);
+	struct model_par *mp = m->par && m->par->active ? m->par : NULL;
 	struct net *n = &m->net;
-	scratch_grow(s, n->B, m->out_dim, m->map_hw);
+	int B = mp ? mp->B : n->B, train = mp ? mp->train : n->train;
+	scratch_grow(s, B, m->out_dim, m->map_hw);
 	if (s->maps_of != t->maps) {
-		if (n->train)
+		size_t hw = (size_t)m->map_hw;
+		if (!train)
+			memcpy(s->maps, t->maps, sizeof(int) * (size_t)B * hw);
+		else if (!mp)
 			net_augment_labels(n, s->maps, t->maps, -1);
 		else
-			memcpy(s->maps, t->maps, sizeof(int) * (size_t)n->B * (size_t)m->map_hw);
+			for (int k = 0; k < mp->T; k++)
+				if (mp->lo[k + 1] > mp->lo[k])
+					net_augment_labels(replica(m, k), s->maps + mp->lo[k] * hw,
+							   t->maps + mp->lo[k] * hw, -1);
 		s->maps_of = t->maps;
 	}
 	return s->maps;
@@ -193,6 +424,79 @@ long model_loss_count(struct model *m, const struct batch_targets *t, int B)
 	for (size_t i = 0; i < n; i++)
 		count += maps[i] >= 0 && maps[i] < m->classes;
 	return count;
+}
+
+/* The loss of a net's rows [lo, lo+B) of the batch (logits, dlogits: those
+ * rows' own), its gradient into dlogits. maps: the step's label maps. */
+static double net_loss(const struct model *m, float *dlogits, const float *logits,
+		       const struct batch_targets *t, const int *maps, int lo, int B,
+		       enum loss_kind kind, float grad_scale)
+{
+	int K = m->classes;
+	memset(dlogits, 0, sizeof(float) * (size_t)B * m->out_dim);
+	if (B == 0)
+		return 0.0;
+	if (m->task == TASK_SEGMENT) {
+		long count = 0;
+		return pixel_xent(dlogits, logits, maps + (size_t)lo * m->map_hw, B, K, m->map_hw,
+				  -1, grad_scale, &count);
+	}
+	const float *soft = t->soft ? t->soft + (size_t)lo * K : NULL;
+	if (m->task == TASK_MULTILABEL)
+		return bce_logits(dlogits, logits, soft, B, K, grad_scale);
+	const int *labels = soft || !t->labels ? NULL : t->labels + lo;
+	return softmax_xent(dlogits, NULL, logits, labels, soft, B, K, kind, grad_scale);
+}
+
+static void par_backward_job(void *arg, int t)
+{
+	struct model_par *mp = arg;
+	struct model *m = mp->m;
+	struct model_scratch *s = scratch_of(m);
+	struct net *n = replica(m, t);
+	int lo = mp->lo[t], b = mp->lo[t + 1] - lo;
+	float *dl = s->dlogits + (size_t)lo * m->out_dim;
+	mp->loss[t] = net_loss(m, dl, n->logits, mp->tg, s->maps, lo, b, mp->kind, mp->grad_scale);
+	if (t > 0)
+		net_zero_grad(n);
+	net_backward(n, dl, &mp->tctx[t]);
+	par_barrier(mp->pool);
+	/* this thread's range of the parameters: the replicas' gradients into m's */
+	size_t P = m->net.nparams;
+	size_t i0 = P * (size_t)t / (size_t)mp->T, i1 = P * (size_t)(t + 1) / (size_t)mp->T;
+	for (int u = 1; u < mp->T; u++) {
+		const float *g = mp->rep[u].grads;
+		for (size_t i = i0; i < i1; i++)
+			m->grads[i] += g[i];
+	}
+}
+
+/* model_loss_backward of a split training forward. */
+static double par_loss_backward(struct model *m, const struct batch_targets *t,
+				enum loss_kind kind, float grad_scale, const struct fwd_ctx *ctx)
+{
+	struct model_par *mp = m->par;
+	struct model_scratch *s = scratch_of(m);
+	struct fwd_ctx none = { 0 };
+	if (!ctx)
+		ctx = &none;
+	if (!mp->train) {
+		mke_warn("model_loss_backward after an evaluation forward: nothing to do");
+		return 0.0;
+	}
+	scratch_grow(s, mp->B, m->out_dim, m->map_hw);
+	if (m->task == TASK_SEGMENT)
+		step_maps(m, t);
+	s->maps_of = NULL; /* the next step transforms its own maps */
+	par_contexts(mp, ctx, mp->B);
+	mp->tg = t;
+	mp->kind = kind;
+	mp->grad_scale = grad_scale;
+	par_run(mp->pool, par_backward_job, mp);
+	double l = 0.0;
+	for (int k = 0; k < mp->T; k++)
+		l += mp->loss[k];
+	return l;
 }
 
 double model_loss_backward(struct model *m, const struct batch_targets *t, enum loss_kind kind,
@@ -213,22 +517,13 @@ double model_loss_backward(struct model *m, const struct batch_targets *t, enum 
 	}
 	struct net *n = &m->net;
 	struct model_scratch *s = scratch_of(m);
+	if (m->par && m->par->active)
+		return par_loss_backward(m, t, kind, grad_scale, ctx);
 	int B = n->B;
 	scratch_grow(s, B, m->out_dim, m->map_hw);
-	memset(s->dlogits, 0, sizeof(float) * (size_t)B * m->out_dim);
-	double l;
-	if (m->task == TASK_SEGMENT) {
-		const int *maps = step_maps(m, t);
-		s->maps_of = NULL; /* the next step transforms its own maps */
-		long count = 0;
-		l = pixel_xent(s->dlogits, n->logits, maps, B, K, m->map_hw, -1, grad_scale,
-			       &count);
-	} else if (m->task == TASK_MULTILABEL) {
-		l = bce_logits(s->dlogits, n->logits, t->soft, B, K, grad_scale);
-	} else {
-		l = softmax_xent(s->dlogits, NULL, n->logits, t->soft ? NULL : t->labels, t->soft, B,
-				 K, kind, grad_scale);
-	}
+	const int *maps = m->task == TASK_SEGMENT ? step_maps(m, t) : NULL;
+	s->maps_of = NULL; /* the next step transforms its own maps */
+	double l = net_loss(m, s->dlogits, n->logits, t, maps, 0, B, kind, grad_scale);
 	net_backward(n, s->dlogits, ctx);
 	return l;
 }

@@ -29,6 +29,7 @@ struct model {
 	size_t nparams;
 	float *params, *grads;     /* the family's single allocations */
 	void *scratch;             /* loss gradients and label maps (nets) */
+	struct model_par *par;     /* threads over the batch (nets), NULL: one */
 };
 
 /* The per-sample input shapes a model sees: (F,C,H,W) per model input. */
@@ -45,9 +46,23 @@ void model_arch(struct mlp_arch *arch, const struct model_spec *ms, const int *d
  * with a message naming the model. */
 int model_init(struct model *m, const struct run_config *c, const struct model_spec *ms,
 	       const struct model_shapes *in);
+/* A net model straight from its architecture (benchmarks, tests): task
+ * classify (NET_CLASSIFY) or segment. 0, or -1 with a message. */
+int model_init_net(struct model *m, const struct net_arch *a);
 /* PyTorch's default inits from (seed, RNG_INIT, ...). */
 void model_init_params(struct model *m, uint64_t seed);
 void model_release(struct model *m);
+
+/* Run a net's passes on T threads in this process (T >= 1; an MLP ignores
+ * it, its layers are too small to split): each pass cuts the batch into T
+ * contiguous slices (in training whole batch-norm micro-batches; a batch of
+ * one micro-batch runs unsplit) through replicas of the net that share
+ * m->params. Results equal the unsplit pass's up to float summation order;
+ * ctx->reduce (MPI) is called as often as unsplit, from the calling thread.
+ * The BLAS should then run one thread per caller (openblas_set_num_threads).
+ * 0, or -1 with a message. */
+int model_set_threads(struct model *m, int T);
+int model_threads(const struct model *m);
 
 /* A batch: inputs[k] (B, per-sample size of input k); ctx NULL = evaluation. */
 void model_forward(struct model *m, const float *const *inputs, int B, const struct fwd_ctx *ctx);

@@ -161,13 +161,15 @@ static void loader_release(struct loader *L)
 	memset(L, 0, sizeof *L);
 }
 
-/* Evaluation chunk: large for the MLP, bounded activation memory for nets;
- * small when the inputs are decoded per chunk (bounded batch buffers). */
+/* Evaluation chunk: large for the MLP, bounded activation memory for nets
+ * (32 samples a thread: model_set_threads cuts a chunk into one slice per
+ * thread); small when the inputs are decoded per chunk (bounded batch
+ * buffers). */
 static int eval_chunk(const struct model *m, const struct train_data *d)
 {
-	if (train_data_lazy(d))
-		return 32;
-	return m->type == MODEL_MLP ? 4096 : 32;
+	if (m->type == MODEL_MLP && !train_data_lazy(d))
+		return 4096;
+	return 32 * model_threads(m);
 }
 
 /* Evaluation in chunks [lo, lo+B): in place for resident inputs, else

@@ -108,6 +108,7 @@ static void print_csv(FILE *out, const struct run_config *c, const struct exp_re
 int cmd_experiment(int argc, char **argv)
 {
 	const char *config = NULL, *format = "table", *outpath = NULL;
+	int threads = 0;
 	/* one process, one BLAS thread (as every worker rank): its small
 	 * matrices gain nothing from threads that spin; OPENBLAS_NUM_THREADS
 	 * overrides, and `mke run --ranks N` is how to use more cores */
@@ -118,6 +119,14 @@ int cmd_experiment(int argc, char **argv)
 			format = argv[++i];
 		} else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
 			outpath = argv[++i];
+		} else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 1 || v > 256) {
+				fprintf(stderr, "error: --threads takes 1 to 256, not '%s'\n", argv[i]);
+				return 2;
+			}
+			threads = (int)v;
 		} else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
 			mke_quiet = 1;
 		} else if (argv[i][0] == '-') {
@@ -142,6 +151,8 @@ int cmd_experiment(int argc, char **argv)
 	struct run_config c;
 	if (config_load(&c, config) != 0)
 		return 1;
+	if (threads)
+		c.threads = threads; /* over the config's "threads" */
 	struct exp_result r;
 	int rc = experiment_run(&c, &r, !mke_quiet);
 	if (rc == 0) {

@@ -9,13 +9,15 @@
 
 const struct cmd mke_commands[] = {
 	{"experiment", cmd_experiment, "run a config's variants in one process and print the table",
-	 "usage: mke experiment CONFIG [--format table|csv] [-o FILE] [--quiet]\n"
+	 "usage: mke experiment CONFIG [--format table|csv] [-o FILE] [--threads N] [--quiet]\n"
 	 "\n"
 	 "Trains the teacher, pseudo-labels the unlabeled set and trains every student\n"
 	 "variant over the config's grid of regularizer settings and seeds, all in this\n"
 	 "process (no Redis, no MPI). Prints mean ± std of the test accuracy per cell,\n"
 	 "the teacher's accuracy over the seeds, the pseudo-label accuracy and each\n"
-	 "student's rectification. --format csv writes `setting,variant,mean,std,n`.\n"},
+	 "student's rectification. --format csv writes `setting,variant,mean,std,n`.\n"
+	 "--threads N runs each convolutional model's batch on N threads (over the\n"
+	 "config's \"threads\", default 1).\n"},
 	{"run", cmd_run, "run the whole MKE lifecycle through Redis and an MPI worker job",
 	 "usage: mke run CONFIG [--ranks N] [--redis URL] [--run-dir DIR] [--db FILE]\n"
 	 "                      [--setting NAME] [--max-restarts N] [--quiet | --json]\n"

@@ -27,8 +27,13 @@
  *
  * MKE_BENCH_ONLY=train (or infer) times only that half, for a profiler.
  * One warm-up step, then REPEATS timings of ITERS steps each; the median.
- * Wall time, or CPU time with MKE_BENCH_CLOCK=cpu (bench_time.h); the BLAS
- * may use THREADS threads (openblas_set_num_threads).
+ * Wall time, or CPU time with MKE_BENCH_CLOCK=cpu (bench_time.h). THREADS
+ * threads: a training pass that splits into whole batch-norm micro-batches
+ * runs on THREADS threads over the batch (model_set_threads, one BLAS thread
+ * each), and so does inference but for nyu_rgbd (arch_of); any other pass
+ * on a BLAS of THREADS threads (openblas_set_num_threads): per pass, the
+ * faster of the two as measured. MKE_BENCH_THREADS=blas or batch uses one of
+ * the two for both passes, for the side-by-side comparison.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -37,6 +42,7 @@
 
 #include "bench_time.h"
 #include "cnn.h"
+#include "model.h"
 #include "net.h"
 #include "nn.h"
 #include "rng.h"
@@ -51,9 +57,12 @@ static void fill(float *x, size_t n, uint32_t tag)
 	rng_fill_normal(&r, x, n);
 }
 
-/* The benchmarked architectures; *B is the batch size. 0, or -1 if unknown. */
-static int arch_of(const char *name, struct net_arch *a, int *B)
+/* The benchmarked architectures; *B is the batch size; *infer_blas 1 where
+ * inference at 2 threads is faster on a 2-thread BLAS than over the batch
+ * (docs/scaling.md "Threads inside a process"). 0, or -1 if unknown. */
+static int arch_of(const char *name, struct net_arch *a, int *B, int *infer_blas)
 {
+	*infer_blas = 0;
 	memset(a, 0, sizeof(*a));
 	a->bn_micro = 8;
 	a->bn_momentum = 0.1f;
@@ -94,6 +103,10 @@ static int arch_of(const char *name, struct net_arch *a, int *B)
 			a->seg_channels[s] = 32 << s;
 		a->classes = 40;
 		*B = 8;
+		/* 2 threads x 4 images of 120 x 160 measured 1.4x slower than one
+		 * 2-thread GEMM a layer; likely each thread's im2col columns (22 MB
+		 * an image for a 32-channel layer) crowding the shared L3 */
+		*infer_blas = 1;
 	} else {
 		return -1;
 	}
@@ -250,20 +263,30 @@ int main(int argc, char **argv)
 	}
 	openblas_set_num_threads(threads);
 	struct net_arch a;
-	int B;
-	if (arch_of(argv[1], &a, &B) != 0) {
+	int B, infer_blas;
+	if (arch_of(argv[1], &a, &B, &infer_blas) != 0) {
 		fprintf(stderr, "bench_cnn: unknown model %s\n", argv[1]);
 		return 2;
 	}
-	struct net n;
-	if (net_init(&n, &a) != 0)
+	struct model m;
+	if (model_init_net(&m, &a) != 0)
 		return 1;
-	net_init_params(&n, 1);
+	model_init_params(&m, 1);
 	if (layers) {
-		int rc = bench_layers(&n, B, iters, repeats);
-		net_release(&n);
+		int rc = bench_layers(&m.net, B, iters, repeats);
+		model_release(&m);
 		return rc;
 	}
+	/* THREADS > 1: threads over the batch (model_set_threads, one BLAS
+	 * thread each) where the pass splits, else a BLAS of THREADS threads;
+	 * MKE_BENCH_THREADS=blas (or batch) forces one policy for both passes */
+	const char *pol = getenv("MKE_BENCH_THREADS");
+	int blas_only = pol && strcmp(pol, "blas") == 0;
+	int batch_only = pol && strcmp(pol, "batch") == 0;
+	int tsplit = threads > 1 && !blas_only && (batch_only || B >= 2 * a.bn_micro);
+	int isplit = threads > 1 && !blas_only && (batch_only || !infer_blas);
+	if (threads > 1 && !blas_only && model_set_threads(&m, threads) != 0)
+		return 1;
 
 	float *x[NET_MAX_INPUTS] = { 0 };
 	const float *in[NET_MAX_INPUTS] = { 0 };
@@ -273,16 +296,18 @@ int main(int argc, char **argv)
 		fill(x[k], per * B, 10 + (uint32_t)k);
 		in[k] = x[k];
 	}
-	size_t nlog = net_logits_per_sample(&a) * (size_t)B;
 	size_t nlab = a.task == NET_SEGMENT ? (size_t)B * a.in[0].H * a.in[0].W : (size_t)B;
 	int *labels = xmalloc(sizeof(int) * nlab);
 	for (size_t i = 0; i < nlab; i++)
 		labels[i] = (int)((i * 2654435761u) % (unsigned)a.classes);
-	float *dlogits = xmalloc(sizeof(float) * nlog);
+	struct batch_targets tg = { .labels = a.task == NET_SEGMENT ? NULL : labels,
+				    .maps = a.task == NET_SEGMENT ? labels : NULL };
+	float scale = a.task == NET_SEGMENT ? 1.0f / ((float)B * a.in[0].H * a.in[0].W)
+					    : 1.0f / (float)B;
 
 	struct optim o;
 	struct optim_config oc = { .kind = OPTIM_SGD, .lr = 0.01f };
-	optim_init(&o, &oc, n.nparams);
+	optim_init(&o, &oc, m.nparams);
 	struct fwd_ctx ctx = { .seed = 1 };
 	double t[64];
 
@@ -292,25 +317,16 @@ int main(int argc, char **argv)
 	int do_infer = !only || strcmp(only, "train") != 0;
 
 	/* training steps */
+	openblas_set_num_threads(tsplit ? 1 : threads);
 	for (int r = -1; do_train && r < repeats; r++) {
 		int its = r < 0 ? 1 : iters; /* r = -1: warm-up */
 		double t0 = bench_now();
 		for (int i = 0; i < its; i++) {
 			ctx.step = (uint32_t)i;
-			net_zero_grad(&n);
-			net_forward(&n, in, B, &ctx);
-			memset(dlogits, 0, sizeof(float) * nlog);
-			if (a.task == NET_SEGMENT) {
-				long cnt = 0;
-				int HW = a.in[0].H * a.in[0].W;
-				pixel_xent(dlogits, n.logits, labels, B, a.classes, HW, 255,
-					   1.0f / ((float)B * HW), &cnt);
-			} else {
-				softmax_xent(dlogits, NULL, n.logits, labels, NULL, B, a.classes, LOSS_CE,
-					     1.0f / B);
-			}
-			net_backward(&n, dlogits, &ctx);
-			optim_step(&o, n.params, n.grads);
+			model_zero_grad(&m);
+			model_forward(&m, in, B, &ctx);
+			model_loss_backward(&m, &tg, LOSS_CE, scale, &ctx);
+			optim_step(&o, m.params, m.grads);
 		}
 		if (r >= 0)
 			t[r] = bench_now() - t0;
@@ -319,11 +335,12 @@ int main(int argc, char **argv)
 		printf("train %.2f\n", (double)B * iters / bench_median(t, repeats));
 
 	/* inference */
+	openblas_set_num_threads(isplit ? 1 : threads);
 	for (int r = -1; do_infer && r < repeats; r++) {
 		int its = r < 0 ? 1 : iters;
 		double t0 = bench_now();
 		for (int i = 0; i < its; i++)
-			net_forward(&n, in, B, NULL);
+			model_forward(&m, in, B, NULL);
 		if (r >= 0)
 			t[r] = bench_now() - t0;
 	}
@@ -334,7 +351,6 @@ int main(int argc, char **argv)
 	for (int k = 0; k < a.ninputs; k++)
 		free(x[k]);
 	free(labels);
-	free(dlogits);
-	net_release(&n);
+	model_release(&m);
 	return 0;
 }

@@ -153,6 +153,10 @@ fi
 # the example configs' sizes: $build/bench/bench_cnn against
 # tests/bench/cnn_torch.py (the modules of tests/fixtures/gen_net.py), wall
 # time, median of REPEATS timings of ITERS steps after one warm-up step.
+# At 2 threads mke runs the batch on 2 threads (model_set_threads, one BLAS
+# thread each) where a pass splits into whole batch-norm micro-batches and a
+# 2-thread BLAS otherwise; the _t2_blas_threads rows give the 2-thread BLAS
+# for every pass, side by side.
 # MKE_BENCH_CNN=0 skips it.
 if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
 	have_torch=0
@@ -189,10 +193,20 @@ if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
 					"$m" "$th" "$it" "$rp" >"$tmp/cnn_torch.txt" 2>"$tmp/err" ||
 					note "cnn_torch.py $m $th failed: $(tail -n 1 "$tmp/err")"
 			fi
+			# two threads: over the batch where a pass splits (bench_cnn); the
+			# BLAS-threads alternative beside it
+			: >"$tmp/cnn_blas.txt"
+			if [ "$th" = 2 ]; then
+				MKE_BENCH_THREADS=blas OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th $cpin \
+					"$build/bench/bench_cnn" "$m" "$th" "$it" "$rp" >"$tmp/cnn_blas.txt" \
+					2>"$tmp/err" || note "bench_cnn $m $th blas failed: $(tail -n 1 "$tmp/err")"
+			fi
 			for ph in train infer; do
 				a=$(sed -n "s/^$ph //p" "$tmp/cnn_mke.txt")
 				b=$(sed -n "s/^$ph //p" "$tmp/cnn_torch.txt")
+				c=$(sed -n "s/^$ph //p" "$tmp/cnn_blas.txt")
 				row "cnn_${m}_${ph}_t${th}_mke" "${a:-n/a}" "samples/s"
+				[ "$th" = 2 ] && row "cnn_${m}_${ph}_t2_blas_threads_mke" "${c:-n/a}" "samples/s"
 				[ "$have_torch" = 1 ] || continue
 				row "cnn_${m}_${ph}_t${th}_torch" "${b:-n/a}" "samples/s"
 				row "cnn_${m}_${ph}_t${th}_mke_over_torch" \

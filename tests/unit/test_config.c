@@ -86,6 +86,7 @@ static void test_minimal_defaults(void)
 	CHECK(c.pipeline.heartbeat_ms == 10000 && c.pipeline.max_attempts == 3);
 	CHECK(c.pipeline.checkpoint_every == 100);
 	CHECK(c.pipeline.redis_url == NULL && c.pipeline.redis_password == NULL);
+	CHECK(c.threads == 1);
 	config_release(&c);
 	CHECK(c.name == NULL);
 	config_release(&c); /* twice is harmless */
@@ -187,6 +188,7 @@ static void test_full_roundtrip(void)
 	CHECK(c.pipeline.shard_size == 128 && c.pipeline.lease_ms == 6000);
 	CHECK(c.pipeline.heartbeat_ms == 2000); /* lease / 3 */
 	CHECK(c.pipeline.max_attempts == 5 && c.pipeline.checkpoint_every == 10);
+	CHECK(c.threads == 3);
 	CHECK(strcmp(c.pipeline.redis_url, "redis://10.0.0.1:6379") == 0);
 	CHECK(strcmp(c.pipeline.redis_password, "s3cret") == 0);
 	config_release(&c);
@@ -370,10 +372,11 @@ static void test_bad_configs(void)
 	/* top level, seeds, pipeline */
 	expect_error_rest("\"seed\": 3", "key 'seed' is not known (known: name, data, models, "
 					 "teacher, student, regularizer, loss, pseudo_labels, "
-					 "variants, seeds, grid, pipeline)");
+					 "variants, seeds, grid, pipeline, threads)");
 	expect_error_rest("\"seeds\": [1, -1]",
 			  "key 'seeds[1]' must be a non-negative integer (at most 2^53-1), got -1");
 	expect_error_rest("\"seeds\": []", "key 'seeds' must list at least one seed");
+	expect_error_rest("\"threads\": 0", "key 'threads' must be a positive integer, got 0");
 	expect_error_rest("\"loss\": 3", "key 'loss' must be one of ce, double_softmax, got number");
 	expect_error_rest("\"loss\": \"ce\", \"loss\": \"ce\"", "key 'loss' appears more than once");
 	expect_error_rest("\"pseudo_labels\": \"fuzzy\"",
