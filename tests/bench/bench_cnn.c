@@ -103,9 +103,10 @@ static int arch_of(const char *name, struct net_arch *a, int *B, int *infer_blas
 			a->seg_channels[s] = 32 << s;
 		a->classes = 40;
 		*B = 8;
-		/* 2 threads x 4 images of 120 x 160 measured 1.4x slower than one
-		 * 2-thread GEMM a layer; likely each thread's im2col columns (22 MB
-		 * an image for a 32-channel layer) crowding the shared L3 */
+		/* 2 threads x 4 images of 120 x 160 measured slower than one
+		 * 2-thread GEMM a layer (median of 5 interleaved rounds 1.2x,
+		 * the rounds disagreeing); likely each thread's im2col columns
+		 * (22 MB an image for a 32-channel layer) crowding the shared L3 */
 		*infer_blas = 1;
 	} else {
 		return -1;
