@@ -238,8 +238,8 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "flops") == 0) {
 		struct net_arch fa;
 		struct net fn;
-		int fb;
-		if (arch_of(argv[2], &fa, &fb) != 0 || net_init(&fn, &fa) != 0) {
+		int fb, fi;
+		if (arch_of(argv[2], &fa, &fb, &fi) != 0 || net_init(&fn, &fa) != 0) {
 			fprintf(stderr, "bench_cnn: unknown model %s\n", argv[2]);
 			return 2;
 		}
