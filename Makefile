@@ -117,7 +117,9 @@ deps:
 unit: $(TEST_BIN)
 	@MKE_BUILD=$(O) sh tests/run.sh unit
 
-check: all $(TEST_BIN)
+# the benchmark programs are built (not run) too, so a change that breaks
+# them fails the tests rather than the next `make bench`
+check: all $(TEST_BIN) $(BENCH_BIN) $(MPI_BENCH_BIN)
 	@MKE_BUILD=$(O) MKE_BINDIR=$(BIN) sh tests/run.sh all
 
 bench: all $(BENCH_BIN) $(MPI_BENCH_BIN)
