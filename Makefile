@@ -99,7 +99,7 @@ $(BIN)/mke-worker: $(WORKER_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(WORKER_OBJ) $(LIB) $(MPI_LIBS) $(LDLIBS)
 
-$(O)/tests/%: tests/unit/%.c $(LIB) tests/unit/test.h
+$(O)/tests/%: tests/unit/%.c $(LIB) tests/unit/test.h tests/unit/archs.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS)
 

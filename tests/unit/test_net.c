@@ -21,6 +21,7 @@
 #include "nn.h"
 #include "rng.h"
 #include "fixture.h"
+#include "archs.h"
 #include "test.h"
 #include "util.h"
 
@@ -62,14 +63,7 @@ static struct net_arch arch_conv3(void)
 
 static struct net_arch arch_late(void)
 {
-	struct net_arch a = { .task = NET_CLASSIFY, .ninputs = 2, .classes = 4, .head_hidden = 7,
-			      .bn_micro = 64 };
-	a.in[0] = (struct net_input){ 1, 1, 8, 8 };
-	a.in[1] = (struct net_input){ 2, 3, 6, 6 };
-	a.branch[0] = (struct net_branch){ .type = NET_RESNET, .nstage = 2, .channels = { 4, 6 },
-					   .blocks = 2 };
-	a.branch[1] = (struct net_branch){ .type = NET_VIDEO, .nstage = 2, .channels = { 4, 5 } };
-	return a;
+	return arch_late_micro(64);
 }
 
 static struct net_arch arch_seg2(void)

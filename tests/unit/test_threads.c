@@ -18,6 +18,7 @@
 #include "net.h"
 #include "par.h"
 #include "rng.h"
+#include "archs.h"
 #include "test.h"
 #include "util.h"
 
@@ -48,14 +49,7 @@ static struct net_arch arch_conv3(int ninputs)
 
 static struct net_arch arch_late(void)
 {
-	struct net_arch a = { .task = NET_CLASSIFY, .ninputs = 2, .classes = 4, .head_hidden = 7,
-			      .bn_micro = 8 };
-	a.in[0] = (struct net_input){ 1, 1, 8, 8 };
-	a.in[1] = (struct net_input){ 2, 3, 6, 6 };
-	a.branch[0] = (struct net_branch){ .type = NET_RESNET, .nstage = 2, .channels = { 4, 6 },
-					   .blocks = 2 };
-	a.branch[1] = (struct net_branch){ .type = NET_VIDEO, .nstage = 2, .channels = { 4, 5 } };
-	return a;
+	return arch_late_micro(8);
 }
 
 static struct net_arch arch_seg(void)
