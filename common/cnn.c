@@ -569,10 +569,9 @@ static void pool2x2_row(float *restrict orow, int *restrict arow, const float *r
 static void bn_train_forward(float *out, float *pool_out, int *argmax, float *save_mean,
 			     float *save_rstd, const float *inp, const float *gamma,
 			     const float *beta, int B, int C, int H, int W, int micro, float eps,
-			     double *batch_sum, int relu)
+			     double *batch_sum, int relu, float *rows)
 {
 	int HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
-	float *rows = pool_out ? xmalloc(2 * (size_t)W * sizeof(float)) : NULL;
 	if (micro <= 0 || micro > B)
 		micro = B;
 	if (batch_sum)
@@ -600,7 +599,6 @@ static void bn_train_forward(float *out, float *pool_out, int *argmax, float *sa
 			}
 		}
 	}
-	free(rows);
 }
 
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
@@ -609,16 +607,17 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
 {
 	// inp, out are (B,C,HW); gamma, beta (C); save_mean, save_rstd (ngroups,C)
 	bn_train_forward(out, NULL, NULL, save_mean, save_rstd, inp, gamma, beta, B, C, 1, HW,
-			 micro, eps, batch_sum, relu);
+			 micro, eps, batch_sum, relu, NULL);
 }
 
 void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
 			    const float *inp, const float *gamma, const float *beta, int B, int C,
-			    int H, int W, int micro, float eps, double *batch_sum)
+			    int H, int W, int micro, float eps, double *batch_sum, float *scratch)
 {
-	// inp is (B,C,H,W); pool_out, argmax (B,C,H/2,W/2); save_mean, save_rstd (ngroups,C)
+	// inp is (B,C,H,W); pool_out, argmax (B,C,H/2,W/2); save_mean, save_rstd (ngroups,C);
+	// scratch (2W)
 	bn_train_forward(NULL, pool_out, argmax, save_mean, save_rstd, inp, gamma, beta, B, C, H,
-			 W, micro, eps, batch_sum, 1);
+			 W, micro, eps, batch_sum, 1, scratch);
 }
 
 void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
@@ -712,10 +711,9 @@ static void bn_train_backward(float *dinp, float *dgamma, float *dbeta, const fl
 			      const float *relu_out, const float *dpool, const int *argmax,
 			      const float *pool_out, const float *inp, const float *save_mean,
 			      const float *save_rstd, const float *gamma, int B, int C, int H, int W,
-			      int micro, int set)
+			      int micro, int set, float *g)
 {
 	int HW = H * W, OHW = (H / 2) * (W / 2);
-	float *g = dpool ? xmalloc((size_t)HW * sizeof(float)) : NULL;
 	if (micro <= 0 || micro > B)
 		micro = B;
 	for (int gi = 0, b0 = 0; b0 < B; gi++, b0 += micro) {
@@ -754,7 +752,6 @@ static void bn_train_backward(float *dinp, float *dgamma, float *dbeta, const fl
 			}
 		}
 	}
-	free(g);
 }
 
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
@@ -764,17 +761,17 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 {
 	// dout, inp, dinp are (B,C,HW); save_mean, save_rstd (ngroups,C)
 	bn_train_backward(dinp, dgamma, dbeta, dout, relu_out, NULL, NULL, NULL, inp, save_mean,
-			  save_rstd, gamma, B, C, 1, HW, micro, set);
+			  save_rstd, gamma, B, C, 1, HW, micro, set, NULL);
 }
 
 void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
 			     const int *argmax, const float *pool_out, const float *inp,
 			     const float *save_mean, const float *save_rstd, const float *gamma,
-			     int B, int C, int H, int W, int micro, int set)
+			     int B, int C, int H, int W, int micro, int set, float *scratch)
 {
-	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2)
+	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2); scratch (H*W)
 	bn_train_backward(dinp, dgamma, dbeta, NULL, NULL, dpool, argmax, pool_out, inp, save_mean,
-			  save_rstd, gamma, B, C, H, W, micro, set);
+			  save_rstd, gamma, B, C, H, W, micro, set, scratch);
 }
 
 /* ---- pooling, resizing, joining ---------------------------------------- */

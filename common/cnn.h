@@ -91,10 +91,10 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
  * as maxpool2d_forward gives them on batchnorm_forward's output, bit for
  * bit, computed two rows at a time; the batch norm's own output is not
  * written (batchnorm_pool_backward does not need it). Statistics and
- * batch_sum as batchnorm_forward. */
+ * batch_sum as batchnorm_forward. scratch: 2*W floats (H*W serve both). */
 void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
 			    const float *inp, const float *gamma, const float *beta, int B, int C,
-			    int H, int W, int micro, float eps, double *batch_sum);
+			    int H, int W, int micro, float eps, double *batch_sum, float *scratch);
 /* Evaluation: normalise with running_mean/running_var (relu as above). */
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,
@@ -122,11 +122,11 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
  * same result as maxpool2d_backward into a zeroed buffer then
  * batchnorm_backward with relu_out, bit for bit, without that buffer.
  * dinp (may be NULL) is SET when set != 0, else added to; dgamma, dbeta
- * accumulate. */
+ * accumulate. scratch: H*W floats (one plane's gated gradient). */
 void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
 			     const int *argmax, const float *pool_out, const float *inp,
 			     const float *save_mean, const float *save_rstd, const float *gamma,
-			     int B, int C, int H, int W, int micro, int set);
+			     int B, int C, int H, int W, int micro, int set, float *scratch);
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
 

@@ -1137,6 +1137,10 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 				L->save_mean = carve_floats(base, &off, (size_t)groups * L->C);
 				L->save_rstd = carve_floats(base, &off, (size_t)groups * L->C);
 			}
+			/* with its pool: a plane of the gated gradient (conv's scratch
+			 * is free while a BN runs) */
+			if (L->pool >= 0 && (size_t)L->H * L->W > scratch)
+				scratch = (size_t)L->H * L->W;
 			break;
 		case OP_MAXPOOL:
 			/* kept for backward in training; one shared buffer in evaluation */
@@ -1254,7 +1258,7 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 			const struct layer *M = &P->l[L->pool];
 			batchnorm_pool_forward(P->t[M->out].x, M->argmax, L->save_mean, L->save_rstd,
 					       in, w, b, nb, L->C, L->H, L->W, a->bn_micro * L->nimg,
-					       a->bn_eps, P->bsum + L->bsum);
+					       a->bn_eps, P->bsum + L->bsum, P->scratch);
 		} else if (ctx) {
 			batchnorm_forward(out, L->save_mean, L->save_rstd, in, w, b, nb, L->C,
 					  L->H * L->W, a->bn_micro * L->nimg, a->bn_eps,
@@ -1450,7 +1454,8 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 			const struct layer *M = &P->l[L->pool];
 			batchnorm_pool_backward(din, dw, db, P->t[M->out].g, M->argmax,
 						P->t[M->out].x, ti->x, L->save_mean, L->save_rstd, w,
-						nb, L->C, L->H, L->W, a->bn_micro * L->nimg, L->set);
+						nb, L->C, L->H, L->W, a->bn_micro * L->nimg, L->set,
+						P->scratch);
 		} else {
 			batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w,
 					   nb, L->C, L->H * L->W, a->bn_micro * L->nimg,

@@ -429,7 +429,8 @@ static void test_batchnorm_pool(void)
 		/* the forward in one: the same pool output, argmax and statistics */
 		float *po2 = xmalloc(np * sizeof(float));
 		int *am2 = xmalloc(np * sizeof(int));
-		batchnorm_pool_forward(po2, am2, mean2, rstd2, x, g, b, B, C, H, W, M, 1e-5f, bs2);
+		float *scr = xmalloc((size_t)HW * sizeof(float));
+		batchnorm_pool_forward(po2, am2, mean2, rstd2, x, g, b, B, C, H, W, M, 1e-5f, bs2, scr);
 		CHECK(memcmp(po, po2, np * sizeof(float)) == 0);
 		CHECK(memcmp(am, am2, np * sizeof(int)) == 0);
 		CHECK(memcmp(mean, mean2, sizeof(mean)) == 0 && memcmp(rstd, rstd2, sizeof(rstd)) == 0);
@@ -445,25 +446,28 @@ static void test_batchnorm_pool(void)
 		batchnorm_backward(dx1, dg1, db1, dy, x, mean, rstd, g, B, C, HW, M, y, 0);
 		for (size_t i = 0; i < n; i++)
 			dx2[i] = NAN; /* set must write every position */
-		batchnorm_pool_backward(dx2, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1);
+		batchnorm_pool_backward(dx2, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1,
+					scr);
 		CHECK(memcmp(dx1, dx2, n * sizeof(float)) == 0);
 		CHECK(memcmp(dg1, dg2, sizeof(dg1)) == 0 && memcmp(db1, db2, sizeof(db1)) == 0);
 		/* added: onto a buffer that already holds a gradient */
 		memcpy(dx3, base, n * sizeof(float));
 		memcpy(dx4, base, n * sizeof(float));
 		batchnorm_backward(dx3, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, y, 0);
-		batchnorm_pool_backward(dx4, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 0);
+		batchnorm_pool_backward(dx4, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 0,
+					scr);
 		CHECK(memcmp(dx3, dx4, n * sizeof(float)) == 0);
 		/* no input gradient: parameters only */
 		float dg4[3] = { 0 }, db4[3] = { 0 };
-		batchnorm_pool_backward(NULL, dg4, db4, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1);
+		batchnorm_pool_backward(NULL, dg4, db4, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1,
+					scr);
 		CHECK(memcmp(dg1, dg4, sizeof(dg1)) == 0 && memcmp(db1, db4, sizeof(db1)) == 0);
 		int nz = 0;
 		for (size_t i = 0; i < n; i++)
 			nz += dx1[i] != 0.0f;
 		CHECK(nz > 0);
 		free(x), free(g), free(b), free(dp), free(y), free(po), free(am), free(dy);
-		free(dx1), free(dx2), free(base), free(dx3), free(dx4);
+		free(dx1), free(dx2), free(base), free(dx3), free(dx4), free(scr);
 	}
 }
 
