@@ -706,7 +706,8 @@ static void bn_dx(float *restrict dx, const float *restrict x, const float *rest
 }
 
 /* The training backward over (H,W) planes, from dout (gated by relu_out
- * when given) or, with dpool, from a 2x2 pool's gradient (pool_plane) */
+ * when given) or, with dpool, from a 2x2 pool's gradient (pool_plane; a
+ * micro-batch's planes built once into g, for the sums and for dx) */
 static void bn_train_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			      const float *relu_out, const float *dpool, const int *argmax,
 			      const float *pool_out, const float *inp, const float *save_mean,
@@ -725,8 +726,10 @@ static void bn_train_backward(float *dinp, float *dgamma, float *dbeta, const fl
 			for (int b = b0; b < b1; b++) {
 				size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
 				if (dpool) {
-					pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
-					bn_sums_dy(g, inp + o, HW, mean, &sdy, &sdyx);
+					/* the group's planes, kept for the dx pass */
+					float *gb = g + (size_t)(b - b0) * HW;
+					pool_plane(gb, dpool + op, argmax + op, pool_out + op, HW, OHW);
+					bn_sums_dy(gb, inp + o, HW, mean, &sdy, &sdyx);
 				} else if (relu_out) {
 					bn_sums_dy_relu(dout + o, relu_out + o, inp + o, HW, mean, &sdy,
 							&sdyx);
@@ -741,10 +744,10 @@ static void bn_train_backward(float *dinp, float *dgamma, float *dbeta, const fl
 				continue;
 			float k = gamma[c] * rstd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
 			for (int b = b0; b < b1; b++) {
-				size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
+				size_t o = ((size_t)b * C + c) * HW;
 				if (dpool) {
-					pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
-					bn_dx(dinp + o, inp + o, g, NULL, HW, mean, rstd, k, mdy, mdyx, set);
+					bn_dx(dinp + o, inp + o, g + (size_t)(b - b0) * HW, NULL, HW, mean,
+					      rstd, k, mdy, mdyx, set);
 				} else {
 					bn_dx(dinp + o, inp + o, dout + o, relu_out ? relu_out + o : NULL, HW,
 					      mean, rstd, k, mdy, mdyx, set);
@@ -769,7 +772,8 @@ void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const flo
 			     const float *save_mean, const float *save_rstd, const float *gamma,
 			     int B, int C, int H, int W, int micro, int set, float *scratch)
 {
-	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2); scratch (H*W)
+	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2); scratch
+	// (min(micro,B)*H*W)
 	bn_train_backward(dinp, dgamma, dbeta, NULL, NULL, dpool, argmax, pool_out, inp, save_mean,
 			  save_rstd, gamma, B, C, H, W, micro, set, scratch);
 }

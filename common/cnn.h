@@ -122,7 +122,8 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
  * same result as maxpool2d_backward into a zeroed buffer then
  * batchnorm_backward with relu_out, bit for bit, without that buffer.
  * dinp (may be NULL) is SET when set != 0, else added to; dgamma, dbeta
- * accumulate. scratch: H*W floats (one plane's gated gradient). */
+ * accumulate. scratch: min(micro, B)*H*W floats (a micro-batch's gated
+ * gradient planes). */
 void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
 			     const int *argmax, const float *pool_out, const float *inp,
 			     const float *save_mean, const float *save_rstd, const float *gamma,

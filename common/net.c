@@ -1137,10 +1137,14 @@ static size_t net_layout(struct net *n, float *base, int B, int flags)
 				L->save_mean = carve_floats(base, &off, (size_t)groups * L->C);
 				L->save_rstd = carve_floats(base, &off, (size_t)groups * L->C);
 			}
-			/* with its pool: a plane of the gated gradient (conv's scratch
-			 * is free while a BN runs) */
-			if (L->pool >= 0 && (size_t)L->H * L->W > scratch)
-				scratch = (size_t)L->H * L->W;
+			/* with its pool: a micro-batch of gated gradient planes
+			 * (the convolutions' scratch is free while a BN runs) */
+			if (L->pool >= 0) {
+				int nb = B * L->nimg, mb = a->bn_micro * L->nimg;
+				size_t need = (size_t)(mb < nb ? mb : nb) * L->H * L->W;
+				if (need > scratch)
+					scratch = need;
+			}
 			break;
 		case OP_MAXPOOL:
 			/* kept for backward in training; one shared buffer in evaluation */

@@ -192,7 +192,7 @@ static int bench_layers(const struct net *n, int B, int iters, int repeats)
 /* the convolutions' FLOPs per sample (2*M*N*K per GEMM): a forward, and a
  * training step (forward, weight gradient, and the input gradient of every
  * layer that does not read a model input) */
-static void print_flops(const struct net *n, int B)
+static void print_flops(const struct net *n)
 {
 	double inf = 0.0, train = 0.0;
 	for (int i = 0; i < net_nconv(n); i++) {
@@ -203,7 +203,6 @@ static void print_flops(const struct net *n, int B)
 		inf += f;
 		train += f * (dinp ? 3 : 2);
 	}
-	(void)B;
 	printf("infer_gflop %.4f\ntrain_gflop %.4f\n", inf * 1e-9, train * 1e-9);
 }
 
@@ -243,7 +242,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_cnn: unknown model %s\n", argv[2]);
 			return 2;
 		}
-		print_flops(&fn, fb);
+		print_flops(&fn);
 		net_release(&fn);
 		return 0;
 	}

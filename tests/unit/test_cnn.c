@@ -429,7 +429,7 @@ static void test_batchnorm_pool(void)
 		/* the forward in one: the same pool output, argmax and statistics */
 		float *po2 = xmalloc(np * sizeof(float));
 		int *am2 = xmalloc(np * sizeof(int));
-		float *scr = xmalloc((size_t)HW * sizeof(float));
+		float *scr = xmalloc((size_t)M * HW * sizeof(float));
 		batchnorm_pool_forward(po2, am2, mean2, rstd2, x, g, b, B, C, H, W, M, 1e-5f, bs2, scr);
 		CHECK(memcmp(po, po2, np * sizeof(float)) == 0);
 		CHECK(memcmp(am, am2, np * sizeof(int)) == 0);
