@@ -23,6 +23,7 @@
 
 #include "rng.h"
 #include "util.h"
+#include "winograd.h"
 
 /* ---- sums ------------------------------------------------------------- */
 
@@ -210,6 +211,8 @@ static void conv_plan(struct conv_plan *p, const struct conv2d_shape *s, int B)
 size_t conv2d_scratch(const struct conv2d_shape *s, int B)
 {
 	struct conv_plan p;
+	if (wino_applies(s))
+		return wino_scratch(s);
 	conv_plan(&p, s, B);
 	if (p.direct)
 		return 0;
@@ -361,6 +364,10 @@ void conv2d_forward_ep(float *out, const float *inp, const float *weight, const 
 		       const struct conv_epilogue *ep)
 {
 	// inp is (B,C,H,W), weight is (OC,C,KH,KW), bias is (OC); out is (B,OC,OH,OW)
+	if (wino_applies(s)) {
+		wino_forward(out, inp, weight, bias, s, B, scratch, ep);
+		return;
+	}
 	struct conv_plan p;
 	conv_plan(&p, s, B);
 	int OC = s->OC, CK = (int)p.CK;
@@ -463,6 +470,10 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 			for (int oc = 0; oc < OC; oc++) {
 				dbias[oc] += (float)bn_sum(dout + (size_t)b * out_sz + oc * OHW, (int)OHW);
 			}
+	if (wino_applies(s)) {
+		wino_backward(dinp, dweight, dout, inp, weight, s, B, scratch);
+		return;
+	}
 	if (p.group > 1) {
 		float *col = scratch, *g = scratch + p.CK * p.ncol;
 		for (int b0 = 0; b0 < B; b0 += p.group) {

@@ -26,6 +26,8 @@
  *         im2col convolution can reach.
  *
  * MKE_BENCH_ONLY=train (or infer) times only that half, for a profiler.
+ * MKE_BENCH_WINOGRAD=0 turns the Winograd convolutions off (cnn.h), so
+ * the im2col path can be timed beside them.
  * One warm-up step, then REPEATS timings of ITERS steps each; the median.
  * Wall time, or CPU time with MKE_BENCH_CLOCK=cpu (bench_time.h). THREADS
  * threads: a training pass that splits into whole batch-norm micro-batches
@@ -229,6 +231,9 @@ static void bench_sgemm(void)
 
 int main(int argc, char **argv)
 {
+	const char *wino = getenv("MKE_BENCH_WINOGRAD");
+	if (wino && strcmp(wino, "0") == 0)
+		conv2d_winograd_enable(0);
 	if (argc >= 3 && strcmp(argv[1], "sgemm") == 0) {
 		openblas_set_num_threads(atoi(argv[2]));
 		bench_sgemm();

@@ -169,6 +169,14 @@ static void test_conv_fast_vs_naive(void)
 		{ 2, 4, 6, 12, 5, 3, 3, 1, 1, 1, 1 },     /* 36 taps */
 		{ 2, 6, 9, 8, 3, 3, 3, 1, 0, 1, 1 },      /* OC < C, no padding */
 		{ 3, 7, 9, 10, 4, 5, 5, 1, 1, 1, 0 },     /* 5x5 */
+		/* Winograd F(2x2,3x3): 3x3 stride 1 pad 1, >= 16 channels each side;
+		 * odd and even sides, a 1x1 image, tiles in two chunks mid-image */
+		{ 2, 16, 9, 7, 16, 3, 3, 1, 1, 1, 1 },
+		{ 3, 32, 8, 10, 24, 3, 3, 1, 1, 1, 0 },
+		{ 1, 24, 15, 20, 40, 3, 3, 1, 1, 1, 1 },
+		{ 2, 16, 1, 1, 16, 3, 3, 1, 1, 1, 1 },
+		{ 4, 20, 5, 3, 17, 3, 3, 1, 1, 1, 0 },
+		{ 3, 16, 120, 50, 16, 3, 3, 1, 1, 1, 1 },
 	};
 	for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
 		const int *v = shapes[t];
@@ -256,6 +264,7 @@ static void test_conv_grad_fd(void)
 		{ 2, 2, 6, 5, 3, 3, 3, 2, 1, 1 },
 		{ 2, 2, 7, 7, 2, 3, 3, 1, 2, 2 },
 		{ 3, 3, 4, 3, 2, 1, 1, 1, 0, 1 },
+		{ 2, 16, 5, 6, 16, 3, 3, 1, 1, 1 }, /* Winograd */
 	};
 	for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
 		const int *v = shapes[t];
@@ -268,6 +277,10 @@ static void test_conv_grad_fd(void)
 		size_t nout = (size_t)a.B * a.s.OC * a.s.OH * a.s.OW, ns = conv2d_scratch(&a.s, a.B);
 		a.x = randn(nin, 10 + t), a.w = randn(nw, 20 + t), a.b = randn(a.s.OC, 30 + t);
 		a.wt = randn(nout, 40 + t), a.out = xmalloc(nout * sizeof(float));
+		/* outputs of order 1 however many taps, or the float rounding of the
+		 * objective swamps its central differences */
+		for (size_t i = 0; i < nw; i++)
+			a.w[i] /= sqrtf((float)(a.s.C * a.s.KH * a.s.KW));
 		a.scratch = xmalloc((ns ? ns : 1) * sizeof(float));
 		float *dx = randn(nin, 50), *dw = randn(nw, 51), *db = randn(a.s.OC, 52);
 		float *dx0 = dup_floats(dx, nin), *dw0 = dup_floats(dw, nw), *db0 = dup_floats(db, a.s.OC);
