@@ -58,7 +58,8 @@ void conv2d_forward_ep(float *out, const float *inp, const float *weight, const 
 /* A 3x3, stride-1, pad-1 convolution of 16 or more channels in and out
  * takes Winograd's F(2x2, 3x3) (winograd.h) in conv2d_forward(_ep) and
  * conv2d_backward: 2.25x fewer multiplications, results equal to the
- * im2col path's up to float rounding. 0 turns it off (tests, benches). */
+ * im2col path's up to float rounding. 0 turns it off (tests, benches); so
+ * does MKE_WINOGRAD=0 in the environment, read at the first convolution. */
 void conv2d_winograd_enable(int on);
 /* Plain loops; the reference conv2d_forward is tested against. */
 void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,

@@ -35,6 +35,7 @@
 #include "winograd.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -50,7 +51,8 @@
 #define WINO_MINT 64
 #endif
 
-static int wino_on = 1;
+/* -1: not yet read from the environment (MKE_WINOGRAD=0 turns it off) */
+static int wino_on = -1;
 
 /* 1 when the transforms may take their AVX2 loops */
 static int wino_avx2(void)
@@ -72,8 +74,13 @@ void conv2d_winograd_enable(int on)
 
 int wino_applies(const struct conv2d_shape *s)
 {
+	if (wino_on < 0) {
+		const char *e = getenv("MKE_WINOGRAD");
+		wino_on = !(e && strcmp(e, "0") == 0);
+	}
 	return wino_on && s->KH == 3 && s->KW == 3 && s->stride == 1 && s->dil == 1 &&
-	       s->pad == 1 && s->C >= WINO_MIN_C && s->OC >= WINO_MIN_C;
+	       s->pad == 1 && s->C >= WINO_MIN_C && s->OC >= WINO_MIN_C &&
+	       s->OH >= WINO_MIN_SIDE && s->OW >= WINO_MIN_SIDE;
 }
 
 /* Tile rows per chunk: about 2M floats of transformed input and output */

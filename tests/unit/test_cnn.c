@@ -21,6 +21,7 @@
 #include "fixture.h"
 #include "test.h"
 #include "util.h"
+#include "winograd.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -169,13 +170,12 @@ static void test_conv_fast_vs_naive(void)
 		{ 2, 4, 6, 12, 5, 3, 3, 1, 1, 1, 1 },     /* 36 taps */
 		{ 2, 6, 9, 8, 3, 3, 3, 1, 0, 1, 1 },      /* OC < C, no padding */
 		{ 3, 7, 9, 10, 4, 5, 5, 1, 1, 1, 0 },     /* 5x5 */
-		/* Winograd F(2x2,3x3): 3x3 stride 1 pad 1, >= 16 channels each side;
-		 * odd and even sides, a 1x1 image, tiles in two chunks mid-image */
-		{ 2, 16, 9, 7, 16, 3, 3, 1, 1, 1, 1 },
+		/* Winograd F(2x2,3x3): 3x3 stride 1 pad 1, >= 16 channels each side,
+		 * sides >= 8; odd and even sides, tiles in two chunks mid-image
+		 * (test_winograd_small takes the sides below 8) */
+		{ 2, 16, 9, 11, 16, 3, 3, 1, 1, 1, 1 },
 		{ 3, 32, 8, 10, 24, 3, 3, 1, 1, 1, 0 },
 		{ 1, 24, 15, 20, 40, 3, 3, 1, 1, 1, 1 },
-		{ 2, 16, 1, 1, 16, 3, 3, 1, 1, 1, 1 },
-		{ 4, 20, 5, 3, 17, 3, 3, 1, 1, 1, 0 },
 		{ 3, 16, 120, 50, 16, 3, 3, 1, 1, 1, 1 },
 	};
 	for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
@@ -245,6 +245,49 @@ static void test_conv_fast_vs_naive(void)
 	}
 }
 
+/* wino_forward / wino_backward called directly on the sides conv2d leaves
+ * to im2col (a 1x1 image, 5x3, 7x2): the same results as the naive loops */
+static void test_winograd_small(void)
+{
+	static const int shapes[][5] = {
+		/* B  C  H  W  OC */
+		{ 2, 16, 1, 1, 16 },
+		{ 4, 20, 5, 3, 17 },
+		{ 3, 5, 7, 2, 3 },
+		{ 1, 16, 6, 6, 32 },
+	};
+	for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
+		const int *v = shapes[t];
+		struct conv2d_shape s;
+		int B = v[0];
+		CHECK(conv2d_shape_init(&s, v[1], v[2], v[3], v[4], 3, 3, 1, 1, 1) == 0);
+		size_t nin = (size_t)B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * 9;
+		size_t nout = (size_t)B * s.OC * s.OH * s.OW;
+		float *x = randn(nin, 1100 + t), *w = randn(nw, 1200 + t), *bias = randn(s.OC, 1300 + t);
+		float *dout = randn(nout, 1400 + t), *o1 = randn(nout, 3), *o2 = randn(nout, 4);
+		float *scratch = xmalloc(wino_scratch(&s) * sizeof(float));
+		wino_forward(o1, x, w, bias, &s, B, scratch, NULL);
+		conv2d_forward_naive(o2, x, w, bias, &s, B);
+		double tol = 1e-5 * sqrt((double)s.C * 9);
+		for (size_t i = 0; i < nout; i++)
+			CHECK_MSG(fabs(o1[i] - o2[i]) <= tol * (1 + fabs(o2[i])),
+				  "shape %zu out[%zu]: %.9g vs naive %.9g", t, i, o1[i], o2[i]);
+		float *di1 = randn(nin, 1500 + t), *dw1 = randn(nw, 1600 + t);
+		float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
+		wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
+		conv2d_backward_naive(di2, dw2, NULL, dout, x, w, &s, B);
+		double tolw = 1e-5 * sqrt((double)B * s.OH * s.OW);
+		for (size_t i = 0; i < nin; i++)
+			CHECK_MSG(fabs(di1[i] - di2[i]) <= tol * (1 + fabs(di2[i])),
+				  "shape %zu dinp[%zu]: %.9g vs naive %.9g", t, i, di1[i], di2[i]);
+		for (size_t i = 0; i < nw; i++)
+			CHECK_MSG(fabs(dw1[i] - dw2[i]) <= tolw * (1 + fabs(dw2[i])),
+				  "shape %zu dweight[%zu]: %.9g vs naive %.9g", t, i, dw1[i], dw2[i]);
+		free(x), free(w), free(bias), free(dout), free(o1), free(o2), free(scratch);
+		free(di1), free(dw1), free(di2), free(dw2);
+	}
+}
+
 struct conv_arg {
 	struct conv2d_shape s;
 	int B;
@@ -264,7 +307,7 @@ static void test_conv_grad_fd(void)
 		{ 2, 2, 6, 5, 3, 3, 3, 2, 1, 1 },
 		{ 2, 2, 7, 7, 2, 3, 3, 1, 2, 2 },
 		{ 3, 3, 4, 3, 2, 1, 1, 1, 0, 1 },
-		{ 2, 16, 5, 6, 16, 3, 3, 1, 1, 1 }, /* Winograd */
+		{ 2, 16, 8, 9, 16, 3, 3, 1, 1, 1 }, /* Winograd */
 	};
 	for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
 		const int *v = shapes[t];
@@ -1216,6 +1259,7 @@ int main(void)
 {
 	RUN(test_conv_shape);
 	RUN(test_conv_fast_vs_naive);
+	RUN(test_winograd_small);
 	RUN(test_conv_grad_fd);
 	RUN(test_batchnorm_grad_fd);
 	RUN(test_batchnorm_micro);
