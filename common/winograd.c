@@ -35,6 +35,7 @@
 #include "winograd.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,7 +104,9 @@ struct wino_buf {
 	float *U, *dU, *V, *M, *strip, *row;
 };
 
-static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, float *base)
+/* The buffers of thread t (U is shared; dU, V, M, strip and row are each
+ * thread's); returns the floats WINO_THREADS threads need in all */
+static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, float *base, int t)
 {
 	w->TH = (s->OH + 1) / 2, w->TW = (s->OW + 1) / 2;
 	/* 2TW+2 columns, rounded up to whole vectors, and 16 more that the
@@ -112,20 +115,22 @@ static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, floa
 	w->rows = wino_rows(s);
 	w->T = (size_t)w->rows * w->TW;
 	size_t uc = (size_t)16 * s->OC * s->C;
-	size_t off = 0;
-	w->U = base ? base + off : NULL, off += uc;
+	size_t per = uc + (size_t)16 * (s->C + s->OC) * w->T + (size_t)4 * w->SW +
+		     (size_t)16 * (w->TW + 16);
+	w->U = base ? base : NULL;
+	size_t off = uc + (size_t)t * per;
 	w->dU = base ? base + off : NULL, off += uc;
 	w->V = base ? base + off : NULL, off += (size_t)16 * s->C * w->T;
 	w->M = base ? base + off : NULL, off += (size_t)16 * s->OC * w->T;
 	w->strip = base ? base + off : NULL, off += (size_t)4 * w->SW;
-	w->row = base ? base + off : NULL, off += (size_t)16 * (w->TW + 16);
-	return off;
+	w->row = base ? base + off : NULL;
+	return uc + (size_t)WINO_THREADS * per;
 }
 
 size_t wino_scratch(const struct conv2d_shape *s)
 {
 	struct wino_buf w;
-	return wino_layout(&w, s, NULL);
+	return wino_layout(&w, s, NULL, 0);
 }
 
 /* U[xi][oc][c] = (G g G^T)[xi] for every kernel g = weight[oc][c] */
@@ -618,52 +623,147 @@ static void input_grad_transform(float *dinp, const float *dV, size_t ld, float 
 	}
 }
 
+/* One thread's share: the tile rows of images [b0, b1) */
+struct wino_job {
+	const struct conv2d_shape *s;
+	struct wino_buf w;
+	int b0, b1;
+	float *out, *dinp;
+	const float *inp, *bias, *dout;
+	const struct conv_epilogue *ep;
+	pthread_t tid;
+};
+
+static void forward_rows(struct wino_job *j)
+{
+	const struct conv2d_shape *s = j->s;
+	const struct wino_buf *w = &j->w;
+	int OC = s->OC, C = s->C, R = j->b1 * w->TH;
+	for (int r0 = j->b0 * w->TH; r0 < R; r0 += w->rows) {
+		int nr = R - r0 < w->rows ? R - r0 : w->rows;
+		int n = nr * w->TW;
+		input_transform(w->V, w->T, w->strip, j->inp, s, w, r0, nr);
+		for (int xi = 0; xi < 16; xi++)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, n, C, 1.0f,
+				    w->U + (size_t)xi * OC * C, C, w->V + (size_t)xi * C * w->T,
+				    (int)w->T, 0.0f, w->M + (size_t)xi * OC * w->T, (int)w->T);
+		output_transform(j->out, w->M, w->T, w->row, j->bias, j->ep, s, w, r0, nr);
+	}
+}
+
+/* dU (this thread's, zeroed first) and dinp for the job's tile rows */
+static void backward_rows(struct wino_job *j)
+{
+	const struct conv2d_shape *s = j->s;
+	const struct wino_buf *w = &j->w;
+	int OC = s->OC, C = s->C, R = j->b1 * w->TH;
+	memset(w->dU, 0, (size_t)16 * OC * C * sizeof(float));
+	for (int r0 = j->b0 * w->TH; r0 < R; r0 += w->rows) {
+		int nr = R - r0 < w->rows ? R - r0 : w->rows;
+		int n = nr * w->TW;
+		input_transform(w->V, w->T, w->strip, j->inp, s, w, r0, nr);
+		grad_transform(w->M, w->T, w->row, j->dout, s, w, r0, nr);
+		for (int xi = 0; xi < 16; xi++) {
+			const float *yh = w->M + (size_t)xi * OC * w->T;
+			float *v = w->V + (size_t)xi * C * w->T;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, n, 1.0f, yh,
+				    (int)w->T, v, (int)w->T, 1.0f, w->dU + (size_t)xi * OC * C, C);
+			if (j->dinp) /* V is spent: dV takes its place */
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, n, OC, 1.0f,
+					    w->U + (size_t)xi * OC * C, C, yh, (int)w->T, 0.0f, v,
+					    (int)w->T);
+		}
+		if (j->dinp)
+			input_grad_transform(j->dinp, w->V, w->T, w->strip, w->row, s, w, r0, nr);
+	}
+}
+
+static void *forward_thread(void *arg)
+{
+	forward_rows(arg);
+	return NULL;
+}
+
+static void *backward_thread(void *arg)
+{
+	backward_rows(arg);
+	return NULL;
+}
+
+/*
+ * Threads for one call: a caller that gave OpenBLAS several threads (a
+ * 2-thread BLAS pass) gets the batch cut into whole images over as many
+ * threads, each with single-threaded sgemm, since the transforms would
+ * otherwise run on one core between the threaded products. Images, not
+ * tile rows, so no two threads add into the same row of dinp. A caller on
+ * one BLAS thread (the batch threads of model_set_threads) gets one.
+ */
+static int wino_nthreads(int B)
+{
+	int T = openblas_get_num_threads();
+	if (T > WINO_THREADS)
+		T = WINO_THREADS;
+	if (T > B)
+		T = B;
+	return T < 1 ? 1 : T;
+}
+
+/* Run fn over T jobs (images cut evenly), the BLAS on one thread meanwhile */
+static void run_jobs(struct wino_job *jobs, int T, int B, void *(*fn)(void *))
+{
+	for (int t = 0; t < T; t++) {
+		jobs[t].b0 = B * t / T;
+		jobs[t].b1 = B * (t + 1) / T;
+	}
+	if (T == 1) {
+		fn(&jobs[0]);
+		return;
+	}
+	int blas = openblas_get_num_threads();
+	openblas_set_num_threads(1);
+	int started = 1;
+	for (int t = 1; t < T; t++, started++)
+		if (pthread_create(&jobs[t].tid, NULL, fn, &jobs[t]) != 0)
+			break;
+	fn(&jobs[0]);
+	/* a thread that could not start: its images on this one */
+	for (int t = started; t < T; t++)
+		fn(&jobs[t]);
+	for (int t = 1; t < started; t++)
+		pthread_join(jobs[t].tid, NULL);
+	openblas_set_num_threads(blas);
+}
+
 void wino_forward(float *out, const float *inp, const float *weight, const float *bias,
 		  const struct conv2d_shape *s, int B, float *scratch,
 		  const struct conv_epilogue *ep)
 {
-	struct wino_buf w;
-	wino_layout(&w, s, scratch);
-	int OC = s->OC, C = s->C, R = B * w.TH;
-	weight_transform(w.U, weight, OC, C);
-	for (int r0 = 0; r0 < R; r0 += w.rows) {
-		int nr = R - r0 < w.rows ? R - r0 : w.rows;
-		int n = nr * w.TW;
-		input_transform(w.V, w.T, w.strip, inp, s, &w, r0, nr);
-		for (int xi = 0; xi < 16; xi++)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, n, C, 1.0f,
-				    w.U + (size_t)xi * OC * C, C, w.V + (size_t)xi * C * w.T,
-				    (int)w.T, 0.0f, w.M + (size_t)xi * OC * w.T, (int)w.T);
-		output_transform(out, w.M, w.T, w.row, bias, ep, s, &w, r0, nr);
+	struct wino_job jobs[WINO_THREADS];
+	int T = wino_nthreads(B);
+	for (int t = 0; t < T; t++) {
+		jobs[t] = (struct wino_job){.s = s, .out = out, .inp = inp, .bias = bias, .ep = ep};
+		wino_layout(&jobs[t].w, s, scratch, t);
 	}
+	weight_transform(jobs[0].w.U, weight, s->OC, s->C);
+	run_jobs(jobs, T, B, forward_thread);
 }
 
 void wino_backward(float *dinp, float *dweight, const float *dout, const float *inp,
 		   const float *weight, const struct conv2d_shape *s, int B, float *scratch)
 {
-	struct wino_buf w;
-	wino_layout(&w, s, scratch);
-	int OC = s->OC, C = s->C, R = B * w.TH;
-	if (dinp)
-		weight_transform(w.U, weight, OC, C);
-	memset(w.dU, 0, (size_t)16 * OC * C * sizeof(float));
-	for (int r0 = 0; r0 < R; r0 += w.rows) {
-		int nr = R - r0 < w.rows ? R - r0 : w.rows;
-		int n = nr * w.TW;
-		input_transform(w.V, w.T, w.strip, inp, s, &w, r0, nr);
-		grad_transform(w.M, w.T, w.row, dout, s, &w, r0, nr);
-		for (int xi = 0; xi < 16; xi++) {
-			const float *yh = w.M + (size_t)xi * OC * w.T;
-			float *v = w.V + (size_t)xi * C * w.T;
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, n, 1.0f, yh,
-				    (int)w.T, v, (int)w.T, 1.0f, w.dU + (size_t)xi * OC * C, C);
-			if (dinp) /* V is spent: dV takes its place */
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, n, OC, 1.0f,
-					    w.U + (size_t)xi * OC * C, C, yh, (int)w.T, 0.0f, v,
-					    (int)w.T);
-		}
-		if (dinp)
-			input_grad_transform(dinp, w.V, w.T, w.strip, w.row, s, &w, r0, nr);
+	struct wino_job jobs[WINO_THREADS];
+	int T = wino_nthreads(B);
+	for (int t = 0; t < T; t++) {
+		jobs[t] = (struct wino_job){.s = s, .dinp = dinp, .inp = inp, .dout = dout};
+		wino_layout(&jobs[t].w, s, scratch, t);
 	}
-	weight_grad_transform(dweight, w.dU, OC, C);
+	if (dinp)
+		weight_transform(jobs[0].w.U, weight, s->OC, s->C);
+	run_jobs(jobs, T, B, backward_thread);
+	/* the threads' weight gradients, summed in thread order */
+	size_t n = (size_t)16 * s->OC * s->C;
+	for (int t = 1; t < T; t++)
+		for (size_t i = 0; i < n; i++)
+			jobs[0].w.dU[i] += jobs[t].w.dU[i];
+	weight_grad_transform(dweight, jobs[0].w.dU, s->OC, s->C);
 }

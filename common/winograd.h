@@ -24,6 +24,12 @@
 #define WINO_MIN_SIDE 8
 #endif
 
+/* Most threads one call runs on (when the caller's OpenBLAS has as many);
+ * the scratch holds this many sets of per-thread buffers */
+#ifndef WINO_THREADS
+#define WINO_THREADS 4
+#endif
+
 /* 1 when the shape is a 3x3, stride-1, dilation-1, pad-1 convolution of at
  * least WINO_MIN_C channels in and out and an output of at least
  * WINO_MIN_SIDE on each side, and the path is enabled */
