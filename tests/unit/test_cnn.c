@@ -115,6 +115,18 @@ static void conv2d_backward_naive(float *dinp, float *dweight, float *dbias, con
 				}
 }
 
+/* input and weight gradients against the naive ones, relative tolerances */
+static void check_conv_grads(size_t t, const float *di1, const float *di2, size_t nin, double tol,
+			     const float *dw1, const float *dw2, size_t nw, double tolw)
+{
+	for (size_t i = 0; i < nin; i++)
+		CHECK_MSG(fabs(di1[i] - di2[i]) <= tol * (1 + fabs(di2[i])),
+			  "shape %zu dinp[%zu]: %.9g vs naive %.9g", t, i, di1[i], di2[i]);
+	for (size_t i = 0; i < nw; i++)
+		CHECK_MSG(fabs(dw1[i] - dw2[i]) <= tolw * (1 + fabs(dw2[i])),
+			  "shape %zu dweight[%zu]: %.9g vs naive %.9g", t, i, dw1[i], dw2[i]);
+}
+
 static void test_conv_shape(void)
 {
 	struct conv2d_shape s;
@@ -219,12 +231,7 @@ static void test_conv_fast_vs_naive(void)
 		conv2d_backward(di1, dw1, v[10] ? db1 : NULL, dout, x, w, &s, B, scratch);
 		conv2d_backward_naive(di2, dw2, v[10] ? db2 : NULL, dout, x, w, &s, B);
 		double tolw = 1e-5 * sqrt((double)B * s.OH * s.OW);
-		for (size_t i = 0; i < nin; i++)
-			CHECK_MSG(fabs(di1[i] - di2[i]) <= tol * (1 + fabs(di2[i])),
-				  "shape %zu dinp[%zu]: %.9g vs naive %.9g", t, i, di1[i], di2[i]);
-		for (size_t i = 0; i < nw; i++)
-			CHECK_MSG(fabs(dw1[i] - dw2[i]) <= tolw * (1 + fabs(dw2[i])),
-				  "shape %zu dweight[%zu]: %.9g vs naive %.9g", t, i, dw1[i], dw2[i]);
+		check_conv_grads(t, di1, di2, nin, tol, dw1, dw2, nw, tolw);
 		for (int i = 0; i < s.OC; i++)
 			CHECK_NEAR(db1[i], db2[i], tolw * (1 + fabs(db2[i])));
 		/* the scratch for B serves every smaller batch */
@@ -277,12 +284,7 @@ static void test_winograd_small(void)
 		wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
 		conv2d_backward_naive(di2, dw2, NULL, dout, x, w, &s, B);
 		double tolw = 1e-5 * sqrt((double)B * s.OH * s.OW);
-		for (size_t i = 0; i < nin; i++)
-			CHECK_MSG(fabs(di1[i] - di2[i]) <= tol * (1 + fabs(di2[i])),
-				  "shape %zu dinp[%zu]: %.9g vs naive %.9g", t, i, di1[i], di2[i]);
-		for (size_t i = 0; i < nw; i++)
-			CHECK_MSG(fabs(dw1[i] - dw2[i]) <= tolw * (1 + fabs(dw2[i])),
-				  "shape %zu dweight[%zu]: %.9g vs naive %.9g", t, i, dw1[i], dw2[i]);
+		check_conv_grads(t, di1, di2, nin, tol, dw1, dw2, nw, tolw);
 		free(x), free(w), free(bias), free(dout), free(o1), free(o2), free(scratch);
 		free(di1), free(dw1), free(di2), free(dw2);
 	}
