@@ -32,7 +32,7 @@
  * Wall time, or CPU time with MKE_BENCH_CLOCK=cpu (bench_time.h). THREADS
  * threads: a training pass that splits into whole batch-norm micro-batches
  * runs on THREADS threads over the batch (model_set_threads, one BLAS thread
- * each), and so does inference but for nyu_rgbd (arch_of); any other pass
+ * each), and so does inference unless arch_of says otherwise; any other pass
  * on a BLAS of THREADS threads (openblas_set_num_threads): per pass, the
  * faster of the two as measured. MKE_BENCH_THREADS=blas or batch uses one of
  * the two for both passes, for the side-by-side comparison.
@@ -105,11 +105,13 @@ static int arch_of(const char *name, struct net_arch *a, int *B, int *infer_blas
 			a->seg_channels[s] = 32 << s;
 		a->classes = 40;
 		*B = 8;
-		/* 2 threads x 4 images of 120 x 160 measured slower than one
-		 * 2-thread GEMM a layer (median of 5 interleaved rounds 1.2x,
-		 * the rounds disagreeing); likely each thread's im2col columns
-		 * (22 MB an image for a 32-channel layer) crowding the shared L3 */
-		*infer_blas = 1;
+		/* inference over the batch: with im2col, 2 threads x 4 images
+		 * ran slower than a 2-thread BLAS (each thread's columns, 22 MB
+		 * an image for a 32-channel layer, crowding the shared L3); with
+		 * the Winograd convolutions 10% faster (21.4 / 36.0 / 29.2
+		 * against 18.8 / 32.8 / 26.2 samples/s, three interleaved
+		 * rounds, 2026-11-26) */
+		*infer_blas = 0;
 	} else {
 		return -1;
 	}
