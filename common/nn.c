@@ -397,24 +397,6 @@ double softmax_xent(float *dlogits, float *probs, const float *logits, const int
  * large to keep in L1.
  */
 
-/* Whether to take the AVX2/FMA paths: the CPU has them and MKE_NO_AVX2 is
- * not set (the switch lets the tests run the plain paths on any machine).
- * Decided once; the race of two first calls writes the same value. */
-static int nn_avx2(void)
-{
-	static int v = -1;
-	if (v < 0) {
-		const char *off = getenv("MKE_NO_AVX2");
-		(void)off;
-#if defined(__x86_64__) && defined(__GNUC__)
-		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		    !(off && *off);
-#else
-		v = 0;
-#endif
-	}
-	return v;
-}
 
 /* layers with more weights than this go to sgemm (as does everything on a
  * CPU without AVX2/FMA) */
@@ -708,7 +690,7 @@ static void fm_ax(float *y, const float *a, int trans, const float *x, int M, in
 	size_t ais = trans ? 1 : (size_t)K, aks = trans ? (size_t)M : 1;
 	if (M <= 0 || N == 0)
 		return;
-	if ((size_t)M * K >= FM_BLAS_MIN || !nn_avx2()) {
+	if ((size_t)M * K >= FM_BLAS_MIN || !cpu_avx2()) {
 		cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, M,
 			    (int)N, K, 1.0f, a, trans ? M : K, x, (int)N, e->acc ? 1.0f : 0.0f, y,
 			    (int)N);
@@ -736,7 +718,7 @@ static void fm_gxt(float *y, const float *g, const float *x, int M, int P, size_
 {
 	if (M <= 0 || P <= 0 || N == 0)
 		return;
-	if ((size_t)M * P >= FM_BLAS_MIN || !nn_avx2()) {
+	if ((size_t)M * P >= FM_BLAS_MIN || !cpu_avx2()) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, P, (int)N, 1.0f, g, (int)N, x,
 			    (int)N, 1.0f, y, P);
 		return;
@@ -809,7 +791,7 @@ static void ew_mul(float *g, const float *mk, size_t n)
 {
 	size_t i = 0;
 #ifdef NN_X86
-	if (nn_avx2())
+	if (cpu_avx2())
 		i = ew_mul_avx2(g, mk, n);
 #endif
 	for (; i < n; i++)
@@ -821,7 +803,7 @@ static void ew_relu_back(float *g, const float *h, float k, size_t n)
 {
 	size_t i = 0;
 #ifdef NN_X86
-	if (nn_avx2())
+	if (cpu_avx2())
 		i = ew_relu_back_avx2(g, h, k, n);
 #endif
 	for (; i < n; i++)
@@ -834,7 +816,7 @@ static float ew_sum(const float *x, const float *e, int absx, size_t n)
 	float acc[8] = { 0 }, s = 0.0f;
 	size_t i = 0;
 #ifdef NN_X86
-	if (nn_avx2())
+	if (cpu_avx2())
 		i = ew_sum8_avx2(acc, x, e, absx, n);
 #endif
 	for (; i < n; i++)
@@ -1170,9 +1152,9 @@ double softmax_xent_fm(float *dlogits, const float *logits, const int *labels, c
 {
 	// logits, dlogits are (K,N); labels is (B); soft is (B,K)
 #ifdef NN_X86
-	if (nn_avx2() && N % 8 == 0 && K == 2)
+	if (cpu_avx2() && N % 8 == 0 && K == 2)
 		return xent2_fm_avx2(dlogits, logits, labels, soft, B, (size_t)N, kind, grad_scale);
-	if (nn_avx2() && N % 8 == 0 && K <= XENT_FM_K)
+	if (cpu_avx2() && N % 8 == 0 && K <= XENT_FM_K)
 		return xent_fm_avx2(dlogits, logits, labels, soft, B, (size_t)N, K, kind, grad_scale);
 #endif
 	double total = 0.0;
@@ -1499,7 +1481,7 @@ static void fm_zero_pad(float *x, int rows, int B, int N)
 	if (B == N)
 		return;
 #ifdef NN_X86
-	if (nn_avx2() && N % 8 == 0 && N - B < 8) {
+	if (cpu_avx2() && N % 8 == 0 && N - B < 8) {
 		zero_pad_avx2(x, rows, B, N);
 		return;
 	}
@@ -1682,7 +1664,7 @@ static int pl_applies(const struct mlp *m, const struct fwd_ctx *ctx, int B, int
 {
 	const struct mlp_priv *P = m->priv;
 	const struct mlp_arch *a = &m->arch;
-	return ctx && pl_enabled && nn_avx2() && !is_late(m) && P->cin <= PL_MAX_IN &&
+	return ctx && pl_enabled && cpu_avx2() && !is_late(m) && P->cin <= PL_MAX_IN &&
 	       a->depth == 2 && P->trunk0 == 0 && B >= PL_MIN_ROWS &&
 	       !(flags & (NEED_NOISE_H | NEED_DROPOUT)) && m->lin[0].out <= 32 &&
 	       m->lin[1].out % 8 == 0 && m->lin[1].out <= PL_MAX_H1 && a->classes <= 8 &&

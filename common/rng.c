@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define RNG_X86 1
@@ -48,24 +50,6 @@ void philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
 	out[3] = c3;
 }
 
-/* Whether to take the AVX2/FMA paths: the CPU has them and MKE_NO_AVX2 is
- * not set (the switch lets the tests run the plain paths on any machine).
- * Decided once; the race of two first calls writes the same value. */
-static int use_avx2(void)
-{
-	static int v = -1;
-	if (v < 0) {
-		const char *off = getenv("MKE_NO_AVX2");
-		(void)off;
-#if defined(__x86_64__) && defined(__GNUC__)
-		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		    !(off && *off);
-#else
-		v = 0;
-#endif
-	}
-	return v;
-}
 
 /* ---- eight streams at once --------------------------------------------- */
 
@@ -151,7 +135,7 @@ static void philox8(uint32_t blk, int nblk, uint32_t purpose, uint32_t epoch,
 		    const uint32_t ids[8], const uint32_t key[2], uint32_t w[][4][8])
 {
 #ifdef RNG_X86
-	if (use_avx2()) {
+	if (cpu_avx2()) {
 		philox8_avx2(blk, nblk, purpose, epoch, ids, key, w);
 		return;
 	}
@@ -343,7 +327,7 @@ __attribute__((target("avx2"))) static inline void box_muller8_avx2(const uint32
 static void box_muller8(const uint32_t a[8], const uint32_t b[8], float c[8], float s[8])
 {
 #ifdef RNG_X86
-	if (use_avx2()) {
+	if (cpu_avx2()) {
 		box_muller8_avx2(a, b, c, s);
 		return;
 	}
@@ -479,7 +463,7 @@ __attribute__((target("avx2"))) static void normal_blocks_avx2(int nblk, uint32_
 static void bulk_values(enum bulk_kind kind, int nblk, uint32_t w[][4][8], float v[][8])
 {
 #ifdef RNG_X86
-	if (kind == BULK_NORMAL && use_avx2()) {
+	if (kind == BULK_NORMAL && cpu_avx2()) {
 		normal_blocks_avx2(nblk, w, v);
 		return;
 	}
@@ -775,7 +759,7 @@ void rng_dropout_fm(float *mask, float *out, const float *in, float p, size_t st
 	if (B <= 0 || C <= 0)
 		return;
 #ifdef RNG_X86
-	if (use_avx2()) {
+	if (cpu_avx2()) {
 		dropout_fm_avx2(mask, out, in, p, stride, B, C, seed, purpose, epoch, ids, offset);
 		return;
 	}
@@ -790,7 +774,7 @@ void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t strid
 	if (B <= 0 || C <= 0)
 		return;
 #ifdef RNG_X86
-	if (use_avx2()) {
+	if (cpu_avx2()) {
 		noise_fm_avx2(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
 		return;
 	}
@@ -1001,7 +985,7 @@ RNG_AVX2 static void noise_apply_avx2(float *out, const float *in, const float *
 static void noise_apply(float *out, const float *in, const float *eps, float k, size_t n)
 {
 #ifdef RNG_X86
-	if (use_avx2()) {
+	if (cpu_avx2()) {
 		noise_apply_avx2(out, in, eps, k, n);
 		return;
 	}

@@ -311,3 +311,19 @@ int parse_double(const char *s, double *out)
 	*out = v;
 	return 0;
 }
+
+int cpu_avx2(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *off = getenv("MKE_NO_AVX2");
+		(void)off;
+#if defined(__x86_64__) && defined(__GNUC__)
+		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    !(off && *off);
+#else
+		v = 0;
+#endif
+	}
+	return v;
+}

@@ -70,6 +70,11 @@ char *path_join(const char *dir, const char *rel);
 /* sha256 of a buffer as 64 lowercase hex chars + NUL. */
 void sha256_hex(const void *data, size_t len, char out[65]);
 
+/* Whether to take AVX2/FMA code paths: the CPU has them and MKE_NO_AVX2 is
+ * not set (the switch lets the tests run the plain paths on any machine).
+ * Decided once; the race of two first calls writes the same value. */
+int cpu_avx2(void);
+
 /* Strict number parsing: the whole string must be consumed. 0 on success. */
 int parse_long(const char *s, long *out);
 int parse_double(const char *s, double *out);

@@ -39,6 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define WINO_X86 1
@@ -58,18 +60,6 @@
 /* -1: not yet read from the environment (MKE_WINOGRAD=0 turns it off) */
 static int wino_on = -1;
 
-/* 1 when the transforms may take their AVX2 loops */
-static int wino_avx2(void)
-{
-#ifdef WINO_X86
-	static int v = -1;
-	if (v < 0)
-		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-	return v;
-#else
-	return 0;
-#endif
-}
 
 void conv2d_winograd_enable(int on)
 {
@@ -384,12 +374,17 @@ static void input_strip(float *strip, const float *x, int H, int W, int th, int 
 	float *d[4] = {strip, strip + SW, strip + 2 * SW, strip + 3 * SW};
 	for (int i = 0; i < 4; i++) {
 		int ih = 2 * th - 1 + i;
-		memset(d[i], 0, (size_t)SW * sizeof(float));
-		if (ih >= 0 && ih < H)
-			memcpy(d[i] + 1, x + (size_t)ih * W, (size_t)W * sizeof(float));
+		if (ih < 0 || ih >= H) {
+			memset(d[i], 0, (size_t)SW * sizeof(float));
+			continue;
+		}
+		/* the row between its zero borders, each float written once */
+		d[i][0] = 0.0f;
+		memcpy(d[i] + 1, x + (size_t)ih * W, (size_t)W * sizeof(float));
+		memset(d[i] + 1 + W, 0, (size_t)(SW - 1 - W) * sizeof(float));
 	}
 #ifdef WINO_X86
-	if (wino_avx2()) {
+	if (cpu_avx2()) {
 		strip_combine_avx2(strip, SW);
 		return;
 	}
@@ -408,7 +403,7 @@ static void input_tiles(float *V, size_t ld, size_t t0, const float *strip, int 
 {
 	int tw0 = 0;
 #ifdef WINO_X86
-	if (wino_avx2())
+	if (cpu_avx2())
 		tw0 = input_tiles_avx2(V, ld, t0, strip, SW, TW);
 #endif
 	for (int i = 0; i < 4; i++) {
@@ -449,7 +444,7 @@ static void grad_transform(float *Yh, size_t ld, float *row, const float *dout,
 			   const struct conv2d_shape *s, const struct wino_buf *w, int r0, int nr)
 {
 	size_t plane = (size_t)s->OH * s->OW, ystride = (size_t)s->OC * ld;
-	int TW = w->TW, avx2 = wino_avx2();
+	int TW = w->TW, avx2 = cpu_avx2();
 	float *e0 = row, *o0 = row + TW, *e1 = row + 2 * TW, *o1 = row + 3 * TW;
 	(void)avx2;
 	for (int k = 0; k < nr; k++) {
@@ -503,7 +498,7 @@ static void output_transform(float *out, const float *M, size_t ld, float *row, 
 			     const struct wino_buf *w, int r0, int nr)
 {
 	size_t plane = (size_t)s->OH * s->OW, mstride = (size_t)s->OC * ld;
-	int TW = w->TW, avx2 = wino_avx2();
+	int TW = w->TW, avx2 = cpu_avx2();
 	float *y[4] = {row, row + TW, row + 2 * TW, row + 3 * TW}; /* y00 y01 y10 y11 */
 	(void)avx2;
 	for (int k = 0; k < nr; k++) {
@@ -559,7 +554,7 @@ static void input_grad_transform(float *dinp, const float *dV, size_t ld, float 
 				 const struct wino_buf *w, int r0, int nr)
 {
 	size_t plane = (size_t)s->H * s->W, vstride = (size_t)s->C * ld;
-	int TW = w->TW, avx2 = wino_avx2();
+	int TW = w->TW, avx2 = cpu_avx2();
 	size_t ws = (size_t)TW + 16;
 	(void)avx2;
 	/* wr[4i+j][1 + tw]: block (i, j) of tile tw; [0] and [1+TW] stay 0 */

@@ -73,6 +73,12 @@ median() {
 		else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# ratio A B [D]: A / (D*B) to 2 decimals (D defaults to 1), n/a unless both
+# are positive numbers
+ratio() {
+	awk -v a="$1" -v b="$2" -v d="${3:-1}" \
+		'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f\n", a / (d * b); else print "n/a" }'
+}
 # print the rows and notes as a table
 print_table() {
 	awk -F '\t' 'NR == FNR { if ($1 != "#note" && length($1) > w) w = length($1); next }
@@ -149,12 +155,12 @@ fi
 [ -n "$sg_before$sg_after" ] || note "no sgemm rate: no $build/bench/bench_cnn; run 'make bench'"
 sgr=$(echo "$sg_before $sg_after" | awk '{ s = 0; n = 0; for (i = 1; i <= NF; i++) if ($i + 0 > 0) { s += $i; n++ }
 	if (n) printf "%.1f", s / n; else print "n/a" }')
-floor=$(echo "$gf $sgr" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')
+floor=$(ratio "$gf" "$sgr")
 row "twomoon_gflop" "${gf:-n/a}" "GFLOP"
 row "twomoon_sgemm_t1_gflops" "$sgr" "GFLOP/s"
 row "twomoon_sgemm_floor" "$floor" "s"
 row "twomoon_mke_cpu_over_floor" \
-	"$(echo "$mke_cpu $floor" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')" "x"
+	"$(ratio "$mke_cpu" "$floor")" "x"
 note "floor: nominal GFLOP (bench_flops) / one-thread 1024^3 sgemm GFLOP/s (CPU time, mean of"
 note "     ${sg_before:-n/a} before and ${sg_after:-n/a} after the runs); the issue's 8 s at ~100 GFLOP/s is 8 / 3.94 = 2.0x the floor"
 if [ "${MKE_BENCH_ONLY_TWOMOON:-0}" = 1 ]; then
@@ -273,7 +279,7 @@ if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
 					gf=$(echo "$v $fl" | awk 'NF == 2 && $1 + 0 > 0 { printf "%.1f", $1 * $2; next } { print "n/a" }')
 					row "cnn_${m}_${ph}_t1_${side%%:*}_conv_gflops" "$gf" "GFLOP/s"
 					row "cnn_${m}_${ph}_t1_${side%%:*}_conv_of_sgemm" \
-						"$(echo "$gf ${sg:-n/a}" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')" "x"
+						"$(ratio "$gf" "${sg:-n/a}")" "x"
 				done
 			done
 		done
@@ -407,9 +413,9 @@ if [ "$scale" = 1 ] && [ "${MKE_BENCH_DP:-1}" = 1 ] && [ -x "$build/bench/mpi_dp
 	row "dp_cnn_1rank_step_seconds" "$(num "$d1" %.3f)" "s"
 	row "dp_cnn_2rank_step_seconds" "$(num "$d2" %.3f)" "s"
 	row "dp_cnn_scaling_efficiency_1to2" \
-		"$(echo "$d1 $d2" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / (2 * $2); next } { print "n/a" }')" "T1/(2 T2)"
+		"$(ratio "$d1" "$d2" 2)" "T1/(2 T2)"
 	row "dp_cnn_compute_efficiency_1to2" \
-		"$(echo "$c1 $c2" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / (2 * $2); next } { print "n/a" }')" "CPU1/(2 CPU2)"
+		"$(ratio "$c1" "$c2" 2)" "CPU1/(2 CPU2)"
 	row "dp_cnn_2rank_reduce_fraction" "$(num "$(awk '$2 == 2 { print $5 }' "$tmp/dps" | median)" %.4f)" "of wall"
 	row "dp_cnn_2rank_wait_fraction" "$(num "$(awk '$2 == 2 { print $6 }' "$tmp/dps" | median)" %.4f)" "of wall"
 	note "dp_cnn: mpirun -np 1|2 $bind $build/bench/mpi_dp_train $dsteps 1 (resnet [32,64,128,256] x1, 1x257x500, 309 classes,"
@@ -606,7 +612,7 @@ JSON
 	row "student_1rank_seconds" "$stu1" "s"
 	row "student_2rank_seconds" "$stu2" "s"
 	row "student_scaling_efficiency_1to2" \
-		"$(echo "$stu1 $stu2" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / (2 * $2); next } { print "n/a" }')" \
+		"$(ratio "$stu1" "$stu2" 2)" \
 		"T1/(2 T2)"
 	for np in 1 2; do
 		for ph in teacher label student; do
@@ -658,7 +664,7 @@ if [ "${MKE_BENCH_DECODE:-1}" = 1 ] && [ -x "$build/bench/bench_decode" ]; then
 	row "stream_student_prefetch_samples_per_s" "$on" "samples/s"
 	row "stream_student_no_prefetch_samples_per_s" "$off" "samples/s"
 	row "stream_student_prefetch_speedup" \
-		"$(echo "$on $off" | awk '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.2f", $1 / $2; next } { print "n/a" }')" "x"
+		"$(ratio "$on" "$off")" "x"
 	# peak RSS with the MLP student, whose own memory is small: 64 and 128 rows
 	rm -rf "$dd/s"
 	mkdir -p "$dd/s"
