@@ -540,21 +540,14 @@ static void bn_affine(float *restrict out, const float *restrict x, int n, float
 			out[i] = x[i] * scale + shift;
 }
 
-/* One (micro-batch group, channel) of a training forward: the mean and
- * inverse std over samples [b0, b1) of channel c (kept in *mean, *rstd),
- * the group's (mean, unbiased variance) added to batch_sum, and the affine
- * map of BN(x) = x*scale + shift */
-static void bn_group_stats(float *scale, float *shift, float *mean_out, float *rstd_out,
-			   const float *inp, int b0, int b1, int C, int c, int HW, float gamma,
-			   float beta, float eps, double *batch_sum)
+/* The statistics of channel c from its sum and its sum of squared
+ * deviations ss about (float)mean, over n values: the mean and inverse std
+ * (kept in *mean_out, *rstd_out), the group's (mean, unbiased variance)
+ * added to batch_sum, and the affine map of BN(x) = x*scale + shift */
+static void bn_stats_finish(float *scale, float *shift, float *mean_out, float *rstd_out,
+			    double mean, double ss, double n, int C, int c, float gamma, float beta,
+			    float eps, double *batch_sum)
 {
-	double n = (double)(b1 - b0) * HW;
-	double sum = 0.0, ss = 0.0;
-	for (int b = b0; b < b1; b++)
-		sum += bn_sum(inp + ((size_t)b * C + c) * HW, HW);
-	double mean = sum / n;
-	for (int b = b0; b < b1; b++)
-		ss += bn_sumsq(inp + ((size_t)b * C + c) * HW, HW, (float)mean);
 	/* ss is about the float mean; move it to the exact one */
 	double dm = mean - (double)(float)mean;
 	ss -= n * dm * dm;
@@ -571,8 +564,61 @@ static void bn_group_stats(float *scale, float *shift, float *mean_out, float *r
 	*shift = (float)(beta - mean * gamma * rstd);
 }
 
+/* sum x, then sum (x - (float)mean)^2, of channel c over samples [b0, b1) */
+static double bn_channel_sum(const float *inp, int b0, int b1, int C, int c, int HW)
+{
+	double sum = 0.0;
+	for (int b = b0; b < b1; b++)
+		sum += bn_sum(inp + ((size_t)b * C + c) * HW, HW);
+	return sum;
+}
+
+static double bn_channel_sumsq(const float *inp, int b0, int b1, int C, int c, int HW,
+			       double mean)
+{
+	double ss = 0.0;
+	for (int b = b0; b < b1; b++)
+		ss += bn_sumsq(inp + ((size_t)b * C + c) * HW, HW, (float)mean);
+	return ss;
+}
+
+/* One (micro-batch group, channel) of a training forward: bn_stats_finish
+ * over samples [b0, b1) of channel c */
+static void bn_group_stats(float *scale, float *shift, float *mean_out, float *rstd_out,
+			   const float *inp, int b0, int b1, int C, int c, int HW, float gamma,
+			   float beta, float eps, double *batch_sum)
+{
+	double n = (double)(b1 - b0) * HW;
+	double mean = bn_channel_sum(inp, b0, b1, C, c, HW) / n;
+	double ss = bn_channel_sumsq(inp, b0, b1, C, c, HW, mean);
+	bn_stats_finish(scale, shift, mean_out, rstd_out, mean, ss, n, C, c, gamma, beta, eps,
+			batch_sum);
+}
+
 static void pool2x2_row(float *restrict orow, int *restrict arow, const float *restrict r0,
 			const float *restrict r1, int OW, int W, int base);
+
+/* BN(x) = x*scale + shift over channel c of samples [b0, b1): into out
+ * (max(0, .) when relu), or with pool_out, max(0, BN) two rows at a time
+ * pooled 2x2 into pool_out and argmax while in cache (out unused) */
+static void bn_apply(float *out, float *pool_out, int *argmax, const float *inp, int b0, int b1,
+		     int C, int c, int H, int W, float scale, float shift, int relu, float *rows)
+{
+	int HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
+	for (int b = b0; b < b1; b++) {
+		const float *x = inp + ((size_t)b * C + c) * HW;
+		if (!pool_out) {
+			bn_affine(out + ((size_t)b * C + c) * HW, x, HW, scale, shift, relu);
+			continue;
+		}
+		size_t op = ((size_t)b * C + c) * OHW;
+		for (int oh = 0; oh < OH; oh++) {
+			bn_affine(rows, x + (size_t)(2 * oh) * W, 2 * W, scale, shift, 1);
+			pool2x2_row(pool_out + op + (size_t)oh * OW, argmax + op + (size_t)oh * OW,
+				    rows, rows + W, OW, W, 2 * oh * W);
+		}
+	}
+}
 
 /* The training forward over (H,W) planes: out = BN(inp) (max(0, .) when
  * relu), or with pool_out, max(0, BN) two rows at a time pooled 2x2 into
@@ -582,7 +628,7 @@ static void bn_train_forward(float *out, float *pool_out, int *argmax, float *sa
 			     const float *beta, int B, int C, int H, int W, int micro, float eps,
 			     double *batch_sum, int relu, float *rows)
 {
-	int HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
+	int HW = H * W;
 	if (micro <= 0 || micro > B)
 		micro = B;
 	if (batch_sum)
@@ -594,41 +640,70 @@ static void bn_train_forward(float *out, float *pool_out, int *argmax, float *sa
 			bn_group_stats(&scale, &shift, save_mean + (size_t)g * C + c,
 				       save_rstd + (size_t)g * C + c, inp, b0, b1, C, c, HW, gamma[c],
 				       beta[c], eps, batch_sum);
-			for (int b = b0; b < b1; b++) {
-				const float *x = inp + ((size_t)b * C + c) * HW;
-				if (!pool_out) {
-					bn_affine(out + ((size_t)b * C + c) * HW, x, HW, scale, shift, relu);
-					continue;
-				}
-				size_t op = ((size_t)b * C + c) * OHW;
-				for (int oh = 0; oh < OH; oh++) {
-					bn_affine(rows, x + (size_t)(2 * oh) * W, 2 * W, scale, shift, 1);
-					pool2x2_row(pool_out + op + (size_t)oh * OW,
-						    argmax + op + (size_t)oh * OW, rows, rows + W, OW, W,
-						    2 * oh * W);
-				}
-			}
+			bn_apply(out, pool_out, argmax, inp, b0, b1, C, c, H, W, scale, shift, relu,
+				 rows);
 		}
 	}
 }
 
+/* bn_train_forward of this thread's samples of one group split over threads
+ * (struct bn_split): every channel's sum, one reduce (with the count); every
+ * channel's squared deviations, one reduce; then the affine map. The
+ * arithmetic of bn_group_stats over the whole group, up to summation order. */
+static void bn_split_forward(float *out, float *pool_out, int *argmax, float *save_mean,
+			     float *save_rstd, const float *inp, const float *gamma,
+			     const float *beta, int B, int C, int H, int W, float eps,
+			     double *batch_sum, int relu, float *rows, const struct bn_split *sp)
+{
+	int HW = H * W;
+	double *s = xmalloc((2 * (size_t)C + 1) * sizeof(double)), *ss = s + C + 1;
+	for (int c = 0; c < C; c++)
+		s[c] = bn_channel_sum(inp, 0, B, C, c, HW);
+	s[C] = (double)B * HW;
+	sp->reduce(s, C + 1, sp->arg);
+	double n = s[C];
+	for (int c = 0; c < C; c++) {
+		s[c] = n > 0.0 ? s[c] / n : 0.0; /* the group's mean */
+		ss[c] = bn_channel_sumsq(inp, 0, B, C, c, HW, s[c]);
+	}
+	sp->reduce(ss, C, sp->arg);
+	if (batch_sum)
+		memset(batch_sum, 0, 2 * (size_t)C * sizeof(double));
+	for (int c = 0; c < C; c++) {
+		float scale, shift;
+		bn_stats_finish(&scale, &shift, save_mean + c, save_rstd + c, s[c], ss[c], n, C, c,
+				gamma[c], beta[c], eps, batch_sum);
+		bn_apply(out, pool_out, argmax, inp, 0, B, C, c, H, W, scale, shift, relu, rows);
+	}
+	free(s);
+}
+
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
 		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
-		       float eps, double *batch_sum, int relu)
+		       float eps, double *batch_sum, int relu, const struct bn_split *sp)
 {
 	// inp, out are (B,C,HW); gamma, beta (C); save_mean, save_rstd (ngroups,C)
-	bn_train_forward(out, NULL, NULL, save_mean, save_rstd, inp, gamma, beta, B, C, 1, HW,
-			 micro, eps, batch_sum, relu, NULL);
+	if (sp)
+		bn_split_forward(out, NULL, NULL, save_mean, save_rstd, inp, gamma, beta, B, C, 1,
+				 HW, eps, batch_sum, relu, NULL, sp);
+	else
+		bn_train_forward(out, NULL, NULL, save_mean, save_rstd, inp, gamma, beta, B, C, 1,
+				 HW, micro, eps, batch_sum, relu, NULL);
 }
 
 void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
 			    const float *inp, const float *gamma, const float *beta, int B, int C,
-			    int H, int W, int micro, float eps, double *batch_sum, float *scratch)
+			    int H, int W, int micro, float eps, double *batch_sum, float *scratch,
+			    const struct bn_split *sp)
 {
 	// inp is (B,C,H,W); pool_out, argmax (B,C,H/2,W/2); save_mean, save_rstd (ngroups,C);
 	// scratch (2W)
-	bn_train_forward(NULL, pool_out, argmax, save_mean, save_rstd, inp, gamma, beta, B, C, H,
-			 W, micro, eps, batch_sum, 1, scratch);
+	if (sp)
+		bn_split_forward(NULL, pool_out, argmax, save_mean, save_rstd, inp, gamma, beta, B,
+				 C, H, W, eps, batch_sum, 1, scratch, sp);
+	else
+		bn_train_forward(NULL, pool_out, argmax, save_mean, save_rstd, inp, gamma, beta, B,
+				 C, H, W, micro, eps, batch_sum, 1, scratch);
 }
 
 void batchnorm_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
@@ -768,25 +843,89 @@ static void bn_train_backward(float *dinp, float *dgamma, float *dbeta, const fl
 	}
 }
 
+/* bn_train_backward of this thread's samples of one group split over
+ * threads (struct bn_split): every channel's sums of dy and dy * (x - mean),
+ * this thread's into dgamma and dbeta; with dinp, one reduce of them (and
+ * the count) for the group's, then dx. From dpool, each plane's gated
+ * gradient is built into g (H*W floats) in both passes. */
+static void bn_split_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+			      const float *relu_out, const float *dpool, const int *argmax,
+			      const float *pool_out, const float *inp, const float *save_mean,
+			      const float *save_rstd, const float *gamma, int B, int C, int H, int W,
+			      int set, float *g, const struct bn_split *sp)
+{
+	int HW = H * W, OHW = (H / 2) * (W / 2);
+	double *s = xmalloc((2 * (size_t)C + 1) * sizeof(double));
+	for (int c = 0; c < C; c++) {
+		double sdy = 0.0, sdyx = 0.0;
+		for (int b = 0; b < B; b++) {
+			size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
+			if (dpool) {
+				pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
+				bn_sums_dy(g, inp + o, HW, save_mean[c], &sdy, &sdyx);
+			} else if (relu_out) {
+				bn_sums_dy_relu(dout + o, relu_out + o, inp + o, HW, save_mean[c], &sdy,
+						&sdyx);
+			} else {
+				bn_sums_dy(dout + o, inp + o, HW, save_mean[c], &sdy, &sdyx);
+			}
+		}
+		sdyx *= save_rstd[c]; /* sum dy * xhat */
+		dgamma[c] += (float)sdyx;
+		dbeta[c] += (float)sdy;
+		s[c] = sdy;
+		s[C + c] = sdyx;
+	}
+	if (dinp) {
+		s[2 * C] = (double)B * HW;
+		sp->reduce(s, 2 * C + 1, sp->arg);
+		double n = s[2 * C];
+		for (int c = 0; c < C; c++) {
+			float mean = save_mean[c], rstd = save_rstd[c], k = gamma[c] * rstd;
+			float mdy = (float)(s[c] / n), mdyx = (float)(s[C + c] / n);
+			for (int b = 0; b < B; b++) {
+				size_t o = ((size_t)b * C + c) * HW, op = ((size_t)b * C + c) * OHW;
+				if (dpool) {
+					pool_plane(g, dpool + op, argmax + op, pool_out + op, HW, OHW);
+					bn_dx(dinp + o, inp + o, g, NULL, HW, mean, rstd, k, mdy, mdyx, set);
+				} else {
+					bn_dx(dinp + o, inp + o, dout + o, relu_out ? relu_out + o : NULL, HW,
+					      mean, rstd, k, mdy, mdyx, set);
+				}
+			}
+		}
+	}
+	free(s);
+}
+
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			const float *inp, const float *save_mean, const float *save_rstd,
 			const float *gamma, int B, int C, int HW, int micro, const float *relu_out,
-			int set)
+			int set, const struct bn_split *sp)
 {
 	// dout, inp, dinp are (B,C,HW); save_mean, save_rstd (ngroups,C)
-	bn_train_backward(dinp, dgamma, dbeta, dout, relu_out, NULL, NULL, NULL, inp, save_mean,
-			  save_rstd, gamma, B, C, 1, HW, micro, set, NULL);
+	if (sp)
+		bn_split_backward(dinp, dgamma, dbeta, dout, relu_out, NULL, NULL, NULL, inp,
+				  save_mean, save_rstd, gamma, B, C, 1, HW, set, NULL, sp);
+	else
+		bn_train_backward(dinp, dgamma, dbeta, dout, relu_out, NULL, NULL, NULL, inp,
+				  save_mean, save_rstd, gamma, B, C, 1, HW, micro, set, NULL);
 }
 
 void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
 			     const int *argmax, const float *pool_out, const float *inp,
 			     const float *save_mean, const float *save_rstd, const float *gamma,
-			     int B, int C, int H, int W, int micro, int set, float *scratch)
+			     int B, int C, int H, int W, int micro, int set, float *scratch,
+			     const struct bn_split *sp)
 {
 	// inp, dinp are (B,C,H,W); dpool, argmax, pool_out (B,C,H/2,W/2); scratch
 	// (min(micro,B)*H*W)
-	bn_train_backward(dinp, dgamma, dbeta, NULL, NULL, dpool, argmax, pool_out, inp, save_mean,
-			  save_rstd, gamma, B, C, H, W, micro, set, scratch);
+	if (sp)
+		bn_split_backward(dinp, dgamma, dbeta, NULL, NULL, dpool, argmax, pool_out, inp,
+				  save_mean, save_rstd, gamma, B, C, H, W, set, scratch, sp);
+	else
+		bn_train_backward(dinp, dgamma, dbeta, NULL, NULL, dpool, argmax, pool_out, inp,
+				  save_mean, save_rstd, gamma, B, C, H, W, micro, set, scratch);
 }
 
 /* ---- pooling, resizing, joining ---------------------------------------- */

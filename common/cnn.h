@@ -88,10 +88,23 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
  * [mean_c..., var_c...]: the caller sums it over ranks (and over the global
  * number of groups) and then calls batchnorm_update_running.
  * relu != 0 fuses a ReLU: out = max(0, BN(inp)), in the same pass.
+ *
+ * sp, when not NULL, says the call's B samples are this thread's part of ONE
+ * group split over threads (model.c, when a training batch is a single
+ * micro-batch): the per-channel sums go through sp->reduce, so every thread
+ * normalises with the whole group's statistics (micro is then ignored, and
+ * save_mean, save_rstd hold one group). batch_sum then holds the whole
+ * group's (mean, variance), in every thread; dgamma, dbeta in the backward
+ * only this thread's samples' part, for the caller to sum.
  */
+struct bn_split {
+	reduce_fn reduce; /* a thread-level allreduce: every thread calls it the
+			   * same number of times with the same n */
+	void *arg;
+};
 void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp,
 		       const float *gamma, const float *beta, int B, int C, int HW, int micro,
-		       float eps, double *batch_sum, int relu);
+		       float eps, double *batch_sum, int relu, const struct bn_split *sp);
 /* Training forward of a batch norm + fused ReLU that only a 2x2 stride-2
  * max pool reads, and that pool: the pool's output and argmax (B,C,H/2,W/2)
  * as maxpool2d_forward gives them on batchnorm_forward's output, bit for
@@ -100,7 +113,8 @@ void batchnorm_forward(float *out, float *save_mean, float *save_rstd, const flo
  * batch_sum as batchnorm_forward. scratch: 2*W floats (H*W serve both). */
 void batchnorm_pool_forward(float *pool_out, int *argmax, float *save_mean, float *save_rstd,
 			    const float *inp, const float *gamma, const float *beta, int B, int C,
-			    int H, int W, int micro, float eps, double *batch_sum, float *scratch);
+			    int H, int W, int micro, float eps, double *batch_sum, float *scratch,
+			    const struct bn_split *sp);
 /* Evaluation: normalise with running_mean/running_var (relu as above). */
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
 			    const float *running_mean, const float *running_var, int B, int C, int HW,
@@ -120,7 +134,7 @@ void batchnorm_update_running(float *running_mean, float *running_var, const dou
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 			const float *inp, const float *save_mean, const float *save_rstd,
 			const float *gamma, int B, int C, int HW, int micro,
-			const float *relu_out, int set);
+			const float *relu_out, int set, const struct bn_split *sp);
 
 /* The backward of batch norm + its fused ReLU + a 2x2 stride-2 max pool
  * that alone reads the ReLU's output, from the pool's gradient dpool, its
@@ -133,7 +147,8 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 void batchnorm_pool_backward(float *dinp, float *dgamma, float *dbeta, const float *dpool,
 			     const int *argmax, const float *pool_out, const float *inp,
 			     const float *save_mean, const float *save_rstd, const float *gamma,
-			     int B, int C, int H, int W, int micro, int set, float *scratch);
+			     int B, int C, int H, int W, int micro, int set, float *scratch,
+			     const struct bn_split *sp);
 
 /* ---- pooling, resizing, joining ---------------------------------------- */
 

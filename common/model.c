@@ -64,6 +64,7 @@ struct model_par {
 	struct model *m;
 	int active;                 /* the last forward was split: logits below */
 	int B, train;
+	int bn_split;               /* training slices cut one batch-norm micro-batch */
 	int *lo;                    /* (T+1) slice t is samples [lo[t], lo[t+1]) */
 	float *logits;              /* (cap, out_dim) the gathered logits */
 	uint32_t *ids;              /* (cap) 0..cap-1: the ids of a ctx without any */
@@ -262,12 +263,21 @@ int model_threads(const struct model *m)
 
 /* Cut B samples into the pool's slices (mp->lo): in training whole
  * micro-batches of batch norm, as even as possible (a trailing partial one
- * last); in evaluation single samples. Returns the slices that hold samples;
- * below 2 the pass runs unsplit. */
+ * last), or a batch of one micro-batch and at least T samples cut into T
+ * slices of samples (mp->bn_split); in evaluation single samples. Returns
+ * the slices that hold samples; below 2 the pass runs unsplit. */
 static int par_slices(struct model_par *mp, const struct net *n, int B, int train)
 {
 	int unit = train ? n->arch.bn_micro : 1;
 	int G = (B + unit - 1) / unit;
+	mp->bn_split = 0;
+	if (train && G == 1 && B >= mp->T) {
+		/* one micro-batch: its samples over every thread, batch norm's
+		 * sums across them (struct bn_split, cnn.h) */
+		unit = 1;
+		G = B;
+		mp->bn_split = 1;
+	}
 	int ns = G < mp->T ? G : mp->T;
 	for (int t = 0; t <= mp->T; t++) {
 		int g = t < ns ? (int)((long)G * t / ns) : G;
@@ -288,6 +298,14 @@ static void par_reduce_hook(double *vals, int n, void *arg)
 	par_reduce(r->mp->pool, r->t, vals, n, ctx->reduce, ctx->reduce_arg);
 }
 
+/* A split micro-batch's batch-norm sums: over the threads only (each rank
+ * has its own micro-batches). */
+static void par_bn_hook(double *vals, int n, void *arg)
+{
+	struct par_red *r = arg;
+	par_reduce(r->mp->pool, r->t, vals, n, NULL, NULL);
+}
+
 /* Each thread's ctx for a training pass: its slice's ids, the whole batch's
  * size for the noise means, and the thread reduce. */
 static void par_contexts(struct model_par *mp, const struct fwd_ctx *ctx, int B)
@@ -300,6 +318,8 @@ static void par_contexts(struct model_par *mp, const struct fwd_ctx *ctx, int B)
 		c->global_batch = ctx->global_batch > 0 ? ctx->global_batch : B;
 		c->reduce = par_reduce_hook;
 		c->reduce_arg = &mp->red[t];
+		c->bn_reduce = mp->bn_split ? par_bn_hook : NULL;
+		c->bn_reduce_arg = mp->bn_split ? &mp->red[t] : NULL;
 	}
 }
 

@@ -158,7 +158,15 @@ struct net_priv {
 	int augmented;
 	int flags;
 	double gbatch;
+	struct bn_split bsp;        /* the last training forward's split micro-batch (fwd_ctx
+				     * bn_reduce), for its backward; reduce NULL: none */
 };
+
+/* the batch-norm split of the pass, or NULL */
+static const struct bn_split *bn_split_of(const struct net_priv *P)
+{
+	return P->bsp.reduce ? &P->bsp : NULL;
+}
 
 /* ---- building ---------------------------------------------------------- */
 
@@ -1262,11 +1270,11 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 			const struct layer *M = &P->l[L->pool];
 			batchnorm_pool_forward(P->t[M->out].x, M->argmax, L->save_mean, L->save_rstd,
 					       in, w, b, nb, L->C, L->H, L->W, a->bn_micro * L->nimg,
-					       a->bn_eps, P->bsum + L->bsum, P->scratch);
+					       a->bn_eps, P->bsum + L->bsum, P->scratch, bn_split_of(P));
 		} else if (ctx) {
 			batchnorm_forward(out, L->save_mean, L->save_rstd, in, w, b, nb, L->C,
 					  L->H * L->W, a->bn_micro * L->nimg, a->bn_eps,
-					  P->bsum + L->bsum, L->fused);
+					  P->bsum + L->bsum, L->fused, bn_split_of(P));
 		} else {
 			batchnorm_forward_eval(out, in, w, b, n->buffers + L->rm,
 					       n->buffers + L->rm + L->C, nb, L->C, L->H * L->W,
@@ -1368,6 +1376,7 @@ void net_forward(struct net *n, const float *const *inputs, int B, const struct 
 	n->B = B;
 	n->train = ctx != NULL;
 	P->gbatch = ctx && ctx->global_batch > 0 ? ctx->global_batch : B;
+	P->bsp = (struct bn_split){ ctx ? ctx->bn_reduce : NULL, ctx ? ctx->bn_reduce_arg : NULL };
 	prepare_inputs(n, inputs, B, ctx);
 	if (B == 0)
 		memset(P->bsum, 0, (size_t)P->nbsum * sizeof(double));
@@ -1459,11 +1468,11 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 			batchnorm_pool_backward(din, dw, db, P->t[M->out].g, M->argmax,
 						P->t[M->out].x, ti->x, L->save_mean, L->save_rstd, w,
 						nb, L->C, L->H, L->W, a->bn_micro * L->nimg, L->set,
-						P->scratch);
+						P->scratch, bn_split_of(P));
 		} else {
 			batchnorm_backward(din, dw, db, dout, ti->x, L->save_mean, L->save_rstd, w,
 					   nb, L->C, L->H * L->W, a->bn_micro * L->nimg,
-					   L->fused ? to->x : NULL, L->set);
+					   L->fused ? to->x : NULL, L->set, bn_split_of(P));
 		}
 		break;
 	case OP_RELU:

@@ -194,6 +194,10 @@ struct fwd_ctx {
 	int global_batch;       /* rows over all ranks (for the noise mean); <= 0: B */
 	reduce_fn reduce;       /* NULL: single process */
 	void *reduce_arg;
+	reduce_fn bn_reduce;    /* not NULL: this pass's samples are one thread's part of a
+				 * batch-norm micro-batch split over threads (model.c), whose
+				 * sums go through it (struct bn_split, cnn.h) */
+	void *bn_reduce_arg;
 	struct draw_memo *memo; /* NULL, or where the hidden noise and dropout draws are kept
 				 * for the next model of this seed (rng.h) */
 };

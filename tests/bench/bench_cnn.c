@@ -290,7 +290,10 @@ int main(int argc, char **argv)
 	const char *pol = getenv("MKE_BENCH_THREADS");
 	int blas_only = pol && strcmp(pol, "blas") == 0;
 	int batch_only = pol && strcmp(pol, "batch") == 0;
-	int tsplit = threads > 1 && !blas_only && (batch_only || B >= 2 * a.bn_micro);
+	/* training splits into whole micro-batches, or one micro-batch into
+	 * slices of samples with batch norm's sums shared (model.c) */
+	int tsplit = threads > 1 && !blas_only &&
+		     (batch_only || B >= 2 * a.bn_micro || (B <= a.bn_micro && B >= threads));
 	int isplit = threads > 1 && !blas_only && (batch_only || !infer_blas);
 	if (threads > 1 && !blas_only && model_set_threads(&m, threads) != 0)
 		return 1;

@@ -349,7 +349,7 @@ static double bn_obj(void *p)
 {
 	struct bn_arg *a = p;
 	batchnorm_forward(a->out, a->mean, a->rstd, a->x, a->g, a->b, a->B, a->C, a->HW, a->micro,
-			  1e-5f, NULL, 0);
+			  1e-5f, NULL, 0, NULL);
 	return wsum(a->out, a->wt, (size_t)a->B * a->C * a->HW);
 }
 
@@ -367,7 +367,7 @@ static void test_batchnorm_grad_fd(void)
 		float *dx0 = dup_floats(dx, n), *dg0 = dup_floats(dg, a.C), *db0 = dup_floats(db, a.C);
 		bn_obj(&a);
 		batchnorm_backward(dx, dg, db, a.wt, a.x, a.mean, a.rstd, a.g, a.B, a.C, a.HW,
-				   a.micro, NULL, 0);
+				   a.micro, NULL, 0, NULL);
 		fd_check("bn dx", a.x, n, dx, dx0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
 		fd_check("bn dgamma", a.g, a.C, dg, dg0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
 		fd_check("bn dbeta", a.b, a.C, db, db0, bn_obj, &a, 1e-2f, 2e-3, 2e-3);
@@ -385,28 +385,28 @@ static void test_batchnorm_micro(void)
 	float *x = randn(n, 80), *g = randn(C, 81), *b = randn(C, 82), *dy = randn(n, 83);
 	float out[B * C * HW], mean[2 * C], rstd[2 * C], o2[B * C * HW], m2[2 * C], r2[2 * C];
 	double bs[2 * C], bs1[2 * C], bs2[2 * C];
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs, 0);
-	batchnorm_forward(o2, m2, r2, x, g, b, M, C, HW, M, 1e-5f, bs1, 0);
-	batchnorm_forward(o2 + half, m2 + C, r2 + C, x + half, g, b, M, C, HW, 100, 1e-5f, bs2, 0);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs, 0, NULL);
+	batchnorm_forward(o2, m2, r2, x, g, b, M, C, HW, M, 1e-5f, bs1, 0, NULL);
+	batchnorm_forward(o2 + half, m2 + C, r2 + C, x + half, g, b, M, C, HW, 100, 1e-5f, bs2, 0, NULL);
 	CHECK(memcmp(out, o2, sizeof(out)) == 0);
 	CHECK(memcmp(mean, m2, sizeof(mean)) == 0);
 	CHECK(memcmp(rstd, r2, sizeof(rstd)) == 0);
 	for (int i = 0; i < 2 * C; i++)
 		CHECK_NEAR(bs[i], bs1[i] + bs2[i], 1e-12 * (1 + fabs(bs[i])));
 	/* micro >= B is one group over the whole batch */
-	batchnorm_forward(o2, m2, r2, x, g, b, B, C, HW, B, 1e-5f, NULL, 0);
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, 1000, 1e-5f, NULL, 0);
+	batchnorm_forward(o2, m2, r2, x, g, b, B, C, HW, B, 1e-5f, NULL, 0, NULL);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, 1000, 1e-5f, NULL, 0, NULL);
 	CHECK(memcmp(out, o2, sizeof(out)) == 0);
 	/* backward */
 	float dx[B * C * HW], dx2[B * C * HW], dg[C] = { 0 }, db[C] = { 0 }, dg2[C] = { 0 },
 						db2[C] = { 0 };
 	memset(dx, 0, sizeof(dx));
 	memset(dx2, 0, sizeof(dx2));
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 0);
-	batchnorm_backward(dx, dg, db, dy, x, mean, rstd, g, B, C, HW, M, NULL, 0);
-	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, M, C, HW, M, NULL, 0);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 0, NULL);
+	batchnorm_backward(dx, dg, db, dy, x, mean, rstd, g, B, C, HW, M, NULL, 0, NULL);
+	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, M, C, HW, M, NULL, 0, NULL);
 	batchnorm_backward(dx2 + half, dg2, db2, dy + half, x + half, mean + C, rstd + C, g, M, C,
-			   HW, M, NULL, 0);
+			   HW, M, NULL, 0, NULL);
 	CHECK(memcmp(dx, dx2, sizeof(dx)) == 0);
 	for (int c = 0; c < C; c++) {
 		CHECK_NEAR(dg[c], dg2[c], 1e-5 * (1 + fabs(dg[c])));
@@ -414,11 +414,11 @@ static void test_batchnorm_micro(void)
 	}
 	/* dinp NULL still gives dgamma, dbeta */
 	float dg3[C] = { 0 }, db3[C] = { 0 };
-	batchnorm_backward(NULL, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, NULL, 0);
+	batchnorm_backward(NULL, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, NULL, 0, NULL);
 	CHECK(memcmp(dg3, dg, sizeof(dg)) == 0 && memcmp(db3, db, sizeof(db)) == 0);
 	/* the running update averages the groups' statistics */
 	float rm[C] = { 0.5f, -1.0f, 2.0f }, rv[C] = { 1.0f, 2.0f, 0.5f };
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs, 0);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs, 0, NULL);
 	batchnorm_update_running(rm, rv, bs, 2, C, 0.1f);
 	for (int c = 0; c < C; c++) {
 		double want = 0.9 * (c == 0 ? 0.5 : c == 1 ? -1.0 : 2.0) + 0.1 * (mean[c] + mean[C + c]) / 2;
@@ -439,8 +439,8 @@ static void test_batchnorm_relu(void)
 	float *dyr = xmalloc(n * sizeof(float));
 	float mean[2 * C], rstd[2 * C], rm[C] = { 0.1f, -0.2f, 0.3f }, rv[C] = { 1.0f, 0.5f, 2.0f };
 	int npos = 0, nneg = 0;
-	batchnorm_forward(o1, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 0);
-	batchnorm_forward(o2, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 1);
+	batchnorm_forward(o1, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 0, NULL);
+	batchnorm_forward(o2, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, NULL, 1, NULL);
 	for (size_t i = 0; i < n; i++) {
 		CHECK(o2[i] == (o1[i] > 0.0f ? o1[i] : 0.0f));
 		npos += o1[i] > 0.0f;
@@ -450,8 +450,8 @@ static void test_batchnorm_relu(void)
 	CHECK(npos > 0 && nneg > 0);
 	float *dx1 = xcalloc(n, sizeof(float)), *dx2 = xcalloc(n, sizeof(float));
 	float dg1[C] = { 0 }, db1[C] = { 0 }, dg2[C] = { 0 }, db2[C] = { 0 };
-	batchnorm_backward(dx1, dg1, db1, dyr, x, mean, rstd, g, B, C, HW, M, NULL, 0);
-	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, B, C, HW, M, o2, 0);
+	batchnorm_backward(dx1, dg1, db1, dyr, x, mean, rstd, g, B, C, HW, M, NULL, 0, NULL);
+	batchnorm_backward(dx2, dg2, db2, dy, x, mean, rstd, g, B, C, HW, M, o2, 0, NULL);
 	CHECK(memcmp(dx1, dx2, n * sizeof(float)) == 0);
 	CHECK(memcmp(dg1, dg2, sizeof(dg1)) == 0 && memcmp(db1, db2, sizeof(db1)) == 0);
 	batchnorm_forward_eval(o1, x, g, b, rm, rv, B, C, HW, 1e-5f, 0);
@@ -482,13 +482,13 @@ static void test_batchnorm_pool(void)
 		int *am = xmalloc(np * sizeof(int));
 		float mean[3 * 3], rstd[3 * 3], mean2[3 * 3], rstd2[3 * 3];
 		double bs1[2 * 3], bs2[2 * 3];
-		batchnorm_forward(y, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs1, 1);
+		batchnorm_forward(y, mean, rstd, x, g, b, B, C, HW, M, 1e-5f, bs1, 1, NULL);
 		maxpool2d_forward(po, am, y, B, C, H, W, 2, 2, 0);
 		/* the forward in one: the same pool output, argmax and statistics */
 		float *po2 = xmalloc(np * sizeof(float));
 		int *am2 = xmalloc(np * sizeof(int));
 		float *scr = xmalloc((size_t)M * HW * sizeof(float));
-		batchnorm_pool_forward(po2, am2, mean2, rstd2, x, g, b, B, C, H, W, M, 1e-5f, bs2, scr);
+		batchnorm_pool_forward(po2, am2, mean2, rstd2, x, g, b, B, C, H, W, M, 1e-5f, bs2, scr, NULL);
 		CHECK(memcmp(po, po2, np * sizeof(float)) == 0);
 		CHECK(memcmp(am, am2, np * sizeof(int)) == 0);
 		CHECK(memcmp(mean, mean2, sizeof(mean)) == 0 && memcmp(rstd, rstd2, sizeof(rstd)) == 0);
@@ -501,24 +501,24 @@ static void test_batchnorm_pool(void)
 		float *dx4 = xmalloc(n * sizeof(float));
 		float dg1[3] = { 0 }, db1[3] = { 0 }, dg2[3] = { 0 }, db2[3] = { 0 };
 		float dg3[3] = { 0 }, db3[3] = { 0 };
-		batchnorm_backward(dx1, dg1, db1, dy, x, mean, rstd, g, B, C, HW, M, y, 0);
+		batchnorm_backward(dx1, dg1, db1, dy, x, mean, rstd, g, B, C, HW, M, y, 0, NULL);
 		for (size_t i = 0; i < n; i++)
 			dx2[i] = NAN; /* set must write every position */
 		batchnorm_pool_backward(dx2, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1,
-					scr);
+					scr, NULL);
 		CHECK(memcmp(dx1, dx2, n * sizeof(float)) == 0);
 		CHECK(memcmp(dg1, dg2, sizeof(dg1)) == 0 && memcmp(db1, db2, sizeof(db1)) == 0);
 		/* added: onto a buffer that already holds a gradient */
 		memcpy(dx3, base, n * sizeof(float));
 		memcpy(dx4, base, n * sizeof(float));
-		batchnorm_backward(dx3, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, y, 0);
+		batchnorm_backward(dx3, dg3, db3, dy, x, mean, rstd, g, B, C, HW, M, y, 0, NULL);
 		batchnorm_pool_backward(dx4, dg2, db2, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 0,
-					scr);
+					scr, NULL);
 		CHECK(memcmp(dx3, dx4, n * sizeof(float)) == 0);
 		/* no input gradient: parameters only */
 		float dg4[3] = { 0 }, db4[3] = { 0 };
 		batchnorm_pool_backward(NULL, dg4, db4, dp, am, po, x, mean, rstd, g, B, C, H, W, M, 1,
-					scr);
+					scr, NULL);
 		CHECK(memcmp(dg1, dg4, sizeof(dg1)) == 0 && memcmp(db1, db4, sizeof(db1)) == 0);
 		int nz = 0;
 		for (size_t i = 0; i < n; i++)
@@ -540,7 +540,7 @@ static void test_batchnorm_large(void)
 		x[i] = 100.0f + 0.01f * x[i] + (i % (2 * HW) < HW ? 0.0f : 7.0f);
 	float g[C] = { 1.0f, 2.0f }, b[C] = { 0.0f, 1.0f }, mean[C], rstd[C];
 	double bs[2 * C];
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs, 0);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs, 0, NULL);
 	for (int c = 0; c < C; c++) {
 		double s = 0.0, ss = 0.0;
 		for (int k = 0; k < B; k++)
@@ -1115,9 +1115,9 @@ static void torch_bn(const struct fixture *f)
 	float mean[16], rstd[16], dg[16] = { 0 }, dbt[16] = { 0 }, rm[16], rv[16];
 	double bs[32];
 	CHECK(C <= 16);
-	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs, 0);
+	batchnorm_forward(out, mean, rstd, x, g, b, B, C, HW, B, 1e-5f, bs, 0, NULL);
 	check_torch("bn out", out, fx(f, "bn", "out", n), n);
-	batchnorm_backward(dx, dg, dbt, dout, x, mean, rstd, g, B, C, HW, B, NULL, 0);
+	batchnorm_backward(dx, dg, dbt, dout, x, mean, rstd, g, B, C, HW, B, NULL, 0, NULL);
 	check_torch("bn dx", dx, fx(f, "bn", "dx", n), n);
 	check_torch("bn dgamma", dg, fx(f, "bn", "dgamma", C), C);
 	check_torch("bn dbeta", dbt, fx(f, "bn", "dbeta", C), C);

@@ -6,7 +6,8 @@
  * reduce, for each family of model (conv3 with one and two inputs, resnet +
  * video, rgbd_seg with flips and scale-crops), with and without noise and
  * dropout, for even and uneven splits, one whose slices outnumber the
- * micro-batches, and a batch too small to split. Also the pool (par.h) alone.
+ * micro-batches, a single micro-batch cut over the threads (batch norm's
+ * sums shared), and a batch too small to split. Also the pool (par.h) alone.
  */
 #include <math.h>
 #include <stdint.h>
@@ -234,11 +235,29 @@ static void test_rgbd_seg(void)
 	run(arch_seg(), 2, 20, aug, 0, 1, 32);
 }
 
-/* One micro-batch: the model runs unsplit, on m->net (evaluation splits). */
+/* One micro-batch of at least T samples: its samples over the threads,
+ * batch norm's sums across them (struct bn_split); even and uneven slices,
+ * every family, the fused batch norm + pool of conv3 and rgbd_seg. */
+static void test_split_micro_batch(void)
+{
+	run(arch_conv3(1), 2, 8, all, 0, 1, 41);    /* 4 + 4 */
+	run(arch_conv3(1), 2, 5, all, 0, 0, 42);    /* 2 + 3 */
+	run(arch_conv3(1), 3, 7, none, 0, 0, 43);   /* 2 + 2 + 3 */
+	run(arch_conv3(2), 4, 8, all, 1, 1, 44);
+	run(arch_late(), 2, 8, all, 0, 1, 45);
+	struct regularizer aug = all;
+	aug.hflip = 1;
+	aug.scale_min = 0.8f;
+	aug.scale_max = 1.25f;
+	run(arch_seg(), 2, 8, aug, 0, 1, 46);
+	run(arch_seg(), 3, 6, none, 0, 0, 47);
+}
+
+/* Fewer samples than threads in one micro-batch: the model runs unsplit,
+ * on m->net (evaluation splits). */
 static void test_unsplit(void)
 {
-	run(arch_conv3(1), 2, 8, all, 0, 1, 41);
-	run(arch_conv3(1), 2, 5, all, 0, 0, 42);
+	run(arch_conv3(1), 4, 3, all, 0, 1, 48);
 	struct net_arch a = arch_conv3(1);
 	struct model m;
 	CHECK(model_init_net(&m, &a) == 0);
@@ -246,8 +265,10 @@ static void test_unsplit(void)
 	float x[8 * 120] = { 0 };
 	const float *in[1] = { x };
 	struct fwd_ctx ctx = { .seed = 1 };
-	model_forward(&m, in, 8, &ctx);
+	model_forward(&m, in, 1, &ctx);
 	CHECK(model_logits(&m) == m.net.logits);
+	model_forward(&m, in, 8, &ctx);
+	CHECK(model_logits(&m) != m.net.logits); /* split over the micro-batch */
 	model_forward(&m, in, 8, NULL);
 	CHECK(model_logits(&m) != m.net.logits);
 	CHECK(model_set_threads(&m, 0) != 0);
@@ -308,6 +329,7 @@ int main(void)
 	RUN(test_conv3_two_inputs);
 	RUN(test_resnet_video);
 	RUN(test_rgbd_seg);
+	RUN(test_split_micro_batch);
 	RUN(test_unsplit);
 	return test_summary();
 }
