@@ -1379,21 +1379,22 @@ void time_crop(float *out, const float *inp, int B, int F, int T, int Tc, int tr
  * contiguously, and its K exponentials kept for the gradient */
 #define XENT_PIX 64
 
+/* Each pixel's softmax in float (exp_sub, nn.h: vectorized), its sum and
+ * the loss in double. */
 double pixel_xent(float *dlogits, const float *logits, const int *labels, int B, int K, int HW,
 		  int ignore, float grad_scale, long *count)
 {
 	// logits, dlogits are (B,K,HW); labels (B,HW)
 	double loss = 0.0;
 	long n = 0;
-	double *e = xmalloc(sizeof(double) * (size_t)K * XENT_PIX);
+	float *e = xmalloc(sizeof(float) * (size_t)K * XENT_PIX);
 	for (int b = 0; b < B; b++) {
 		const float *z = logits + (size_t)b * K * HW;
 		float *dz = dlogits ? dlogits + (size_t)b * K * HW : NULL;
 		const int *lab = labels + (size_t)b * HW;
 		for (int p0 = 0; p0 < HW; p0 += XENT_PIX) {
 			int np = HW - p0 < XENT_PIX ? HW - p0 : XENT_PIX;
-			float m[XENT_PIX];
-			double se[XENT_PIX];
+			float m[XENT_PIX], se[XENT_PIX], g[XENT_PIX];
 			for (int i = 0; i < np; i++)
 				m[i] = z[p0 + i];
 			for (int k = 1; k < K; k++)
@@ -1402,31 +1403,36 @@ double pixel_xent(float *dlogits, const float *logits, const int *labels, int B,
 					m[i] = v > m[i] ? v : m[i];
 				}
 			for (int i = 0; i < np; i++)
-				se[i] = 0.0;
-			for (int k = 0; k < K; k++)
-				for (int i = 0; i < np; i++) {
-					double v = exp((double)z[(size_t)k * HW + p0 + i] - m[i]);
-					e[(size_t)k * XENT_PIX + i] = v;
-					se[i] += v;
-				}
+				se[i] = 0.0f;
+			for (int k = 0; k < K; k++) {
+				float *ek = e + (size_t)k * XENT_PIX;
+				exp_sub(ek, z + (size_t)k * HW + p0, m, np);
+				for (int i = 0; i < np; i++)
+					se[i] += ek[i];
+			}
 			for (int i = 0; i < np; i++) {
 				int y = lab[p0 + i];
+				g[i] = 0.0f;
 				if (y == ignore || y < 0 || y >= K)
 					continue;
-				loss += m[i] + log(se[i]) - z[(size_t)y * HW + p0 + i];
+				loss += (double)m[i] + log((double)se[i]) - z[(size_t)y * HW + p0 + i];
+				g[i] = grad_scale / se[i];
 				n++;
 			}
 			if (!dz)
 				continue;
-			/* softmax = e / se (one exponential per class) */
-			for (int k = 0; k < K; k++)
-				for (int i = 0; i < np; i++) {
-					int y = lab[p0 + i];
-					if (y == ignore || y < 0 || y >= K)
-						continue;
-					double pk = e[(size_t)k * XENT_PIX + i] / se[i];
-					dz[(size_t)k * HW + p0 + i] += (float)((pk - (k == y)) * grad_scale);
-				}
+			/* (softmax - onehot) * grad_scale: e * grad_scale / se, then the label's -grad_scale */
+			for (int k = 0; k < K; k++) {
+				const float *ek = e + (size_t)k * XENT_PIX;
+				float *d = dz + (size_t)k * HW + p0;
+				for (int i = 0; i < np; i++)
+					d[i] += ek[i] * g[i];
+			}
+			for (int i = 0; i < np; i++) {
+				int y = lab[p0 + i];
+				if (y != ignore && y >= 0 && y < K)
+					dz[(size_t)y * HW + p0 + i] -= grad_scale;
+			}
 		}
 	}
 	free(e);

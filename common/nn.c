@@ -1147,6 +1147,28 @@ AVX2 static double xent_fm_avx2(float *dlogits, const float *logits, const int *
 }
 #endif
 
+#ifdef NN_X86
+AVX2 static int exp_sub_avx2(float *y, const float *x, const float *m, int n)
+{
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i),
+							 _mm256_loadu_ps(m + i))));
+	return i;
+}
+#endif
+
+void exp_sub(float *y, const float *x, const float *m, int n)
+{
+	int i = 0;
+#ifdef NN_X86
+	if (cpu_avx2())
+		i = exp_sub_avx2(y, x, m, n);
+#endif
+	for (; i < n; i++)
+		y[i] = expf(x[i] - m[i]);
+}
+
 double softmax_xent_fm(float *dlogits, const float *logits, const int *labels, const float *soft,
 		       int B, int N, int K, enum loss_kind kind, float grad_scale)
 {

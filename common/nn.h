@@ -125,6 +125,11 @@ double softmax_xent(float *dlogits, float *probs, const float *logits, const int
 double softmax_xent_fm(float *dlogits, const float *logits, const int *labels, const float *soft,
 		       int B, int N, int K, enum loss_kind kind, float grad_scale);
 
+/* y[i] = exp(x[i] - m[i]) for i < n, in float: 8 lanes of a Cephes
+ * polynomial (about 1 ulp; arguments below -87 give exp(-87)) where AVX2
+ * is there, else expf. y may equal x. */
+void exp_sub(float *y, const float *x, const float *m, int n);
+
 /* softmax of each row of (B,K) into out (may equal inp). */
 void softmax_rows(float *out, const float *inp, int B, int K);
 

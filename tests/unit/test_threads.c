@@ -7,7 +7,8 @@
  * video, rgbd_seg with flips and scale-crops), with and without noise and
  * dropout, for even and uneven splits, one whose slices outnumber the
  * micro-batches, a single micro-batch cut over the threads (batch norm's
- * sums shared), and a batch too small to split. Also the pool (par.h) alone.
+ * sums shared), and a batch too small to split. Also the pool (par.h) alone,
+ * and a segmenter's model_probs against a softmax in double.
  */
 #include <math.h>
 #include <stdint.h>
@@ -276,6 +277,56 @@ static void test_unsplit(void)
 	model_release(&m);
 }
 
+/* model_probs of a segmenter (blocks of 64 pixels, exp_sub) against each
+ * pixel's softmax in double, on maps of 8x12 (a block and a partial one)
+ * and 16x16, logits spread over +-40 so the max shift matters */
+static void test_seg_probs(void)
+{
+	for (int v = 0; v < 2; v++) {
+		struct net_arch a = arch_seg();
+		a.in[0].H = a.in[1].H = 8 + 8 * v;
+		a.in[0].W = a.in[1].W = 12 + 4 * v;
+		struct model m;
+		CHECK(model_init_net(&m, &a) == 0);
+		model_init_params(&m, 3);
+		int B = 3, K = a.classes, HW = m.map_hw;
+		float *x[2], *probs = xmalloc(sizeof(float) * (size_t)B * K * HW);
+		const float *in[2];
+		for (int k = 0; k < 2; k++) {
+			x[k] = xmalloc((size_t)B * in_size(&a, k) * sizeof(float));
+			fill_normal(x[k], (size_t)B * in_size(&a, k), 60 + (uint32_t)k);
+			in[k] = x[k];
+		}
+		model_forward(&m, in, B, NULL);
+		float *lg = (float *)model_logits(&m);
+		for (size_t i = 0; i < (size_t)B * K * HW; i++)
+			lg[i] = 40.0f * sinf((float)i * 0.37f) + lg[i];
+		model_probs(&m, probs, B);
+		int bad = 0;
+		for (int b = 0; b < B; b++)
+			for (int p = 0; p < HW; p++) {
+				const float *z = lg + (size_t)b * K * HW + p;
+				double mx = z[0], s = 0.0;
+				for (int k = 1; k < K; k++)
+					mx = fmax(mx, z[(size_t)k * HW]);
+				for (int k = 0; k < K; k++)
+					s += exp(z[(size_t)k * HW] - mx);
+				for (int k = 0; k < K; k++) {
+					double want = exp(z[(size_t)k * HW] - mx) / s;
+					double got = probs[((size_t)b * K + k) * HW + p];
+					/* float's rounding of z - max, times its size */
+					double tol = 4e-7 * (1.0 + mx - z[(size_t)k * HW]) * want;
+					bad += fabs(got - want) > tol + 1e-37;
+				}
+			}
+		CHECK_MSG(bad == 0, "map %d: %d probabilities off", v, bad);
+		for (int k = 0; k < 2; k++)
+			free(x[k]);
+		free(probs);
+		model_release(&m);
+	}
+}
+
 /* The pool alone: every thread runs the job, barriers hold, reduces sum in
  * thread order and call the outer reduce once each. */
 struct pool_job {
@@ -331,5 +382,6 @@ int main(void)
 	RUN(test_rgbd_seg);
 	RUN(test_split_micro_batch);
 	RUN(test_unsplit);
+	RUN(test_seg_probs);
 	return test_summary();
 }
