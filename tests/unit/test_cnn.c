@@ -699,6 +699,48 @@ static void test_upsample_identity_and_x2(void)
 	CHECK_NEAR(ru[2 * W - 1], (float)(W - 1), 1e-7);
 }
 
+/* The x2 path (up2_forward / up2_backward) against PyTorch's half-pixel
+ * formula written out per output: the forward bit for bit, the backward's
+ * scatter within float rounding; sides of 1 and 2 (clamped taps), odd and
+ * even, several planes. */
+static void test_upsample_x2_path(void)
+{
+	static const int shapes[][3] = { { 1, 1, 1 }, { 2, 1, 5 }, { 1, 3, 1 }, { 3, 2, 2 },
+					 { 2, 5, 4 }, { 2, 15, 20 } };
+	for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
+		int BC = shapes[t][0], H = shapes[t][1], W = shapes[t][2], OH = 2 * H, OW = 2 * W;
+		size_t nin = (size_t)BC * H * W, nout = (size_t)BC * OH * OW;
+		float *x = randn(nin, 300 + t), *dy = randn(nout, 310 + t);
+		float *y = xmalloc(nout * sizeof(float)), *want = xmalloc(nout * sizeof(float));
+		float *dx = xcalloc(nin, sizeof(float));
+		double *dref = xcalloc(nin, sizeof(double));
+		for (int bc = 0; bc < BC; bc++)
+			for (int oh = 0; oh < OH; oh++)
+				for (int ow = 0; ow < OW; ow++) {
+					float sh = fmaxf(0.5f * ((float)oh + 0.5f) - 0.5f, 0.0f);
+					float sw = fmaxf(0.5f * ((float)ow + 0.5f) - 0.5f, 0.0f);
+					int h0 = (int)sh, w0 = (int)sw;
+					int h1 = h0 < H - 1 ? h0 + 1 : h0, w1 = w0 < W - 1 ? w0 + 1 : w0;
+					float lh = sh - (float)h0, lw = sw - (float)w0;
+					const float *p = x + (size_t)bc * H * W;
+					size_t o = ((size_t)bc * OH + oh) * OW + ow;
+					want[o] = (1.0f - lh) * ((1.0f - lw) * p[h0 * W + w0] + lw * p[h0 * W + w1]) +
+						  lh * ((1.0f - lw) * p[h1 * W + w0] + lw * p[h1 * W + w1]);
+					double g = dy[o], *d = dref + (size_t)bc * H * W;
+					d[h0 * W + w0] += (1.0 - lh) * (1.0 - lw) * g;
+					d[h0 * W + w1] += (1.0 - lh) * lw * g;
+					d[h1 * W + w0] += lh * (1.0 - lw) * g;
+					d[h1 * W + w1] += lh * lw * g;
+				}
+		upsample_bilinear_forward(y, x, 1, BC, H, W, OH, OW);
+		CHECK_MSG(memcmp(y, want, nout * sizeof(float)) == 0, "%dx%d: forward differs", H, W);
+		upsample_bilinear_backward(dx, dy, 1, BC, H, W, OH, OW);
+		for (size_t i = 0; i < nin; i++)
+			CHECK_NEAR(dx[i], dref[i], 1e-5 * (1.0 + fabs(dref[i])));
+		free(x), free(dy), free(y), free(want), free(dx), free(dref);
+	}
+}
+
 static void test_concat_add(void)
 {
 	enum { B = 2, Ca = 2, Cb = 3, HW = 4 };
@@ -1270,6 +1312,7 @@ int main(void)
 	RUN(test_batchnorm_large);
 	RUN(test_pool_grad_fd);
 	RUN(test_upsample_identity_and_x2);
+	RUN(test_upsample_x2_path);
 	RUN(test_concat_add);
 	RUN(test_loss_grad_fd);
 	RUN(test_confusion);
