@@ -226,12 +226,19 @@ static void test_resnet_video(void)
 	run(arch_late(), 4, 16, all, 0, 0, 22);
 }
 
-static void test_rgbd_seg(void)
+/* every regularizer and the image augmentations (flips, scale-crops) */
+static struct regularizer all_aug(void)
 {
 	struct regularizer aug = all;
 	aug.hflip = 1;
 	aug.scale_min = 0.8f;
 	aug.scale_max = 1.25f;
+	return aug;
+}
+
+static void test_rgbd_seg(void)
+{
+	struct regularizer aug = all_aug();
 	run(arch_seg(), 2, 24, none, 0, 0, 31);
 	run(arch_seg(), 2, 20, aug, 0, 1, 32);
 }
@@ -246,11 +253,7 @@ static void test_split_micro_batch(void)
 	run(arch_conv3(1), 3, 7, none, 0, 0, 43);   /* 2 + 2 + 3 */
 	run(arch_conv3(2), 4, 8, all, 1, 1, 44);
 	run(arch_late(), 2, 8, all, 0, 1, 45);
-	struct regularizer aug = all;
-	aug.hflip = 1;
-	aug.scale_min = 0.8f;
-	aug.scale_max = 1.25f;
-	run(arch_seg(), 2, 8, aug, 0, 1, 46);
+	run(arch_seg(), 2, 8, all_aug(), 0, 1, 46);
 	run(arch_seg(), 3, 6, none, 0, 0, 47);
 }
 
