@@ -215,9 +215,10 @@ fi
 # tests/bench/cnn_torch.py (the modules of tests/fixtures/gen_net.py), wall
 # time, median of REPEATS timings of ITERS steps after one warm-up step.
 # At 2 threads mke runs the batch on 2 threads (model_set_threads, one BLAS
-# thread each) where a pass splits into whole batch-norm micro-batches and a
-# 2-thread BLAS otherwise; the _t2_blas_threads rows give the 2-thread BLAS
-# for every pass, side by side.
+# thread each) where a pass splits (into whole batch-norm micro-batches, or a
+# single micro-batch into slices of samples with batch norm's sums shared:
+# decision 25) and a 2-thread BLAS otherwise; the _t2_blas_threads rows give
+# the 2-thread BLAS for every pass, side by side.
 # MKE_BENCH_CNN=0 skips it.
 if [ "${MKE_BENCH_CNN:-1}" = 1 ] && [ -x "$build/bench/bench_cnn" ]; then
 	have_torch=0
