@@ -130,6 +130,7 @@ INLINE void input_body(const struct wino_buf *w, const float *inp, const struct 
 				memcpy(src + 1, x + (size_t)ih * W, (size_t)W * sizeof(float));
 				memset(src + 1 + W, 0, (rs - 1 - (size_t)W) * sizeof(float));
 				const float *restrict r = src;
+				#pragma GCC ivdep
 				for (int q = 0; q < PP; q++) {
 					p[q] = r[4 * q];
 					p[PP + q] = r[4 * q + 1];
@@ -140,6 +141,7 @@ INLINE void input_body(const struct wino_buf *w, const float *inp, const struct 
 			/* B^T down the columns */
 			float *restrict d0 = w->strip, *restrict d1 = d0 + rs, *restrict d2 = d1 + rs;
 			float *restrict d3 = d2 + rs, *restrict d4 = d3 + rs, *restrict d5 = d4 + rs;
+			#pragma GCC ivdep
 			for (size_t j = 0; j < rs; j++) {
 				float a0 = d0[j], a1 = d1[j], a2 = d2[j], a3 = d3[j], a4 = d4[j],
 				      a5 = d5[j];
@@ -159,6 +161,7 @@ INLINE void input_body(const struct wino_buf *w, const float *inp, const struct 
 				float *restrict v1 = v0 + vstride, *restrict v2 = v1 + vstride;
 				float *restrict v3 = v2 + vstride, *restrict v4 = v3 + vstride;
 				float *restrict v5 = v4 + vstride;
+				#pragma GCC ivdep
 				for (int tw = 0; tw < TW; tw++) {
 					float e0 = p0[tw], e1 = p1[tw], e2 = p2[tw], e3 = p3[tw];
 					float e4 = p0[tw + 1], e5 = p1[tw + 1];
@@ -172,6 +175,16 @@ INLINE void input_body(const struct wino_buf *w, const float *inp, const struct 
 			}
 		}
 	}
+}
+
+/* o = A^T z for the 6-vector z */
+INLINE void at6(float o[4], float z0, float z1, float z2, float z3, float z4, float z5)
+{
+	float a = z1 + z2, d = z1 - z2, a2 = z3 + z4, d2 = z3 - z4;
+	o[0] = z0 + a + a2;
+	o[1] = d + 2 * d2;
+	o[2] = a + 4 * a2;
+	o[3] = d + 8 * d2 + z5;
 }
 
 /* out (tile rows [r0, r0+nr)) = epilogue(A^T M A + bias): the 16 outputs
@@ -190,37 +203,44 @@ INLINE void output_body(const struct wino_buf *w, float *out, const float *bias,
 			float bv = bias ? bias[oc] : 0.0f;
 			float sc = ep ? ep->scale[oc] : 1.0f, sh = ep ? ep->shift[oc] : 0.0f;
 			int relu = ep && ep->relu;
+			size_t ms = mstride;
+			/* straight-line code, no inner loops, so the tile loop vectorises */
+#define AT_ROW(t, i)                                                                     \
+	at6(t, mm[(6 * i) * ms], mm[(6 * i + 1) * ms], mm[(6 * i + 2) * ms],              \
+	    mm[(6 * i + 3) * ms], mm[(6 * i + 4) * ms], mm[(6 * i + 5) * ms])
+#define AT_COL(l)                                                                        \
+	do {                                                                             \
+		at6(v, t0[l], t1[l], t2[l], t3[l], t4[l], t5[l]);                        \
+		y[l * ys + tw] = v[0], y[(4 + l) * ys + tw] = v[1];                      \
+		y[(8 + l) * ys + tw] = v[2], y[(12 + l) * ys + tw] = v[3];               \
+	} while (0)
+			#pragma GCC ivdep
 			for (int tw = 0; tw < TW; tw++) {
-				float t[6][4];
-				for (int i = 0; i < 6; i++) {
-					const float *mi = m + (size_t)(6 * i) * mstride + tw;
-					float m0 = mi[0], m1 = mi[mstride], m2 = mi[2 * mstride];
-					float m3 = mi[3 * mstride], m4 = mi[4 * mstride],
-					      m5 = mi[5 * mstride];
-					float a = m1 + m2, d = m1 - m2, a2 = m3 + m4, d2 = m3 - m4;
-					t[i][0] = m0 + a + a2;
-					t[i][1] = d + 2 * d2;
-					t[i][2] = a + 4 * a2;
-					t[i][3] = d + 8 * d2 + m5;
-				}
-				for (int l = 0; l < 4; l++) {
-					float a = t[1][l] + t[2][l], d = t[1][l] - t[2][l];
-					float a2 = t[3][l] + t[4][l], d2 = t[3][l] - t[4][l];
-					float v[4] = {t[0][l] + a + a2, d + 2 * d2, a + 4 * a2,
-						      d + 8 * d2 + t[5][l]};
-					for (int q = 0; q < 4; q++) {
-						float o = (v[q] + bv) * sc + sh;
-						if (relu)
-							o = o > 0.0f ? o : 0.0f;
-						y[(4 * q + l) * ys + tw] = o;
-					}
-				}
+				const float *mm = m + tw;
+				float t0[4], t1[4], t2[4], t3[4], t4[4], t5[4], v[4];
+				AT_ROW(t0, 0), AT_ROW(t1, 1), AT_ROW(t2, 2);
+				AT_ROW(t3, 3), AT_ROW(t4, 4), AT_ROW(t5, 5);
+				AT_COL(0);
+				AT_COL(1);
+				AT_COL(2);
+				AT_COL(3);
+			}
+#undef AT_ROW
+#undef AT_COL
+			/* the bias and the epilogue */
+			for (int r = 0; r < 16 && (bias || ep); r++) {
+				float *restrict yr = y + r * ys;
+				for (int tw = 0; tw < TW; tw++)
+					yr[tw] = (yr[tw] + bv) * sc + sh;
+				for (int tw = 0; relu && tw < TW; tw++)
+					yr[tw] = yr[tw] > 0.0f ? yr[tw] : 0.0f;
 			}
 			float *o = out + ((size_t)b * s->OC + oc) * plane;
 			for (int q = 0; q < 4 && 4 * th + q < s->OH; q++) {
 				float *restrict orow = o + (size_t)(4 * th + q) * OW;
 				const float *restrict y0 = y + (size_t)(4 * q) * ys, *restrict y1 = y0 + ys;
 				const float *restrict y2 = y1 + ys, *restrict y3 = y2 + ys;
+				#pragma GCC ivdep
 				for (int tw = 0; tw < full; tw++) {
 					orow[4 * tw] = y0[tw];
 					orow[4 * tw + 1] = y1[tw];
@@ -257,6 +277,7 @@ INLINE void grad_body(const struct wino_buf *w, const float *dout, const struct 
 					continue;
 				}
 				const float *restrict gr = g + (size_t)oh * OW;
+				#pragma GCC ivdep
 				for (int tw = 0; tw < full; tw++) {
 					e0[tw] = gr[4 * tw];
 					e1[tw] = gr[4 * tw + 1];
@@ -268,6 +289,7 @@ INLINE void grad_body(const struct wino_buf *w, const float *dout, const struct 
 						4 * full + l < OW ? gr[4 * full + l] : 0.0f;
 			}
 			float *restrict y = w->M + (size_t)oc * ld + (size_t)k * TW;
+			#pragma GCC ivdep
 			for (int tw = 0; tw < TW; tw++) {
 				float a[4][6];
 				for (int h = 0; h < 4; h++) {
@@ -299,15 +321,15 @@ INLINE void grad_body(const struct wino_buf *w, const float *dout, const struct 
 	}
 }
 
-/* (B z) for a 6-vector z: B^T's columns */
-INLINE void bt6(float o[6], const float z[6])
+/* o = B z for the 6-vector z: B^T's columns */
+INLINE void bt6(float o[6], float z0, float z1, float z2, float z3, float z4, float z5)
 {
-	o[0] = 4 * z[0];
-	o[1] = 4 * (z[2] - z[1] + z[5]) + 2 * (z[4] - z[3]);
-	o[2] = -5 * z[0] - 4 * (z[1] + z[2]) - z[3] - z[4];
-	o[3] = z[1] - z[2] + 2 * (z[3] - z[4]) - 5 * z[5];
-	o[4] = z[0] + z[1] + z[2] + z[3] + z[4];
-	o[5] = z[5];
+	o[0] = 4 * z0;
+	o[1] = 4 * (z2 - z1 + z5) + 2 * (z4 - z3);
+	o[2] = -5 * z0 - 4 * (z1 + z2) - z3 - z4;
+	o[3] = z1 - z2 + 2 * (z3 - z4) - 5 * z5;
+	o[4] = z0 + z1 + z2 + z3 + z4;
+	o[5] = z5;
 }
 
 /* dinp (tile rows [r0, r0+nr)) += B dV B^T, the 6x6 blocks overlapping:
@@ -329,21 +351,42 @@ INLINE void input_grad_body(const struct wino_buf *w, float *dinp, const struct 
 		for (int c = 0; c < s->C; c++) {
 			const float *restrict z = w->V + (size_t)c * ld + (size_t)k * TW;
 			float *restrict wt = wr + 1;
+			size_t vs = vstride;
+			/* straight-line code, no inner loops, so the tile loop vectorises:
+			 * q_i[l] = (B dV)[i][l] down the columns, then B along the rows */
+#define B_COL(l)                                                                         \
+	do {                                                                             \
+		bt6(o, zz[l * vs], zz[(6 + l) * vs], zz[(12 + l) * vs], zz[(18 + l) * vs],  \
+		    zz[(24 + l) * vs], zz[(30 + l) * vs]);                               \
+		q0[l] = o[0], q1[l] = o[1], q2[l] = o[2];                                \
+		q3[l] = o[3], q4[l] = o[4], q5[l] = o[5];                                \
+	} while (0)
+#define B_ROW(q, i)                                                                      \
+	do {                                                                             \
+		bt6(o, q[0], q[1], q[2], q[3], q[4], q[5]);                              \
+		float *r_ = wt + (6 * i) * ws + tw;                                      \
+		r_[0] = o[0], r_[ws] = o[1], r_[2 * ws] = o[2];                          \
+		r_[3 * ws] = o[3], r_[4 * ws] = o[4], r_[5 * ws] = o[5];                 \
+	} while (0)
+			#pragma GCC ivdep
 			for (int tw = 0; tw < TW; tw++) {
-				float q[6][6], col[6], o[6];
-				for (int l = 0; l < 6; l++) {
-					for (int i = 0; i < 6; i++)
-						col[i] = z[(size_t)(6 * i + l) * vstride + tw];
-					bt6(o, col);
-					for (int i = 0; i < 6; i++)
-						q[i][l] = o[i];
-				}
-				for (int i = 0; i < 6; i++) {
-					bt6(o, q[i]);
-					for (int j = 0; j < 6; j++)
-						wt[(size_t)(6 * i + j) * ws + tw] = o[j];
-				}
+				const float *zz = z + tw;
+				float q0[6], q1[6], q2[6], q3[6], q4[6], q5[6], o[6];
+				B_COL(0);
+				B_COL(1);
+				B_COL(2);
+				B_COL(3);
+				B_COL(4);
+				B_COL(5);
+				B_ROW(q0, 0);
+				B_ROW(q1, 1);
+				B_ROW(q2, 2);
+				B_ROW(q3, 3);
+				B_ROW(q4, 4);
+				B_ROW(q5, 5);
 			}
+#undef B_COL
+#undef B_ROW
 			float *x = dinp + ((size_t)b * s->C + c) * plane;
 			for (int i = 0; i < 6; i++) {
 				int ih = 4 * th - 1 + i;
@@ -354,6 +397,7 @@ INLINE void input_grad_body(const struct wino_buf *w, float *dinp, const struct 
 				const float *restrict w2 = w1 + ws, *restrict w3 = w2 + ws;
 				const float *restrict w4 = w3 + ws, *restrict w5 = w4 + ws;
 				float *restrict st = strip;
+				#pragma GCC ivdep
 				for (int q = 0; q <= TW; q++) {
 					st[4 * q] = w0[1 + q] + w4[q];
 					st[4 * q + 1] = w1[1 + q] + w5[q];
@@ -361,6 +405,7 @@ INLINE void input_grad_body(const struct wino_buf *w, float *dinp, const struct 
 					st[4 * q + 3] = w3[1 + q];
 				}
 				float *restrict xr = x + (size_t)ih * s->W;
+				#pragma GCC ivdep
 				for (int j = 0; j < s->W; j++)
 					xr[j] += st[1 + j];
 			}
