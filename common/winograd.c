@@ -30,7 +30,13 @@
  * a time (wino_rows), so the scratch depends on the shape, not on B.
  *
  * The transforms are plain loops over whole rows of tiles that the compiler
- * vectorises; docs/layers.md says when this path is taken and what it costs.
+ * vectorises, with AVX2 versions; docs/layers.md says when this path is
+ * taken and what it costs.
+ *
+ * F(4x4, 3x3) (winograd4.c: 6x6 input tiles, 36 products per tile instead
+ * of 144) runs through the same chunks, threads and sgemm here with 36
+ * points in place of 16; wino_tile picks it for outputs of at least
+ * WINO4_MIN_SIDE on each side, where it measured faster.
  */
 #include "winograd.h"
 
@@ -84,6 +90,9 @@ int wino_applies(const struct conv2d_shape *s)
 	       s->OH >= WINO_MIN_SIDE && s->OW >= WINO_MIN_SIDE;
 }
 
+/* F(4x4) from WINO4_MIN_SIDE outputs on each side: below it (15x20,
+ * 128 -> 256 channels, 0.8x) the larger tiles' ragged edges and the
+ * 2.25x larger transformed weights cost more than the products saved */
 int wino_tile(const struct conv2d_shape *s)
 {
 	int mode = wino_mode();
