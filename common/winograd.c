@@ -116,7 +116,7 @@ static int wino_rows(const struct conv2d_shape *s, int m, int TW)
 /* The buffers of thread t for tile side m (U is shared; dU, V, M, strip
  * and row are each thread's): U, dU (X*OC*C each), V (X*C*T), M or Yh
  * (X*OC*T), the strip (F(2x2): 4 rows of SW floats; F(4x4): 6 rows of 4
- * phases of PP floats, then a row of SW) and the rows (16 of TW+16 for
+ * phases of PP floats) and the rows (16 of TW+16 for
  * F(2x2), 36 for F(4x4)). Returns the floats WINO_THREADS threads need */
 static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, int m, float *base,
 			  int t)
@@ -131,7 +131,7 @@ static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, int 
 	w->rows = wino_rows(s, m, w->TW);
 	w->T = (size_t)w->rows * w->TW;
 	size_t X = (size_t)w->X, uc = X * s->OC * s->C;
-	size_t nstrip = m == 2 ? (size_t)4 * w->SW : (size_t)24 * w->PP + w->SW;
+	size_t nstrip = m == 2 ? (size_t)4 * w->SW : (size_t)24 * w->PP;
 	size_t per = uc + X * (s->C + s->OC) * w->T + nstrip +
 		     (m == 2 ? 16 : 36) * (size_t)(w->TW + 16);
 	w->U = base ? base : NULL;

@@ -106,15 +106,13 @@ void wino4_weight_grad_transform(float *dweight, const float *dU, int OC, int C)
 }
 
 /* V (36, C, T): B^T d B for the tiles of tile rows [r0, r0+nr). The strip
- * holds the six input rows of a tile row as phases (4*PP floats a row),
- * then a padded copy of one input row (SW floats) */
+ * holds the six input rows of a tile row as phases (4*PP floats a row) */
 INLINE void input_body(const struct wino_buf *w, const float *inp, const struct conv2d_shape *s,
 		       int r0, int nr)
 {
 	size_t plane = (size_t)s->H * s->W, ld = w->T, vstride = (size_t)s->C * ld;
 	int TW = w->TW, PP = w->PP, W = s->W;
 	size_t rs = (size_t)4 * PP;
-	float *src = w->strip + 6 * rs;
 	for (int k = 0; k < nr; k++) {
 		int b = (r0 + k) / w->TH, th = (r0 + k) % w->TH;
 		for (int c = 0; c < s->C; c++) {
@@ -126,17 +124,22 @@ INLINE void input_body(const struct wino_buf *w, const float *inp, const struct 
 					memset(p, 0, rs * sizeof(float));
 					continue;
 				}
-				src[0] = 0.0f;
-				memcpy(src + 1, x + (size_t)ih * W, (size_t)W * sizeof(float));
-				memset(src + 1 + W, 0, (rs - 1 - (size_t)W) * sizeof(float));
-				const float *restrict r = src;
+				/* phase m, index q: column 4q+m-1; the columns of q in
+				 * [1, qi) all lie inside the row, the rest are checked */
+				const float *xr = x + (size_t)ih * W, *restrict x3 = xr + 3;
+				int qi = W >= 3 ? (W - 3) / 4 + 1 : 1;
 				#pragma GCC ivdep
-				for (int q = 0; q < PP; q++) {
-					p[q] = r[4 * q];
-					p[PP + q] = r[4 * q + 1];
-					p[2 * PP + q] = r[4 * q + 2];
-					p[3 * PP + q] = r[4 * q + 3];
+				for (int u = 0; u < qi - 1; u++) {
+					p[1 + u] = x3[4 * u];
+					p[PP + 1 + u] = x3[4 * u + 1];
+					p[2 * PP + 1 + u] = x3[4 * u + 2];
+					p[3 * PP + 1 + u] = x3[4 * u + 3];
 				}
+				for (int q = 0; q < PP; q = q ? q + 1 : qi)
+					for (int m = 0; m < 4; m++) {
+						int col = 4 * q + m - 1;
+						p[m * PP + q] = col >= 0 && col < W ? xr[col] : 0.0f;
+					}
 			}
 			/* B^T down the columns */
 			float *restrict d0 = w->strip, *restrict d1 = d0 + rs, *restrict d2 = d1 + rs;
