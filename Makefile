@@ -59,7 +59,7 @@ $(O)/%.o: %.c $(wildcard common/*.h coordinator/*.h worker/*.h tests/unit/*.h)
 
 # the network engine's kernels: -O3 to vectorize the elementwise loops and
 # fully unroll the register tiles (AVX2 code paths are chosen at run time)
-$(O)/common/nn.o $(O)/common/rng.o $(O)/common/optim.o $(O)/common/cnn.o $(O)/common/net.o: CFLAGS += -O3 -fno-trapping-math
+$(O)/common/nn.o $(O)/common/rng.o $(O)/common/optim.o $(O)/common/cnn.o $(O)/common/net.o $(O)/common/winograd4.o: CFLAGS += -O3 -fno-trapping-math
 
 # the coordinator records the revision that ran a run
 $(O)/coordinator/coord.o: CFLAGS += -DMKE_GIT_REV='"$(GIT_REV)"'

@@ -56,10 +56,13 @@ void conv2d_forward_ep(float *out, const float *inp, const float *weight, const 
 		       const struct conv2d_shape *s, int B, float *scratch,
 		       const struct conv_epilogue *ep);
 /* A 3x3, stride-1, pad-1 convolution of 16 or more channels in and out
- * takes Winograd's F(2x2, 3x3) (winograd.h) in conv2d_forward(_ep) and
- * conv2d_backward: 2.25x fewer multiplications, results equal to the
- * im2col path's up to float rounding. 0 turns it off (tests, benches); so
- * does MKE_WINOGRAD=0 in the environment, read at the first convolution. */
+ * takes Winograd's F(4x4, 3x3) or F(2x2, 3x3) (winograd.h, the tile by
+ * the output's size) in conv2d_forward(_ep) and conv2d_backward: 4x or
+ * 2.25x fewer multiplications, results equal to the im2col path's up to
+ * float rounding. 0 turns it off (tests, benches), 2 or 4 forces that tile
+ * for every such shape, 1 restores the choice by shape; so does
+ * MKE_WINOGRAD=0, 2 or 4 in the environment, read at the first
+ * convolution. */
 void conv2d_winograd_enable(int on);
 /* Plain loops; the reference conv2d_forward is tested against. */
 void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,

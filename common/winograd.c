@@ -30,7 +30,13 @@
  * a time (wino_rows), so the scratch depends on the shape, not on B.
  *
  * The transforms are plain loops over whole rows of tiles that the compiler
- * vectorises; docs/layers.md says when this path is taken and what it costs.
+ * vectorises, with AVX2 versions; docs/layers.md says when this path is
+ * taken and what it costs.
+ *
+ * F(4x4, 3x3) (winograd4.c: 6x6 input tiles, 36 products per tile instead
+ * of 144) runs through the same chunks, threads and sgemm here with 36
+ * points in place of 16; wino_tile picks it for outputs of at least
+ * WINO4_MIN_SIDE on each side, where it measured faster.
  */
 #include "winograd.h"
 
@@ -57,7 +63,8 @@
 #define WINO_MINT 64
 #endif
 
-/* -1: not yet read from the environment (MKE_WINOGRAD=0 turns it off) */
+/* -1: not yet read from the environment; 0 off, 1 the tile by shape, 2 or
+ * 4 that tile for every shape (MKE_WINOGRAD=0, 2, 4) */
 static int wino_on = -1;
 
 
@@ -66,23 +73,39 @@ void conv2d_winograd_enable(int on)
 	wino_on = on;
 }
 
-int wino_applies(const struct conv2d_shape *s)
+static int wino_mode(void)
 {
 	if (wino_on < 0) {
 		const char *e = getenv("MKE_WINOGRAD");
-		wino_on = !(e && strcmp(e, "0") == 0);
+		wino_on = !e || !*e ? 1 : strcmp(e, "0") == 0 ? 0 : strcmp(e, "2") == 0 ? 2 :
+					 strcmp(e, "4") == 0 ? 4 : 1;
 	}
-	return wino_on && s->KH == 3 && s->KW == 3 && s->stride == 1 && s->dil == 1 &&
+	return wino_on;
+}
+
+int wino_applies(const struct conv2d_shape *s)
+{
+	return wino_mode() && s->KH == 3 && s->KW == 3 && s->stride == 1 && s->dil == 1 &&
 	       s->pad == 1 && s->C >= WINO_MIN_C && s->OC >= WINO_MIN_C &&
 	       s->OH >= WINO_MIN_SIDE && s->OW >= WINO_MIN_SIDE;
 }
 
+/* F(4x4) from WINO4_MIN_SIDE outputs on each side: below it (15x20,
+ * 128 -> 256 channels, 0.8x) the larger tiles' ragged edges and the
+ * 2.25x larger transformed weights cost more than the products saved */
+int wino_tile(const struct conv2d_shape *s)
+{
+	int mode = wino_mode();
+	if (mode == 2 || mode == 4)
+		return mode;
+	return s->OH >= WINO4_MIN_SIDE && s->OW >= WINO4_MIN_SIDE ? 4 : 2;
+}
+
 /* Tile rows per chunk: about 2^WINO_SHIFT floats of transformed input and
  * output, at least WINO_MINT tiles */
-static int wino_rows(const struct conv2d_shape *s)
+static int wino_rows(const struct conv2d_shape *s, int m, int TW)
 {
-	int TW = (s->OW + 1) / 2;
-	size_t per_tile = (size_t)16 * (size_t)(s->C + s->OC);
+	size_t per_tile = (size_t)(m + 2) * (m + 2) * (size_t)(s->C + s->OC);
 	size_t tiles = ((size_t)1 << WINO_SHIFT) / per_tile;
 	if (tiles < WINO_MINT)
 		tiles = WINO_MINT;
@@ -90,33 +113,33 @@ static int wino_rows(const struct conv2d_shape *s)
 	return rows < 1 ? 1 : rows;
 }
 
-/* Layout of the scratch: U, dU (16*OC*C each), V (16*C*T), M or Yh
- * (16*OC*T), then 4 strip rows of SW floats and 16 rows of TW+16 */
-struct wino_buf {
-	int TH, TW, SW, rows;
-	size_t T;
-	float *U, *dU, *V, *M, *strip, *row;
-};
-
-/* The buffers of thread t (U is shared; dU, V, M, strip and row are each
- * thread's); returns the floats WINO_THREADS threads need in all */
-static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, float *base, int t)
+/* The buffers of thread t for tile side m (U is shared; dU, V, M, strip
+ * and row are each thread's): U, dU (X*OC*C each), V (X*C*T), M or Yh
+ * (X*OC*T), the strip (F(2x2): 4 rows of SW floats; F(4x4): 6 rows of 4
+ * phases of PP floats) and the rows (16 of TW+16 for
+ * F(2x2), 36 for F(4x4)). Returns the floats WINO_THREADS threads need */
+static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, int m, float *base,
+			  int t)
 {
-	w->TH = (s->OH + 1) / 2, w->TW = (s->OW + 1) / 2;
-	/* 2TW+2 columns, rounded up to whole vectors, and 16 more that the
-	 * vector loops may read past the last tile */
-	w->SW = ((2 * w->TW + 2 + 7) & ~7) + 16;
-	w->rows = wino_rows(s);
+	w->m = m, w->X = (m + 2) * (m + 2);
+	w->TH = (s->OH + m - 1) / m, w->TW = (s->OW + m - 1) / m;
+	/* F(2x2): 2TW+2 columns, rounded up to whole vectors, and 16 more that
+	 * the vector loops may read past the last tile; F(4x4): phases of
+	 * TW+1 columns, rounded up likewise */
+	w->PP = (w->TW + 1 + 7) & ~7;
+	w->SW = m == 2 ? ((2 * w->TW + 2 + 7) & ~7) + 16 : 4 * w->PP + 16;
+	w->rows = wino_rows(s, m, w->TW);
 	w->T = (size_t)w->rows * w->TW;
-	size_t uc = (size_t)16 * s->OC * s->C;
-	size_t per = uc + (size_t)16 * (s->C + s->OC) * w->T + (size_t)4 * w->SW +
-		     (size_t)16 * (w->TW + 16);
+	size_t X = (size_t)w->X, uc = X * s->OC * s->C;
+	size_t nstrip = m == 2 ? (size_t)4 * w->SW : (size_t)24 * w->PP;
+	size_t per = uc + X * (s->C + s->OC) * w->T + nstrip +
+		     (m == 2 ? 16 : 36) * (size_t)(w->TW + 16);
 	w->U = base ? base : NULL;
 	size_t off = uc + (size_t)t * per;
 	w->dU = base ? base + off : NULL, off += uc;
-	w->V = base ? base + off : NULL, off += (size_t)16 * s->C * w->T;
-	w->M = base ? base + off : NULL, off += (size_t)16 * s->OC * w->T;
-	w->strip = base ? base + off : NULL, off += (size_t)4 * w->SW;
+	w->V = base ? base + off : NULL, off += X * s->C * w->T;
+	w->M = base ? base + off : NULL, off += X * s->OC * w->T;
+	w->strip = base ? base + off : NULL, off += nstrip;
 	w->row = base ? base + off : NULL;
 	return uc + (size_t)WINO_THREADS * per;
 }
@@ -124,7 +147,7 @@ static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, floa
 size_t wino_scratch(const struct conv2d_shape *s)
 {
 	struct wino_buf w;
-	return wino_layout(&w, s, NULL, 0);
+	return wino_layout(&w, s, wino_tile(s), NULL, 0);
 }
 
 /* U[xi][oc][c] = (G g G^T)[xi] for every kernel g = weight[oc][c] */
@@ -641,12 +664,19 @@ static void forward_rows(struct wino_job *j)
 	for (int r0 = j->b0 * w->TH; r0 < R; r0 += w->rows) {
 		int nr = R - r0 < w->rows ? R - r0 : w->rows;
 		int n = nr * w->TW;
-		input_transform(w->V, w->T, w->strip, j->inp, s, w, r0, nr);
-		for (int xi = 0; xi < 16; xi++)
+		if (w->m == 4)
+			wino4_input_transform(w, j->inp, s, r0, nr);
+		else
+			input_transform(w->V, w->T, w->strip, j->inp, s, w, r0, nr);
+		for (int xi = 0; xi < w->X; xi++)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, n, C, 1.0f,
 				    w->U + (size_t)xi * OC * C, C, w->V + (size_t)xi * C * w->T,
 				    (int)w->T, 0.0f, w->M + (size_t)xi * OC * w->T, (int)w->T);
-		output_transform(j->out, w->M, w->T, w->row, j->bias, j->ep, s, w, r0, nr);
+		if (w->m == 4)
+			wino4_output_transform(w, j->out, j->bias, j->ep, s, r0, nr);
+		else
+			output_transform(j->out, w->M, w->T, w->row, j->bias, j->ep, s, w, r0,
+					 nr);
 	}
 }
 
@@ -656,13 +686,18 @@ static void backward_rows(struct wino_job *j)
 	const struct conv2d_shape *s = j->s;
 	const struct wino_buf *w = &j->w;
 	int OC = s->OC, C = s->C, R = j->b1 * w->TH;
-	memset(w->dU, 0, (size_t)16 * OC * C * sizeof(float));
+	memset(w->dU, 0, (size_t)w->X * OC * C * sizeof(float));
 	for (int r0 = j->b0 * w->TH; r0 < R; r0 += w->rows) {
 		int nr = R - r0 < w->rows ? R - r0 : w->rows;
 		int n = nr * w->TW;
-		input_transform(w->V, w->T, w->strip, j->inp, s, w, r0, nr);
-		grad_transform(w->M, w->T, w->row, j->dout, s, w, r0, nr);
-		for (int xi = 0; xi < 16; xi++) {
+		if (w->m == 4) {
+			wino4_input_transform(w, j->inp, s, r0, nr);
+			wino4_grad_transform(w, j->dout, s, r0, nr);
+		} else {
+			input_transform(w->V, w->T, w->strip, j->inp, s, w, r0, nr);
+			grad_transform(w->M, w->T, w->row, j->dout, s, w, r0, nr);
+		}
+		for (int xi = 0; xi < w->X; xi++) {
 			const float *yh = w->M + (size_t)xi * OC * w->T;
 			float *v = w->V + (size_t)xi * C * w->T;
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, n, 1.0f, yh,
@@ -672,7 +707,9 @@ static void backward_rows(struct wino_job *j)
 					    w->U + (size_t)xi * OC * C, C, yh, (int)w->T, 0.0f, v,
 					    (int)w->T);
 		}
-		if (j->dinp)
+		if (j->dinp && w->m == 4)
+			wino4_input_grad_transform(w, j->dinp, s, r0, nr);
+		else if (j->dinp)
 			input_grad_transform(j->dinp, w->V, w->T, w->strip, w->row, s, w, r0, nr);
 	}
 }
@@ -738,12 +775,15 @@ void wino_forward(float *out, const float *inp, const float *weight, const float
 		  const struct conv_epilogue *ep)
 {
 	struct wino_job jobs[WINO_THREADS];
-	int T = wino_nthreads(B);
+	int T = wino_nthreads(B), m = wino_tile(s);
 	for (int t = 0; t < T; t++) {
 		jobs[t] = (struct wino_job){.s = s, .out = out, .inp = inp, .bias = bias, .ep = ep};
-		wino_layout(&jobs[t].w, s, scratch, t);
+		wino_layout(&jobs[t].w, s, m, scratch, t);
 	}
-	weight_transform(jobs[0].w.U, weight, s->OC, s->C);
+	if (m == 4)
+		wino4_weight_transform(jobs[0].w.U, weight, s->OC, s->C);
+	else
+		weight_transform(jobs[0].w.U, weight, s->OC, s->C);
 	run_jobs(jobs, T, B, forward_thread);
 }
 
@@ -751,18 +791,23 @@ void wino_backward(float *dinp, float *dweight, const float *dout, const float *
 		   const float *weight, const struct conv2d_shape *s, int B, float *scratch)
 {
 	struct wino_job jobs[WINO_THREADS];
-	int T = wino_nthreads(B);
+	int T = wino_nthreads(B), m = wino_tile(s);
 	for (int t = 0; t < T; t++) {
 		jobs[t] = (struct wino_job){.s = s, .dinp = dinp, .inp = inp, .dout = dout};
-		wino_layout(&jobs[t].w, s, scratch, t);
+		wino_layout(&jobs[t].w, s, m, scratch, t);
 	}
-	if (dinp)
+	if (dinp && m == 4)
+		wino4_weight_transform(jobs[0].w.U, weight, s->OC, s->C);
+	else if (dinp)
 		weight_transform(jobs[0].w.U, weight, s->OC, s->C);
 	run_jobs(jobs, T, B, backward_thread);
 	/* the threads' weight gradients, summed in thread order */
-	size_t n = (size_t)16 * s->OC * s->C;
+	size_t n = (size_t)jobs[0].w.X * s->OC * s->C;
 	for (int t = 1; t < T; t++)
 		for (size_t i = 0; i < n; i++)
 			jobs[0].w.dU[i] += jobs[t].w.dU[i];
-	weight_grad_transform(dweight, jobs[0].w.dU, s->OC, s->C);
+	if (m == 4)
+		wino4_weight_grad_transform(dweight, jobs[0].w.dU, s->OC, s->C);
+	else
+		weight_grad_transform(dweight, jobs[0].w.dU, s->OC, s->C);
 }
