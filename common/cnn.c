@@ -1472,8 +1472,27 @@ void time_crop(float *out, const float *inp, int B, int F, int T, int Tc, int tr
  * contiguously, and its K exponentials kept for the gradient */
 #define XENT_PIX 64
 
-/* Each pixel's softmax in float (exp_sub, nn.h: vectorized), its sum and
- * the loss in double. */
+void pixel_softmax_block(float *e, size_t es, float *m, float *se, const float *z, size_t zs,
+			 int K, int np)
+{
+	for (int i = 0; i < np; i++)
+		m[i] = z[i];
+	for (int k = 1; k < K; k++)
+		for (int i = 0; i < np; i++) {
+			float v = z[(size_t)k * zs + i];
+			m[i] = v > m[i] ? v : m[i];
+		}
+	for (int i = 0; i < np; i++)
+		se[i] = 0.0f;
+	for (int k = 0; k < K; k++) {
+		float *ek = e + (size_t)k * es;
+		exp_sub(ek, z + (size_t)k * zs, m, np);
+		for (int i = 0; i < np; i++)
+			se[i] += ek[i];
+	}
+}
+
+/* Each pixel's softmax in float (pixel_softmax_block), the loss in double. */
 double pixel_xent(float *dlogits, const float *logits, const int *labels, int B, int K, int HW,
 		  int ignore, float grad_scale, long *count)
 {
@@ -1488,21 +1507,7 @@ double pixel_xent(float *dlogits, const float *logits, const int *labels, int B,
 		for (int p0 = 0; p0 < HW; p0 += XENT_PIX) {
 			int np = HW - p0 < XENT_PIX ? HW - p0 : XENT_PIX;
 			float m[XENT_PIX], se[XENT_PIX], g[XENT_PIX];
-			for (int i = 0; i < np; i++)
-				m[i] = z[p0 + i];
-			for (int k = 1; k < K; k++)
-				for (int i = 0; i < np; i++) {
-					float v = z[(size_t)k * HW + p0 + i];
-					m[i] = v > m[i] ? v : m[i];
-				}
-			for (int i = 0; i < np; i++)
-				se[i] = 0.0f;
-			for (int k = 0; k < K; k++) {
-				float *ek = e + (size_t)k * XENT_PIX;
-				exp_sub(ek, z + (size_t)k * HW + p0, m, np);
-				for (int i = 0; i < np; i++)
-					se[i] += ek[i];
-			}
+			pixel_softmax_block(e, XENT_PIX, m, se, z + p0, (size_t)HW, K, np);
 			for (int i = 0; i < np; i++) {
 				int y = lab[p0 + i];
 				g[i] = 0.0f;

@@ -227,6 +227,11 @@ void time_crop(float *out, const float *inp, int B, int F, int T, int Tc, int tr
 
 /* ---- losses ------------------------------------------------------------ */
 
+/* The unnormalised softmax of np pixels over K class planes: z[k*zs + i]
+ * the logits, m[i] their maximum, e[k*es + i] = exp(z - m) (exp_sub, nn.h)
+ * and se[i] the sum over k. For pixel_xent and model_probs. */
+void pixel_softmax_block(float *e, size_t es, float *m, float *se, const float *z, size_t zs,
+			 int K, int np);
 /* Per-pixel softmax cross-entropy. logits (B,K,HW); labels (B,HW) with
  * values in [0,K) or `ignore` (any value outside [0,K) is ignored too).
  * Returns the SUM of the per-pixel losses over non-ignored pixels and

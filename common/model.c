@@ -562,7 +562,7 @@ void model_probs(const struct model *m, float *out, int B)
 		softmax_rows(out, lg, B, K);
 		return;
 	}
-	/* each pixel's softmax over the K planes, 64 pixels at a time (exp_sub) */
+	/* each pixel's softmax over the K planes, 64 pixels at a time */
 	int HW = m->map_hw;
 	for (int b = 0; b < B; b++) {
 		const float *x = lg + (size_t)b * K * HW;
@@ -570,19 +570,7 @@ void model_probs(const struct model *m, float *out, int B)
 		for (int p0 = 0; p0 < HW; p0 += 64) {
 			int np = HW - p0 < 64 ? HW - p0 : 64;
 			float mx[64], sum[64];
-			for (int i = 0; i < np; i++) {
-				mx[i] = x[p0 + i];
-				sum[i] = 0.0f;
-			}
-			for (int k = 1; k < K; k++)
-				for (int i = 0; i < np; i++)
-					mx[i] = fmaxf(mx[i], x[(size_t)k * HW + p0 + i]);
-			for (int k = 0; k < K; k++) {
-				float *yk = y + (size_t)k * HW + p0;
-				exp_sub(yk, x + (size_t)k * HW + p0, mx, np);
-				for (int i = 0; i < np; i++)
-					sum[i] += yk[i];
-			}
+			pixel_softmax_block(y + p0, (size_t)HW, mx, sum, x + p0, (size_t)HW, K, np);
 			for (int i = 0; i < np; i++)
 				sum[i] = 1.0f / sum[i];
 			for (int k = 0; k < K; k++) {
