@@ -363,9 +363,16 @@ void conv2d_forward_ep(float *out, const float *inp, const float *weight, const 
 		       const struct conv2d_shape *s, int B, float *scratch,
 		       const struct conv_epilogue *ep)
 {
+	conv2d_forward_wc(out, inp, weight, bias, s, B, scratch, ep, NULL);
+}
+
+void conv2d_forward_wc(float *out, const float *inp, const float *weight, const float *bias,
+		       const struct conv2d_shape *s, int B, float *scratch,
+		       const struct conv_epilogue *ep, struct conv_wcache *wc)
+{
 	// inp is (B,C,H,W), weight is (OC,C,KH,KW), bias is (OC); out is (B,OC,OH,OW)
 	if (wino_applies(s)) {
-		wino_forward(out, inp, weight, bias, s, B, scratch, ep);
+		wino_forward(out, inp, weight, bias, s, B, scratch, ep, wc);
 		return;
 	}
 	struct conv_plan p;
@@ -459,6 +466,13 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 		     const float *inp, const float *weight, const struct conv2d_shape *s, int B,
 		     float *scratch)
 {
+	conv2d_backward_wc(dinp, dweight, dbias, dout, inp, weight, s, B, scratch, NULL);
+}
+
+void conv2d_backward_wc(float *dinp, float *dweight, float *dbias, const float *dout,
+			const float *inp, const float *weight, const struct conv2d_shape *s,
+			int B, float *scratch, struct conv_wcache *wc)
+{
 	// dout is (B,OC,OH,OW); dinp (B,C,H,W), dweight (OC,C,KH,KW), dbias (OC) accumulate
 	struct conv_plan p;
 	conv_plan(&p, s, B);
@@ -471,7 +485,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 				dbias[oc] += (float)bn_sum(dout + (size_t)b * out_sz + oc * OHW, (int)OHW);
 			}
 	if (wino_applies(s)) {
-		wino_backward(dinp, dweight, dout, inp, weight, s, B, scratch);
+		wino_backward(dinp, dweight, dout, inp, weight, s, B, scratch, wc);
 		return;
 	}
 	if (p.group > 1) {

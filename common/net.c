@@ -112,6 +112,7 @@ struct layer {
 	float *save_mean, *save_rstd; /* BN (ngroups, C) */
 	int *argmax;                  /* maxpool */
 	float *draw;                  /* dropout mask / noise eps */
+	struct conv_wcache wc;        /* CONV: its Winograd weights between passes */
 };
 
 struct ptensor {
@@ -809,6 +810,8 @@ void net_release(struct net *n)
 {
 	struct net_priv *P = n->priv;
 	if (P) {
+		for (int i = 0; i < P->nl; i++)
+			conv_wcache_release(&P->l[i].wc);
 		free(P->t);
 		free(P->l);
 		free(P->pt);
@@ -1257,9 +1260,10 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 					      n->params + N->b, n->buffers + N->rm,
 					      n->buffers + N->rm + N->C, N->C, a->bn_eps);
 			struct conv_epilogue ep = { P->ep_scale, P->ep_shift, N->fused };
-			conv2d_forward_ep(P->t[N->out].x, in, w, b, &L->cs, nb, P->scratch, &ep);
+			conv2d_forward_wc(P->t[N->out].x, in, w, b, &L->cs, nb, P->scratch, &ep,
+					  &L->wc);
 		} else {
-			conv2d_forward(out, in, w, b, &L->cs, nb, P->scratch);
+			conv2d_forward_wc(out, in, w, b, &L->cs, nb, P->scratch, NULL, &L->wc);
 		}
 		break;
 	case OP_BN:
@@ -1460,7 +1464,7 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 	int nb = B * L->nimg;
 	switch (L->op) {
 	case OP_CONV:
-		conv2d_backward(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch);
+		conv2d_backward_wc(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch, &L->wc);
 		break;
 	case OP_BN:
 		if (L->pool >= 0) {

@@ -770,9 +770,57 @@ static void run_jobs(struct wino_job *jobs, int T, int B, void *(*fn)(void *))
 	openblas_set_num_threads(blas);
 }
 
+void conv_wcache_release(struct conv_wcache *c)
+{
+	free(c->U);
+	free(c->w);
+	*c = (struct conv_wcache){0};
+}
+
+/* U for weight at tile side m: transformed into the scratch's U (at its
+ * start, wino_layout; no cache),
+ * or the cache's, transformed only when weight or m changed since it was
+ * made (a cache that cannot grow: the scratch's) */
+static const float *wino_weights(struct conv_wcache *wc, float *scratch_u, const float *weight,
+				 const struct conv2d_shape *s, int m)
+{
+	size_t nw = (size_t)s->OC * s->C * 9, nu = (size_t)(m + 2) * (m + 2) * s->OC * s->C;
+	float *U = scratch_u;
+	if (wc) {
+		if (wc->U && wc->m == m && wc->nu == nu && wc->nw == nw &&
+		    memcmp(wc->w, weight, nw * sizeof(float)) == 0)
+			return wc->U;
+		if (wc->nu != nu || wc->nw != nw) {
+			free(wc->U);
+			free(wc->w);
+			wc->U = malloc(nu * sizeof(float));
+			wc->w = malloc(nw * sizeof(float));
+			wc->nu = nu, wc->nw = nw;
+			if (!wc->U || !wc->w) {
+				long made = wc->made;
+				conv_wcache_release(wc);
+				wc->made = made;
+				wc = NULL;
+			}
+		}
+		if (wc)
+			U = wc->U;
+	}
+	if (m == 4)
+		wino4_weight_transform(U, weight, s->OC, s->C);
+	else
+		weight_transform(U, weight, s->OC, s->C);
+	if (wc) {
+		memcpy(wc->w, weight, nw * sizeof(float));
+		wc->m = m;
+		wc->made++;
+	}
+	return U;
+}
+
 void wino_forward(float *out, const float *inp, const float *weight, const float *bias,
 		  const struct conv2d_shape *s, int B, float *scratch,
-		  const struct conv_epilogue *ep)
+		  const struct conv_epilogue *ep, struct conv_wcache *wc)
 {
 	struct wino_job jobs[WINO_THREADS];
 	int T = wino_nthreads(B), m = wino_tile(s);
@@ -780,15 +828,15 @@ void wino_forward(float *out, const float *inp, const float *weight, const float
 		jobs[t] = (struct wino_job){.s = s, .out = out, .inp = inp, .bias = bias, .ep = ep};
 		wino_layout(&jobs[t].w, s, m, scratch, t);
 	}
-	if (m == 4)
-		wino4_weight_transform(jobs[0].w.U, weight, s->OC, s->C);
-	else
-		weight_transform(jobs[0].w.U, weight, s->OC, s->C);
+	const float *U = wino_weights(wc, scratch, weight, s, m);
+	for (int t = 0; t < T; t++)
+		jobs[t].w.U = U;
 	run_jobs(jobs, T, B, forward_thread);
 }
 
 void wino_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-		   const float *weight, const struct conv2d_shape *s, int B, float *scratch)
+		   const float *weight, const struct conv2d_shape *s, int B, float *scratch,
+		   struct conv_wcache *wc)
 {
 	struct wino_job jobs[WINO_THREADS];
 	int T = wino_nthreads(B), m = wino_tile(s);
@@ -796,10 +844,11 @@ void wino_backward(float *dinp, float *dweight, const float *dout, const float *
 		jobs[t] = (struct wino_job){.s = s, .dinp = dinp, .inp = inp, .dout = dout};
 		wino_layout(&jobs[t].w, s, m, scratch, t);
 	}
-	if (dinp && m == 4)
-		wino4_weight_transform(jobs[0].w.U, weight, s->OC, s->C);
-	else if (dinp)
-		weight_transform(jobs[0].w.U, weight, s->OC, s->C);
+	if (dinp) {
+		const float *U = wino_weights(wc, scratch, weight, s, m);
+		for (int t = 0; t < T; t++)
+			jobs[t].w.U = U;
+	}
 	run_jobs(jobs, T, B, backward_thread);
 	/* the threads' weight gradients, summed in thread order */
 	size_t n = (size_t)jobs[0].w.X * s->OC * s->C;

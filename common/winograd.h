@@ -47,11 +47,13 @@ int wino_applies(const struct conv2d_shape *s);
 int wino_tile(const struct conv2d_shape *s);
 /* Floats of scratch wino_forward / wino_backward need (any batch size) */
 size_t wino_scratch(const struct conv2d_shape *s);
+/* wc: the transformed weights kept between calls (cnn.h), or NULL */
 void wino_forward(float *out, const float *inp, const float *weight, const float *bias,
 		  const struct conv2d_shape *s, int B, float *scratch,
-		  const struct conv_epilogue *ep);
+		  const struct conv_epilogue *ep, struct conv_wcache *wc);
 void wino_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-		   const float *weight, const struct conv2d_shape *s, int B, float *scratch);
+		   const float *weight, const struct conv2d_shape *s, int B, float *scratch,
+		   struct conv_wcache *wc);
 
 /* For winograd.c and winograd4.c only: a thread's buffers in the scratch.
  * m: the output tile side (2 or 4), X = (m+2)^2 transformed points; TH, TW
@@ -62,7 +64,8 @@ void wino_backward(float *dinp, float *dweight, const float *dout, const float *
 struct wino_buf {
 	int m, X, TH, TW, SW, PP, rows;
 	size_t T;
-	float *U, *dU, *V, *M, *strip, *row;
+	const float *U;
+	float *dU, *V, *M, *strip, *row;
 };
 
 /* F(4x4, 3x3)'s transforms (winograd4.c), for tile rows [r0, r0+nr) of the

@@ -282,7 +282,7 @@ static void test_winograd_small(void)
 		float *x = randn(nin, 1100 + t), *w = randn(nw, 1200 + t), *bias = randn(s.OC, 1300 + t);
 		float *dout = randn(nout, 1400 + t), *o1 = randn(nout, 3), *o2 = randn(nout, 4);
 		float *scratch = xmalloc(wino_scratch(&s) * sizeof(float));
-		wino_forward(o1, x, w, bias, &s, B, scratch, NULL);
+		wino_forward(o1, x, w, bias, &s, B, scratch, NULL, NULL);
 		conv2d_forward_naive(o2, x, w, bias, &s, B);
 		double tol = 1e-5 * sqrt((double)s.C * 9);
 		for (size_t i = 0; i < nout; i++)
@@ -290,7 +290,7 @@ static void test_winograd_small(void)
 				  "shape %zu out[%zu]: %.9g vs naive %.9g", t, i, o1[i], o2[i]);
 		float *di1 = randn(nin, 1500 + t), *dw1 = randn(nw, 1600 + t);
 		float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
-		wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
+		wino_backward(di1, dw1, dout, x, w, &s, B, scratch, NULL);
 		conv2d_backward_naive(di2, dw2, NULL, dout, x, w, &s, B);
 		double tolw = 1e-5 * sqrt((double)B * s.OH * s.OW);
 		check_conv_grads(t, di1, di2, nin, tol, dw1, dw2, nw, tolw);
@@ -361,7 +361,7 @@ static void test_winograd_tiles(void)
 				double tol = k * 1e-5 * sqrt((double)s.C * 9);
 				double tolw = k * 1e-5 * sqrt((double)B * s.OH * s.OW);
 				float *scratch = xmalloc(wino_scratch(&s) * sizeof(float));
-				wino_forward(o1, x, w, bp, &s, B, scratch, NULL);
+				wino_forward(o1, x, w, bp, &s, B, scratch, NULL, NULL);
 				for (size_t i = 0; i < nout; i++)
 					CHECK_MSG(fabs(o1[i] - o2[i]) <= tol * (1 + fabs(o2[i])),
 						  "F(%dx%d) %d threads shape %zu out[%zu]: %.9g vs naive %.9g",
@@ -369,7 +369,7 @@ static void test_winograd_tiles(void)
 				double e = max_rel(o1, o2, nout) / (1e-5 * sqrt((double)s.C * 9));
 				worst[mi][0] = fmax(worst[mi][0], e);
 				struct conv_epilogue ep = { sc, sh, 1 };
-				wino_forward(o3, x, w, bp, &s, B, scratch, &ep);
+				wino_forward(o3, x, w, bp, &s, B, scratch, &ep, NULL);
 				for (size_t i = 0; i < nout; i++) {
 					int oc = (int)(i / ((size_t)s.OH * s.OW) % (size_t)s.OC);
 					float want = o1[i] * sc[oc] + sh[oc];
@@ -377,7 +377,7 @@ static void test_winograd_tiles(void)
 					CHECK_NEAR(o3[i], want, 1e-5 * (1 + fabs(want)));
 				}
 				float *di1 = dup_floats(di0, nin), *dw1 = dup_floats(dw0, nw);
-				wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
+				wino_backward(di1, dw1, dout, x, w, &s, B, scratch, NULL);
 				for (size_t i = 0; i < nin; i++)
 					CHECK_MSG(fabs(di1[i] - di2[i]) <= tol * (1 + fabs(di2[i])),
 						  "F(%dx%d) %d threads shape %zu dinp[%zu]: %.9g vs naive %.9g",
@@ -398,7 +398,7 @@ static void test_winograd_tiles(void)
 				worst[mi][2] = fmax(worst[mi][2], e);
 				/* no input gradient: the same weight gradient */
 				float *dw3 = dup_floats(dw0, nw);
-				wino_backward(NULL, dw3, dout, x, w, &s, B, scratch);
+				wino_backward(NULL, dw3, dout, x, w, &s, B, scratch, NULL);
 				for (size_t i = 0; i < nw; i++)
 					CHECK_NEAR(dw3[i], dw1[i], 1e-6 * (1 + fabs(dw1[i])));
 				free(scratch), free(di1), free(dw1), free(dref), free(dw3);
@@ -413,6 +413,62 @@ static void test_winograd_tiles(void)
 				"dweight %.2f; F(4x4) out %.2f dinp %.2f dweight %.2f\n",
 			worst[0][0], worst[0][1], worst[0][2], worst[1][0], worst[1][1],
 			worst[1][2]);
+}
+
+/* A kept transform (struct conv_wcache) gives bit for bit what a fresh one
+ * gives, is made once while the weights stay, and again when one weight or
+ * the tile changes; the scratch is poisoned between calls, so nothing of
+ * the transform may come from it. */
+static void test_wcache(void)
+{
+	struct conv2d_shape s;
+	int B = 2;
+	CHECK(conv2d_shape_init(&s, 24, 20, 18, 32, 3, 3, 1, 1, 1) == 0);
+	size_t nin = (size_t)B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * 9;
+	size_t nout = (size_t)B * s.OC * s.OH * s.OW;
+	float *x = randn(nin, 3100), *w = randn(nw, 3101), *bias = randn(s.OC, 3102);
+	float *dout = randn(nout, 3103), *o1 = randn(nout, 1), *o2 = randn(nout, 2);
+	float *di1 = randn(nin, 3), *dw1 = randn(nw, 4);
+	float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
+	struct conv_wcache wc = {0};
+	for (int m = 4; m >= 2; m -= 2) {
+		conv2d_winograd_enable(m);
+		size_t nsc = conv2d_scratch(&s, B);
+		float *scratch = xmalloc(nsc * sizeof(float));
+		long made = wc.made;
+		for (int pass = 0; pass < 3; pass++) {
+			/* the same weights: one transform in all (the first pass of
+			 * this tile), whatever the scratch holds */
+			for (size_t i = 0; i < nsc; i++)
+				scratch[i] = NAN;
+			conv2d_forward_wc(o1, x, w, bias, &s, B, scratch, NULL, &wc);
+			conv2d_forward(o2, x, w, bias, &s, B, scratch);
+			CHECK(memcmp(o1, o2, nout * sizeof(float)) == 0);
+			for (size_t i = 0; i < nsc; i++)
+				scratch[i] = NAN;
+			conv2d_backward_wc(di1, dw1, NULL, dout, x, w, &s, B, scratch, &wc);
+			conv2d_backward(di2, dw2, NULL, dout, x, w, &s, B, scratch);
+			CHECK(memcmp(di1, di2, nin * sizeof(float)) == 0);
+			CHECK(memcmp(dw1, dw2, nw * sizeof(float)) == 0);
+			CHECK_MSG(wc.made == made + 1, "F(%dx%d) pass %d: %ld transforms, want %ld",
+				  m, m, pass, wc.made - made, 1L);
+			CHECK(wc.m == m);
+		}
+		/* one weight changed, the last one: made again, and used */
+		w[nw - 1] += 0.5f;
+		for (size_t i = 0; i < nsc; i++)
+			scratch[i] = NAN;
+		conv2d_forward_wc(o1, x, w, bias, &s, B, scratch, NULL, &wc);
+		conv2d_forward(o2, x, w, bias, &s, B, scratch);
+		CHECK(memcmp(o1, o2, nout * sizeof(float)) == 0);
+		CHECK(wc.made == made + 2);
+		free(scratch);
+	}
+	conv_wcache_release(&wc);
+	CHECK(wc.U == NULL && wc.made == 0);
+	conv2d_winograd_enable(1);
+	free(x), free(w), free(bias), free(dout), free(o1), free(o2);
+	free(di1), free(dw1), free(di2), free(dw2);
 }
 
 struct conv_arg {
@@ -1436,6 +1492,7 @@ int main(void)
 	RUN(test_conv_fast_vs_naive);
 	RUN(test_winograd_small);
 	RUN(test_winograd_tiles);
+	RUN(test_wcache);
 	RUN(test_conv_grad_fd);
 	RUN(test_batchnorm_grad_fd);
 	RUN(test_batchnorm_micro);
