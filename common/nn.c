@@ -443,6 +443,14 @@ static float epi_apply(const struct ax_epi *e, int i, size_t at, float v, float 
 #ifdef NN_X86
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
+/* statement S for u = 0 .. U-1 (a variable U in scope), unrolled: the
+ * groups' independent chains of one step interleave in program order */
+#define EACH(...)                                                          \
+	do {                                                                       \
+		_Pragma("GCC unroll 4") for (int u = 0; u < U; u++) __VA_ARGS__;   \
+	} while (0)
+/* column groups xent2_fm_avx2 takes at a time */
+#define XENT2_U 4
 
 /* y[i, 0..8*NV) = epilogue(sum_k a[i*ais + k*aks] x[k, ...]) for MR rows; y,
  * x and the epilogue's mul and gate start at the tile's first column */
@@ -1012,53 +1020,108 @@ AVX2 INLINE __m256 xent_t8(const int *labels, const float *soft, int K, int b0, 
  * sigmoid of the difference, so a column costs one exponential and one
  * logarithm for CE, two and one for double softmax (q1 = sigmoid(z1 - z0),
  * r1 = sigmoid(q1 - q0), log(e^q0 + e^q1) = q0 + log(1 + e^(q1 - q0))). */
+/* xent2_fm_avx2's work on the U column groups from g on (U a constant of
+ * the call, so that every step below is unrolled): each step runs over the
+ * groups before the next, so that their chains of exponentials, divisions
+ * and logarithms overlap; the same operations per group, and the loss added
+ * to *acc group by group, as one group at a time would */
+AVX2 INLINE void xent2_groups(const int U, size_t g, float *dlogits, const float *logits,
+			      const int *labels, const float *soft, int B, size_t N,
+			      enum loss_kind kind, __m256 gs, __m256 *acc)
+{
+	const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+	const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	__m256 valid[XENT2_U], z0[XENT2_U], z1[XENT2_U], t0[XENT2_U], t1[XENT2_U];
+	__m256 T[XENT2_U], d[XENT2_U], e[XENT2_U], big[XENT2_U], q0[XENT2_U], q1[XENT2_U];
+	__m256 loss[XENT2_U], g0[XENT2_U], g1[XENT2_U];
+	EACH({
+		size_t b0 = (g + (size_t)u) * 8;
+		int nb = B - (int)b0 < 8 ? B - (int)b0 : 8;
+		valid[u] = _mm256_castsi256_ps(
+			_mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane));
+		z0[u] = _mm256_loadu_ps(logits + b0);
+		z1[u] = _mm256_loadu_ps(logits + N + b0);
+		t0[u] = xent_t8(labels, soft, 2, (int)b0, nb, 0);
+		t1[u] = xent_t8(labels, soft, 2, (int)b0, nb, 1);
+		T[u] = soft ? _mm256_add_ps(t0[u], t1[u]) : one;
+	});
+	/* q1 = sigmoid(d) from e = exp(-|d|): the larger class gets 1/(1+e) */
+	EACH(d[u] = _mm256_sub_ps(z1[u], z0[u]));
+	EACH(e[u] = exp8(_mm256_sub_ps(zero, _mm256_and_ps(d[u], absm))));
+	EACH(big[u] = _mm256_div_ps(one, _mm256_add_ps(one, e[u])));
+	EACH({
+		__m256 small = _mm256_mul_ps(e[u], big[u]);
+		__m256 pos = _mm256_cmp_ps(d[u], zero, _CMP_GE_OQ);
+		q1[u] = _mm256_blendv_ps(small, big[u], pos);
+		q0[u] = _mm256_blendv_ps(big[u], small, pos);
+	});
+	if (kind == LOSS_CE) {
+		EACH({
+			__m256 lse = _mm256_add_ps(_mm256_max_ps(z0[u], z1[u]),
+						   log8(_mm256_add_ps(one, e[u])));
+			loss[u] = _mm256_fmsub_ps(T[u], lse,
+						  _mm256_fmadd_ps(t1[u], z1[u],
+								  _mm256_mul_ps(t0[u], z0[u])));
+			g0[u] = _mm256_fmsub_ps(q0[u], T[u], t0[u]);
+			g1[u] = _mm256_fmsub_ps(q1[u], T[u], t1[u]);
+		});
+	} else {
+		__m256 e2[XENT2_U], s2[XENT2_U], r0[XENT2_U], lse2[XENT2_U];
+		EACH(e2[u] = exp8(_mm256_sub_ps(q1[u], q0[u])));
+		EACH(s2[u] = _mm256_add_ps(one, e2[u]));
+		EACH(r0[u] = _mm256_div_ps(one, s2[u]));
+		EACH(lse2[u] = _mm256_add_ps(q0[u], log8(s2[u])));
+		EACH({
+			__m256 r1 = _mm256_mul_ps(e2[u], r0[u]);
+			loss[u] = _mm256_fmsub_ps(T[u], lse2[u],
+						  _mm256_fmadd_ps(t1[u], q1[u],
+								  _mm256_mul_ps(t0[u], q0[u])));
+			__m256 dq0 = _mm256_fmsub_ps(r0[u], T[u], t0[u]);
+			__m256 dq1 = _mm256_fmsub_ps(r1, T[u], t1[u]);
+			__m256 dqq = _mm256_fmadd_ps(dq1, q1[u], _mm256_mul_ps(dq0, q0[u]));
+			g0[u] = _mm256_mul_ps(q0[u], _mm256_sub_ps(dq0, dqq));
+			g1[u] = _mm256_mul_ps(q1[u], _mm256_sub_ps(dq1, dqq));
+		});
+	}
+	for (int u = 0; u < U; u++) {
+		size_t b0 = (g + (size_t)u) * 8;
+		_mm256_storeu_ps(dlogits + b0, _mm256_and_ps(valid[u], _mm256_mul_ps(g0[u], gs)));
+		_mm256_storeu_ps(dlogits + N + b0,
+				 _mm256_and_ps(valid[u], _mm256_mul_ps(g1[u], gs)));
+		*acc = _mm256_add_ps(*acc, _mm256_and_ps(valid[u], loss[u]));
+	}
+}
+
 AVX2 static double xent2_fm_avx2(float *dlogits, const float *logits, const int *labels,
 				 const float *soft, int B, size_t N, enum loss_kind kind,
 				 float grad_scale)
 {
 	const __m256 gs = _mm256_set1_ps(grad_scale), zero = _mm256_setzero_ps();
-	const __m256 one = _mm256_set1_ps(1.0f);
-	const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 	__m256 acc = zero;
-	for (size_t b0 = 0; b0 < N; b0 += 8) {
-		float *d0 = dlogits + b0, *d1 = dlogits + N + b0;
-		int nb = (size_t)B > b0 ? (B - (int)b0 < 8 ? B - (int)b0 : 8) : 0;
-		if (nb == 0) {
-			_mm256_storeu_ps(d0, zero);
-			_mm256_storeu_ps(d1, zero);
-			continue;
+	/* the groups of 8 columns that hold samples, XENT2_U at a time */
+	size_t ng = ((size_t)B + 7) / 8 < N / 8 ? ((size_t)B + 7) / 8 : N / 8;
+	for (size_t g = 0; g < ng; g += XENT2_U) {
+		switch (ng - g < XENT2_U ? ng - g : XENT2_U) {
+		case 1:
+			xent2_groups(1, g, dlogits, logits, labels, soft, B, N, kind, gs, &acc);
+			break;
+		case 2:
+			xent2_groups(2, g, dlogits, logits, labels, soft, B, N, kind, gs, &acc);
+			break;
+		case 3:
+			xent2_groups(3, g, dlogits, logits, labels, soft, B, N, kind, gs, &acc);
+			break;
+		default:
+			xent2_groups(XENT2_U, g, dlogits, logits, labels, soft, B, N, kind, gs,
+				     &acc);
+			break;
 		}
-		__m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane));
-		__m256 z0 = _mm256_loadu_ps(logits + b0), z1 = _mm256_loadu_ps(logits + N + b0);
-		__m256 t0 = xent_t8(labels, soft, 2, (int)b0, nb, 0);
-		__m256 t1 = xent_t8(labels, soft, 2, (int)b0, nb, 1);
-		__m256 T = soft ? _mm256_add_ps(t0, t1) : one;
-		/* q1 = sigmoid(d) from e = exp(-|d|): the larger class gets 1/(1+e) */
-		__m256 d = _mm256_sub_ps(z1, z0);
-		__m256 e = exp8(_mm256_sub_ps(zero, _mm256_and_ps(d, absm)));
-		__m256 big = _mm256_div_ps(one, _mm256_add_ps(one, e)), small = _mm256_mul_ps(e, big);
-		__m256 pos = _mm256_cmp_ps(d, zero, _CMP_GE_OQ);
-		__m256 q1 = _mm256_blendv_ps(small, big, pos), q0 = _mm256_blendv_ps(big, small, pos);
-		__m256 loss, g0, g1;
-		if (kind == LOSS_CE) {
-			__m256 lse = _mm256_add_ps(_mm256_max_ps(z0, z1), log8(_mm256_add_ps(one, e)));
-			loss = _mm256_fmsub_ps(T, lse, _mm256_fmadd_ps(t1, z1, _mm256_mul_ps(t0, z0)));
-			g0 = _mm256_fmsub_ps(q0, T, t0);
-			g1 = _mm256_fmsub_ps(q1, T, t1);
-		} else {
-			__m256 e2 = exp8(_mm256_sub_ps(q1, q0)), s2 = _mm256_add_ps(one, e2);
-			__m256 r0 = _mm256_div_ps(one, s2), r1 = _mm256_mul_ps(e2, r0);
-			__m256 lse2 = _mm256_add_ps(q0, log8(s2));
-			loss = _mm256_fmsub_ps(T, lse2, _mm256_fmadd_ps(t1, q1, _mm256_mul_ps(t0, q0)));
-			__m256 dq0 = _mm256_fmsub_ps(r0, T, t0), dq1 = _mm256_fmsub_ps(r1, T, t1);
-			__m256 dqq = _mm256_fmadd_ps(dq1, q1, _mm256_mul_ps(dq0, q0));
-			g0 = _mm256_mul_ps(q0, _mm256_sub_ps(dq0, dqq));
-			g1 = _mm256_mul_ps(q1, _mm256_sub_ps(dq1, dqq));
-		}
-		_mm256_storeu_ps(d0, _mm256_and_ps(valid, _mm256_mul_ps(g0, gs)));
-		_mm256_storeu_ps(d1, _mm256_and_ps(valid, _mm256_mul_ps(g1, gs)));
-		acc = _mm256_add_ps(acc, _mm256_and_ps(valid, loss));
+	}
+	/* columns past the samples' groups */
+	for (size_t b0 = ng * 8; b0 < N; b0 += 8) {
+		_mm256_storeu_ps(dlogits + b0, zero);
+		_mm256_storeu_ps(dlogits + N + b0, zero);
 	}
 	float l[8];
 	_mm256_storeu_ps(l, acc);
