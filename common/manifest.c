@@ -14,6 +14,8 @@
  * quote, a field over 1 MB, a NUL byte, an empty or duplicate id) is
  * reported to stderr, counted in nbad and skipped; nothing is dropped
  * without a line saying so. Only a file without a usable header fails.
+ * manifest_count() runs the same pass over a mapped file keeping only the
+ * ids (for `mke shard`: a million rows in ~30 MB instead of ~160 MB).
  *
  * dataset_load() decodes cells by the config's modality kinds (inline
  * numbers, .npy files, and through common/media.h images, depth maps, label
