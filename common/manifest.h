@@ -51,7 +51,7 @@ int manifest_parse(struct manifest *m, const char *text, size_t len, const char 
 /* Check a manifest as manifest_load does (the same header errors, the same
  * bad-row reports, cap and summary line, the same counts) without keeping
  * its rows: only the ids, for duplicates. The file is mapped and its parsed
- * pages dropped as the pass goes, so memory is the ids (about 20 bytes a row
+ * pages dropped as the pass goes, so memory is the ids (21 to 29 bytes a row
  * plus the id) and not the file (docs/scaling.md "Sharding a large
  * manifest"). *rows: the valid rows, *bad: the rows reported and skipped.
  * Returns -1 when the file as a whole is unusable. */
