@@ -48,6 +48,14 @@ struct manifest {
 int manifest_load(struct manifest *m, const char *path);
 /* Parse from memory; `path` names it in messages and anchors relative paths. */
 int manifest_parse(struct manifest *m, const char *text, size_t len, const char *path);
+/* Check a manifest as manifest_load does (the same header errors, the same
+ * bad-row reports, cap and summary line, the same counts) without keeping
+ * its rows: only the ids, for duplicates. The file is mapped and its parsed
+ * pages dropped as the pass goes, so memory is the ids (21 to 29 bytes a row
+ * plus the id) and not the file (docs/scaling.md "Sharding a large
+ * manifest"). *rows: the valid rows, *bad: the rows reported and skipped.
+ * Returns -1 when the file as a whole is unusable. */
+int manifest_count(const char *path, int *rows, int *bad);
 int manifest_col(const struct manifest *m, const char *name);  /* -1 if absent */
 void manifest_release(struct manifest *m);
 

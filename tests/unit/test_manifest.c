@@ -44,6 +44,75 @@ static int count_lines(const char *s)
 
 /* ---- the CSV reader ------------------------------------------------------ */
 
+/* Manifests the reader's tests and manifest_count's share. */
+
+/* BOM, CRLF, no final newline, blank lines, quotes, lone CR. */
+static const char t_syntax[] = "\xEF\xBB\xBF" "split,id,x\r\n"
+			       "\r\n"
+			       "train,\"a,1\",\"he said \"\"hi\"\"\"\r\n"
+			       "\n"
+			       "test,b,\"\"\r"
+			       "test,c,";
+
+static const char t_multiline[] = "id,note,x\n"               /* 1 */
+				  "a,\"one\ntwo\nthree\",1\n" /* 2-4 */
+				  "b,plain,2\n"               /* 5 */
+				  "c,\"x\r\ny\",3\r\n"        /* 6-7 */
+				  "d,too,many,4\n"            /* 8: bad */
+				  "e,\"\n\n\",5\n"            /* 9-11 */
+				  "f,short\n";                /* 12: bad */
+
+static const char t_bad_rows[] = "id,label,split,x,y\n"       /* 1 */
+				 "r1,0,u,1,2\n"               /* 2 */
+				 "r2,0,u,1\n"                 /* 3: short */
+				 ",0,u,1,2\n"                 /* 4: empty id */
+				 "r1,1,u,3,4\n"               /* 5: duplicate */
+				 "r3,0,u,ab\"c,2\n"           /* 6: stray quote */
+				 "r4,0,u,\"ab\"c,2\n"         /* 7: text after quote */
+				 "r5,1,u,5,6\n"               /* 8 */
+				 "\"r6\",1,u,5,6,\n"          /* 9: trailing comma */
+				 "r7,0,u,\"never\nclosed,1\n" /* 10: unterminated */
+				 "r8,0,u,1,2\n";              /* 11: swallowed */
+
+/* Header errors: each text and the error it gives. */
+static const char *const t_headers[][2] = {
+	{ "", "error: manifest 'data/u.csv' is empty: a header line is required" },
+	{ "\xEF\xBB\xBF\n\r\n\n", "manifest 'data/u.csv' is empty" },
+	{ "name,x\na,1\n", "error: manifest 'data/u.csv' has no 'id' column (columns: name, x)" },
+	{ "id,x,y,x\n", "error: manifest 'data/u.csv' line 1: column 'x' appears twice in the "
+		       "header (columns 2 and 4)" },
+	{ "\nid,,y\n", "error: manifest 'data/u.csv' line 2: header column 2 has no name" },
+	{ "id,\"x\n", "manifest 'data/u.csv' line 1: bad header: unterminated quote in column 2" },
+};
+
+/* A field over 1 MB (line 3) and a NUL byte (line 5); *n: its length. */
+static char *long_field_text(size_t *n)
+{
+	size_t big = (1u << 20) + 10;
+	char *t = xmalloc(big + 256);
+	size_t k = 0;
+	k += (size_t)sprintf(t + k, "id,x\nr1,1\nr2,");
+	memset(t + k, '7', big);
+	k += big;
+	k += (size_t)sprintf(t + k, "\nr3,2\nr4,\"a");
+	t[k++] = '\0';
+	k += (size_t)sprintf(t + k, "b\"\nr5,3\n");
+	*n = k;
+	return t;
+}
+
+/* 30 rows with an empty id each (for the report cap). */
+static char *empty_ids_text(void)
+{
+	char *t = xstrdup("id,x\n");
+	for (int i = 0; i < 30; i++) {
+		char *u = xasprintf("%s,%d\n", t, i);
+		free(t);
+		t = u;
+	}
+	return t;
+}
+
 static void test_simple(void)
 {
 	struct manifest m;
@@ -65,12 +134,7 @@ static void test_syntax(void)
 {
 	struct manifest m;
 	char *err;
-	const char *t = "\xEF\xBB\xBF" "split,id,x\r\n"
-			"\r\n"
-			"train,\"a,1\",\"he said \"\"hi\"\"\"\r\n"
-			"\n"
-			"test,b,\"\"\r"
-			"test,c,";
+	const char *t = t_syntax;
 	CHECK(parse_str(&m, t, &err) == 0);
 	CHECK(err[0] == '\0');
 	CHECK(m.ncols == 3 && m.id_col == 1 && m.split_col == 0);
@@ -93,13 +157,7 @@ static void test_multiline_line_numbers(void)
 {
 	struct manifest m;
 	char *err;
-	const char *t = "id,note,x\n"               /* 1 */
-			"a,\"one\ntwo\nthree\",1\n" /* 2-4 */
-			"b,plain,2\n"               /* 5 */
-			"c,\"x\r\ny\",3\r\n"        /* 6-7 */
-			"d,too,many,4\n"            /* 8: bad */
-			"e,\"\n\n\",5\n"            /* 9-11 */
-			"f,short\n";                /* 12: bad */
+	const char *t = t_multiline;
 	CHECK(parse_str(&m, t, &err) == 0);
 	CHECK(m.nrows == 4 && m.nbad == 2);
 	if (m.nrows == 4) {
@@ -120,17 +178,7 @@ static void test_bad_rows(void)
 {
 	struct manifest m;
 	char *err;
-	const char *t = "id,label,split,x,y\n"       /* 1 */
-			"r1,0,u,1,2\n"               /* 2 */
-			"r2,0,u,1\n"                 /* 3: short */
-			",0,u,1,2\n"                 /* 4: empty id */
-			"r1,1,u,3,4\n"               /* 5: duplicate */
-			"r3,0,u,ab\"c,2\n"           /* 6: stray quote */
-			"r4,0,u,\"ab\"c,2\n"         /* 7: text after quote */
-			"r5,1,u,5,6\n"               /* 8 */
-			"\"r6\",1,u,5,6,\n"          /* 9: trailing comma */
-			"r7,0,u,\"never\nclosed,1\n" /* 10: unterminated */
-			"r8,0,u,1,2\n";              /* 11: swallowed */
+	const char *t = t_bad_rows;
 	CHECK(parse_str(&m, t, &err) == 0);
 	CHECK(m.nrows == 2 && m.nbad == 7);
 	CHECK(m.nrows == 2 && strcmp(m.rows[1].cells[0], "r5") == 0 && m.rows[1].line == 8);
@@ -153,16 +201,8 @@ static void test_bad_rows(void)
 /* A field over 1 MB and a NUL byte: reported, skipped, the rest read. */
 static void test_long_field_and_nul(void)
 {
-	size_t big = (1u << 20) + 10;
-	size_t cap = big + 256;
-	char *t = xmalloc(cap);
-	size_t n = 0;
-	n += (size_t)sprintf(t + n, "id,x\nr1,1\nr2,");
-	memset(t + n, '7', big);
-	n += big;
-	n += (size_t)sprintf(t + n, "\nr3,2\nr4,\"a");
-	t[n++] = '\0';
-	n += (size_t)sprintf(t + n, "b\"\nr5,3\n");
+	size_t n;
+	char *t = long_field_text(&n);
 	struct manifest m;
 	capture_begin();
 	int rc = manifest_parse(&m, t, n, "big.csv");
@@ -190,17 +230,8 @@ static void expect_header_error(const char *text, const char *want)
 
 static void test_header_errors(void)
 {
-	expect_header_error("", "error: manifest 'data/u.csv' is empty: a header line is required");
-	expect_header_error("\xEF\xBB\xBF\n\r\n\n", "manifest 'data/u.csv' is empty");
-	expect_header_error("name,x\na,1\n",
-			    "error: manifest 'data/u.csv' has no 'id' column (columns: name, x)");
-	expect_header_error("id,x,y,x\n",
-			    "error: manifest 'data/u.csv' line 1: column 'x' appears twice in the "
-			    "header (columns 2 and 4)");
-	expect_header_error("\nid,,y\n",
-			    "error: manifest 'data/u.csv' line 2: header column 2 has no name");
-	expect_header_error("id,\"x\n", "manifest 'data/u.csv' line 1: bad header: unterminated "
-					"quote in column 2");
+	for (size_t i = 0; i < sizeof t_headers / sizeof t_headers[0]; i++)
+		expect_header_error(t_headers[i][0], t_headers[i][1]);
 	struct manifest m;
 	capture_begin();
 	int rc = manifest_load(&m, "/nonexistent/m.csv");
@@ -215,12 +246,7 @@ static void test_header_errors(void)
 
 static void test_report_cap(void)
 {
-	char *t = xstrdup("id,x\n");
-	for (int i = 0; i < 30; i++) {
-		char *u = xasprintf("%s,%d\n", t, i);
-		free(t);
-		t = u;
-	}
+	char *t = empty_ids_text();
 	int old = manifest_max_reports;
 	manifest_max_reports = 5;
 	struct manifest m;
@@ -505,10 +531,158 @@ static void test_npy_and_kinds(void)
 	free(csv);
 }
 
+/* ---- manifest_count -------------------------------------------------------- */
+
+/* Write len bytes to tmpdir/name; returns the path. */
+static char *write_bytes(const char *name, const char *text, size_t len)
+{
+	char *p = xasprintf("%s/%s", tmpdir, name);
+	FILE *f = fopen(p, "wb");
+	if (f) {
+		fwrite(text, 1, len, f);
+		fclose(f);
+	}
+	return p;
+}
+
+/* Check path with manifest_load and manifest_count: the same result, the
+ * same counts and the same stderr byte for byte. Returns what the count
+ * wrote to stderr; *rows, *bad: its counts; *rc: its result. */
+static char *count_vs_load(const char *path, int *rows, int *bad, int *rc)
+{
+	struct manifest m;
+	capture_begin();
+	int rc_l = manifest_load(&m, path);
+	char *err_l = capture_end();
+	*rows = *bad = -1;
+	capture_begin();
+	*rc = manifest_count(path, rows, bad);
+	char *err_c = capture_end();
+	CHECK_MSG(*rc == rc_l, "'%s': load returns %d, count %d", path, rc_l, *rc);
+	if (rc_l == 0)
+		CHECK_MSG(*rows == m.nrows && *bad == m.nbad,
+			  "'%s': load has %d rows %d bad, count %d rows %d bad", path, m.nrows,
+			  m.nbad, *rows, *bad);
+	CHECK_MSG(strcmp(err_l, err_c) == 0, "'%s': load said:\n%s--- count said:\n%s", path,
+		  err_l, err_c);
+	manifest_release(&m);
+	free(err_l);
+	return err_c;
+}
+
+/* Count a text written to tmpdir/c.csv; expect rows and bad. */
+static char *count_text(const char *text, size_t len, int want_rows, int want_bad)
+{
+	char *p = write_bytes("c.csv", text, len);
+	int rows, bad, rc;
+	char *err = count_vs_load(p, &rows, &bad, &rc);
+	if (want_rows >= 0)
+		CHECK_MSG(rc == 0 && rows == want_rows && bad == want_bad,
+			  "rc %d rows %d bad %d, expected %d and %d", rc, rows, bad, want_rows,
+			  want_bad);
+	else
+		CHECK(rc == -1);
+	free(p);
+	return err;
+}
+
+/* manifest_count says and counts what manifest_load does, for every kind of
+ * bad row, header error and file that cannot be read. */
+static void test_count_matches_load(void)
+{
+	char *err = count_text(t_syntax, strlen(t_syntax), 3, 0);
+	CHECK(err[0] == '\0');
+	free(err);
+	free(count_text(t_multiline, strlen(t_multiline), 4, 2));
+	err = count_text(t_bad_rows, strlen(t_bad_rows), 2, 7);
+	char *want = xasprintf("%s/c.csv:5: duplicate id 'r1' (first at line 2)", tmpdir);
+	CHECK(has_line(err, want));
+	free(want);
+	free(err);
+	size_t n;
+	char *t = long_field_text(&n);
+	free(count_text(t, n, 3, 2));
+	free(t);
+	t = empty_ids_text();
+	int old = manifest_max_reports;
+	manifest_max_reports = 5;
+	err = count_text(t, strlen(t), 0, 30);
+	CHECK(strstr(err, "c.csv: 25 more problems not shown\n") != NULL);
+	manifest_max_reports = old;
+	free(err);
+	free(t);
+	for (size_t i = 0; i < sizeof t_headers / sizeof t_headers[0]; i++) {
+		err = count_text(t_headers[i][0], strlen(t_headers[i][0]), -1, 0);
+		CHECK(strstr(err, "error: manifest '") != NULL);
+		free(err);
+	}
+	free(count_text("id,x", 4, 0, 0));
+	/* a file that is not there, a directory */
+	int rows, bad, rc;
+	free(count_vs_load("/nonexistent/m.csv", &rows, &bad, &rc));
+	CHECK(rc == -1);
+	free(count_vs_load(tmpdir, &rows, &bad, &rc));
+	CHECK(rc == -1);
+	/* random CSV-ish bytes, as in test_random_inputs */
+	static const char alpha[] = "ab,\"\r\n \0i";
+	uint32_t s = 777;
+	for (int it = 0; it < 300; it++) {
+		char buf[200];
+		s = s * 1664525u + 1013904223u;
+		size_t len = 4 + (s >> 8) % (sizeof buf - 4);
+		memcpy(buf, "id,x", 4);
+		if (it % 3 == 0)
+			buf[3] = '\n';
+		for (size_t i = 4; i < len; i++) {
+			s = s * 1664525u + 1013904223u;
+			buf[i] = alpha[(s >> 16) % (sizeof alpha - 1)];
+		}
+		char *p = write_bytes("c.csv", buf, len);
+		free(count_vs_load(p, &rows, &bad, &rc));
+		free(p);
+	}
+}
+
+/* A manifest larger than the window of pages manifest_count drops behind
+ * it (4 MB), with quoted line breaks along the way: a duplicate at the end
+ * whose first occurrence lies in a dropped page is still found, with its
+ * line. */
+static void test_count_large(void)
+{
+	int n = 300000; /* 31 bytes a row: 9.3 MB */
+	size_t cap = (size_t)n * 40 + 256, len = 0;
+	char *t = xmalloc(cap);
+	int line = 1;
+	len += (size_t)sprintf(t + len, "id,x,label\n");
+	line++;
+	for (int i = 0; i < n; i++) {
+		if (i % 50000 == 49999) { /* spans 2 lines */
+			len += (size_t)sprintf(t + len, "s%07d,\"images/\ns%07d.png\",%d\n", i, i,
+					       i % 10);
+			line += 2;
+		} else {
+			len += (size_t)sprintf(t + len, "s%07d,images/s%07d.png,%d\n", i, i, i % 10);
+			line++;
+		}
+	}
+	int dup = line;
+	len += (size_t)sprintf(t + len, "s0000002,images/again.png,1\nshort,row\n");
+	char *err = count_text(t, len, n, 2);
+	char *want = xasprintf("%s/c.csv:%d: duplicate id 's0000002' (first at line 4)", tmpdir,
+			       dup);
+	CHECK(has_line(err, want));
+	free(want);
+	want = xasprintf("%s/c.csv:%d: expected 3 columns, got 2", tmpdir, dup + 1);
+	CHECK(has_line(err, want));
+	free(want);
+	free(err);
+	free(t);
+}
+
 static void cleanup_tmp(void)
 {
 	static const char *const files[] = {
-		"q.csv", "bad.csv", "nocol.csv", "nolabel.csv", NULL,
+		"q.csv", "bad.csv", "nocol.csv", "nolabel.csv", "c.csv", NULL,
 	};
 	for (int i = 0; files[i]; i++) {
 		char *p = xasprintf("%s/%s", tmpdir, files[i]);
@@ -537,6 +711,8 @@ int main(void)
 	RUN(test_twomoon);
 	RUN(test_inline_quarantine);
 	RUN(test_npy_and_kinds);
+	RUN(test_count_matches_load);
+	RUN(test_count_large);
 	cleanup_tmp();
 	return test_summary();
 }
