@@ -74,15 +74,14 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 		     float *scratch);
 /*
  * The transformed weights of one Winograd convolution, kept between calls.
- * Given one, conv2d_forward_wc and conv2d_backward_wc transform the weights
- * only when they differ (memcmp) from the copy kept with the transform, or
- * the tile changed: every evaluation pass between two weight updates after
- * the first, and a training step's backward after its forward, reuse it.
- * The price is the transform (4x the weights for F(4x4), 16/9 for F(2x2))
- * and a copy of the weights, per convolution and per thread that owns one
- * (one cache is never shared between threads). Zero-initialise; release
- * with conv_wcache_release. NULL, or a convolution that is not Winograd's:
- * the functions above.
+ * Given one, conv2d_forward_wc transforms the weights only when they differ
+ * (memcmp) from the copy kept with the transform, or the tile changed: every
+ * evaluation pass after the first between two weight updates reuses it. The
+ * price is the transform (4x the weights for F(4x4), 16/9 for F(2x2)) and a
+ * copy of the weights, per convolution and per thread that owns one (one
+ * cache is never shared between threads). Zero-initialise; release with
+ * conv_wcache_release. NULL, or a convolution that is not Winograd's:
+ * conv2d_forward_ep. Nets use it in evaluation only (decision 27).
  */
 struct conv_wcache {
 	float *U, *w;  /* the transform, and the weights it was made from */
@@ -94,9 +93,6 @@ void conv_wcache_release(struct conv_wcache *c);
 void conv2d_forward_wc(float *out, const float *inp, const float *weight, const float *bias,
 		       const struct conv2d_shape *s, int B, float *scratch,
 		       const struct conv_epilogue *ep, struct conv_wcache *wc);
-void conv2d_backward_wc(float *dinp, float *dweight, float *dbias, const float *dout,
-			const float *inp, const float *weight, const struct conv2d_shape *s,
-			int B, float *scratch, struct conv_wcache *wc);
 
 /* ---- batch norm -------------------------------------------------------- */
 

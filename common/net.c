@@ -1263,7 +1263,10 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 			conv2d_forward_wc(P->t[N->out].x, in, w, b, &L->cs, nb, P->scratch, &ep,
 					  &L->wc);
 		} else {
-			conv2d_forward_wc(out, in, w, b, &L->cs, nb, P->scratch, NULL, &L->wc);
+			/* evaluation keeps the transformed weights (decision 27); training
+			 * transforms into the scratch, which stays in cache */
+			conv2d_forward_wc(out, in, w, b, &L->cs, nb, P->scratch, NULL,
+					  ctx ? NULL : &L->wc);
 		}
 		break;
 	case OP_BN:
@@ -1464,7 +1467,7 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 	int nb = B * L->nimg;
 	switch (L->op) {
 	case OP_CONV:
-		conv2d_backward_wc(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch, &L->wc);
+		conv2d_backward(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch);
 		break;
 	case OP_BN:
 		if (L->pool >= 0) {

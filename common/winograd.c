@@ -835,8 +835,7 @@ void wino_forward(float *out, const float *inp, const float *weight, const float
 }
 
 void wino_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-		   const float *weight, const struct conv2d_shape *s, int B, float *scratch,
-		   struct conv_wcache *wc)
+		   const float *weight, const struct conv2d_shape *s, int B, float *scratch)
 {
 	struct wino_job jobs[WINO_THREADS];
 	int T = wino_nthreads(B), m = wino_tile(s);
@@ -845,7 +844,7 @@ void wino_backward(float *dinp, float *dweight, const float *dout, const float *
 		wino_layout(&jobs[t].w, s, m, scratch, t);
 	}
 	if (dinp) {
-		const float *U = wino_weights(wc, scratch, weight, s, m);
+		const float *U = wino_weights(NULL, scratch, weight, s, m);
 		for (int t = 0; t < T; t++)
 			jobs[t].w.U = U;
 	}

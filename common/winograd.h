@@ -47,13 +47,12 @@ int wino_applies(const struct conv2d_shape *s);
 int wino_tile(const struct conv2d_shape *s);
 /* Floats of scratch wino_forward / wino_backward need (any batch size) */
 size_t wino_scratch(const struct conv2d_shape *s);
-/* wc: the transformed weights kept between calls (cnn.h), or NULL */
+/* wc (forward): the transformed weights kept between calls (cnn.h), or NULL */
 void wino_forward(float *out, const float *inp, const float *weight, const float *bias,
 		  const struct conv2d_shape *s, int B, float *scratch,
 		  const struct conv_epilogue *ep, struct conv_wcache *wc);
 void wino_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-		   const float *weight, const struct conv2d_shape *s, int B, float *scratch,
-		   struct conv_wcache *wc);
+		   const float *weight, const struct conv2d_shape *s, int B, float *scratch);
 
 /* For winograd.c and winograd4.c only: a thread's buffers in the scratch.
  * m: the output tile side (2 or 4), X = (m+2)^2 transformed points; TH, TW

@@ -290,7 +290,7 @@ static void test_winograd_small(void)
 				  "shape %zu out[%zu]: %.9g vs naive %.9g", t, i, o1[i], o2[i]);
 		float *di1 = randn(nin, 1500 + t), *dw1 = randn(nw, 1600 + t);
 		float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
-		wino_backward(di1, dw1, dout, x, w, &s, B, scratch, NULL);
+		wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
 		conv2d_backward_naive(di2, dw2, NULL, dout, x, w, &s, B);
 		double tolw = 1e-5 * sqrt((double)B * s.OH * s.OW);
 		check_conv_grads(t, di1, di2, nin, tol, dw1, dw2, nw, tolw);
@@ -377,7 +377,7 @@ static void test_winograd_tiles(void)
 					CHECK_NEAR(o3[i], want, 1e-5 * (1 + fabs(want)));
 				}
 				float *di1 = dup_floats(di0, nin), *dw1 = dup_floats(dw0, nw);
-				wino_backward(di1, dw1, dout, x, w, &s, B, scratch, NULL);
+				wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
 				for (size_t i = 0; i < nin; i++)
 					CHECK_MSG(fabs(di1[i] - di2[i]) <= tol * (1 + fabs(di2[i])),
 						  "F(%dx%d) %d threads shape %zu dinp[%zu]: %.9g vs naive %.9g",
@@ -398,7 +398,7 @@ static void test_winograd_tiles(void)
 				worst[mi][2] = fmax(worst[mi][2], e);
 				/* no input gradient: the same weight gradient */
 				float *dw3 = dup_floats(dw0, nw);
-				wino_backward(NULL, dw3, dout, x, w, &s, B, scratch, NULL);
+				wino_backward(NULL, dw3, dout, x, w, &s, B, scratch);
 				for (size_t i = 0; i < nw; i++)
 					CHECK_NEAR(dw3[i], dw1[i], 1e-6 * (1 + fabs(dw1[i])));
 				free(scratch), free(di1), free(dw1), free(dref), free(dw3);
@@ -417,7 +417,7 @@ static void test_winograd_tiles(void)
 
 /* A kept transform (struct conv_wcache) gives bit for bit what a fresh one
  * gives, is made once while the weights stay, and again when one weight or
- * the tile changes; the scratch is poisoned between calls, so nothing of
+ * the tile changes; the scratch is poisoned before each call, so nothing of
  * the transform may come from it. */
 static void test_wcache(void)
 {
@@ -427,9 +427,7 @@ static void test_wcache(void)
 	size_t nin = (size_t)B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * 9;
 	size_t nout = (size_t)B * s.OC * s.OH * s.OW;
 	float *x = randn(nin, 3100), *w = randn(nw, 3101), *bias = randn(s.OC, 3102);
-	float *dout = randn(nout, 3103), *o1 = randn(nout, 1), *o2 = randn(nout, 2);
-	float *di1 = randn(nin, 3), *dw1 = randn(nw, 4);
-	float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
+	float *o1 = randn(nout, 1), *o2 = randn(nout, 2);
 	struct conv_wcache wc = {0};
 	for (int m = 4; m >= 2; m -= 2) {
 		conv2d_winograd_enable(m);
@@ -444,12 +442,6 @@ static void test_wcache(void)
 			conv2d_forward_wc(o1, x, w, bias, &s, B, scratch, NULL, &wc);
 			conv2d_forward(o2, x, w, bias, &s, B, scratch);
 			CHECK(memcmp(o1, o2, nout * sizeof(float)) == 0);
-			for (size_t i = 0; i < nsc; i++)
-				scratch[i] = NAN;
-			conv2d_backward_wc(di1, dw1, NULL, dout, x, w, &s, B, scratch, &wc);
-			conv2d_backward(di2, dw2, NULL, dout, x, w, &s, B, scratch);
-			CHECK(memcmp(di1, di2, nin * sizeof(float)) == 0);
-			CHECK(memcmp(dw1, dw2, nw * sizeof(float)) == 0);
 			CHECK_MSG(wc.made == made + 1, "F(%dx%d) pass %d: %ld transforms, want %ld",
 				  m, m, pass, wc.made - made, 1L);
 			CHECK(wc.m == m);
@@ -467,8 +459,7 @@ static void test_wcache(void)
 	conv_wcache_release(&wc);
 	CHECK(wc.U == NULL && wc.made == 0);
 	conv2d_winograd_enable(1);
-	free(x), free(w), free(bias), free(dout), free(o1), free(o2);
-	free(di1), free(dw1), free(di2), free(dw2);
+	free(x), free(w), free(bias), free(o1), free(o2);
 }
 
 struct conv_arg {
