@@ -262,25 +262,35 @@ static void test_report_cap(void)
 	free(t);
 }
 
+/* Random CSV-ish bytes into buf (at most cap): "id,x", the header line
+ * ended on every third draw, then bytes from a small alphabet of
+ * separators, quotes, line ends and a NUL; *s is the generator's state.
+ * Returns the length. */
+static size_t random_csv(char *buf, size_t cap, uint32_t *s, int it)
+{
+	static const char alpha[] = "ab,\"\r\n \0i";
+	*s = *s * 1664525u + 1013904223u;
+	size_t n = 4 + (*s >> 8) % (cap - 4);
+	memcpy(buf, "id,x", 4);
+	if (it % 3 == 0)
+		buf[3] = '\n';
+	for (size_t i = 4; i < n; i++) {
+		*s = *s * 1664525u + 1013904223u;
+		buf[i] = alpha[(*s >> 16) % (sizeof alpha - 1)];
+	}
+	return n;
+}
+
 /* Random bytes from a CSV-ish alphabet: never crash, rows + bad + blank
  * lines account for the input. Run under the sanitizers in `make check`. */
 static void test_random_inputs(void)
 {
-	static const char alpha[] = "ab,\"\r\n \0i";
 	uint32_t s = 12345;
 	int ok = 1;
 	capture_begin();
 	for (int it = 0; it < 3000; it++) {
 		char buf[200];
-		s = s * 1664525u + 1013904223u;
-		size_t n = 4 + (s >> 8) % (sizeof buf - 4);
-		memcpy(buf, "id,x", 4);
-		if (it % 3 == 0)
-			buf[3] = '\n';
-		for (size_t i = 4; i < n; i++) {
-			s = s * 1664525u + 1013904223u;
-			buf[i] = alpha[(s >> 16) % (sizeof alpha - 1)];
-		}
+		size_t n = random_csv(buf, sizeof buf, &s, it);
 		struct manifest m;
 		if (manifest_parse(&m, buf, n, "fuzz.csv") == 0) {
 			for (int r = 0; r < m.nrows; r++) {
@@ -623,20 +633,11 @@ static void test_count_matches_load(void)
 	CHECK(rc == -1);
 	free(count_vs_load(tmpdir, &rows, &bad, &rc));
 	CHECK(rc == -1);
-	/* random CSV-ish bytes, as in test_random_inputs */
-	static const char alpha[] = "ab,\"\r\n \0i";
+	/* random CSV-ish bytes (random_csv) */
 	uint32_t s = 777;
 	for (int it = 0; it < 300; it++) {
 		char buf[200];
-		s = s * 1664525u + 1013904223u;
-		size_t len = 4 + (s >> 8) % (sizeof buf - 4);
-		memcpy(buf, "id,x", 4);
-		if (it % 3 == 0)
-			buf[3] = '\n';
-		for (size_t i = 4; i < len; i++) {
-			s = s * 1664525u + 1013904223u;
-			buf[i] = alpha[(s >> 16) % (sizeof alpha - 1)];
-		}
+		size_t len = random_csv(buf, sizeof buf, &s, it);
 		char *p = write_bytes("c.csv", buf, len);
 		free(count_vs_load(p, &rows, &bad, &rc));
 		free(p);
