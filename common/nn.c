@@ -630,6 +630,52 @@ AVX2 INLINE void gxt_tile(const int MR, const int PR, float *y, size_t ys, const
 	}
 }
 
+/* gxt_tile for the shapes where 4x2 leaves too few chains: MR rows by PR
+ * columns with MR * PR = 8 (the head's 2 x 4, a one-input layer's 8 x 1).
+ * Each sum is reduced as in gxt_tile (hsum4's tree), so the results are the
+ * same bit for bit. */
+AVX2 INLINE void gxt_tile8(const int MR, const int PR, float *y, size_t ys, const float *g,
+			   const float *x, size_t N, size_t nv)
+{
+	__m256 c[8][4];
+#pragma GCC unroll 8
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+		for (int p = 0; p < PR; p++)
+			c[i][p] = _mm256_setzero_ps();
+	for (size_t n = 0; n < nv; n += 8) {
+		__m256 xv[4];
+#pragma GCC unroll 4
+		for (int p = 0; p < PR; p++)
+			xv[p] = _mm256_loadu_ps(x + (size_t)p * N + n);
+#pragma GCC unroll 8
+		for (int i = 0; i < MR; i++) {
+			__m256 gv = _mm256_loadu_ps(g + (size_t)i * N + n);
+#pragma GCC unroll 4
+			for (int p = 0; p < PR; p++)
+				c[i][p] = _mm256_fmadd_ps(gv, xv[p], c[i][p]);
+		}
+	}
+	float s[4];
+	if (PR == 4) {
+#pragma GCC unroll 8
+		for (int i = 0; i < MR; i++) {
+			_mm_storeu_ps(s, hsum4(c[i][0], c[i][1], c[i][2], c[i][3]));
+#pragma GCC unroll 4
+			for (int p = 0; p < 4; p++)
+				y[(size_t)i * ys + p] += s[p];
+		}
+	} else {
+#pragma GCC unroll 2
+		for (int i = 0; i < MR; i += 4) {
+			_mm_storeu_ps(s, hsum4(c[i][0], c[i + 1][0], c[i + 2][0], c[i + 3][0]));
+#pragma GCC unroll 4
+			for (int r = 0; r < 4; r++)
+				y[(size_t)(i + r) * ys] += s[r];
+		}
+	}
+}
+
 AVX2 INLINE void gxt_rows(const int MR, float *y, size_t ys, const float *g, const float *x, int P,
 			  size_t N, size_t nv)
 {
@@ -640,8 +686,10 @@ AVX2 INLINE void gxt_rows(const int MR, float *y, size_t ys, const float *g, con
 		gxt_tile(MR, 1, y + p, ys, g, x + (size_t)p * N, N, nv);
 }
 
-/* Y (M,P) += G (M,N) X (P,N)^T over columns [0, N & ~7) */
-AVX2 static void gxt_avx2(float *y, const float *g, const float *x, int M, int P, size_t N)
+/* Y (M,P) += G (M,N) X (P,N)^T over columns [0, N & ~7): 4 x 2 tiles (a
+ * function of its own, so that the shapes below do not change its code) */
+AVX2 __attribute__((noinline)) static void gxt_4x2(float *y, const float *g, const float *x, int M,
+						   int P, size_t N)
 {
 	size_t nv = N & ~(size_t)7;
 	int i = 0;
@@ -660,6 +708,35 @@ AVX2 static void gxt_avx2(float *y, const float *g, const float *x, int M, int P
 		gxt_rows(1, yi, (size_t)P, gi, x, P, N, nv);
 		break;
 	}
+}
+
+/* Y (M,P) += G (M,N) X (P,N)^T over columns [0, N & ~7); the head's two
+ * rows and a one-input layer's column take tiles of 8 chains */
+AVX2 static void gxt_avx2(float *y, const float *g, const float *x, int M, int P, size_t N)
+{
+	size_t nv = N & ~(size_t)7;
+	if (M == 2 && P >= 4) {
+		int p = 0;
+		for (; p + 4 <= P; p += 4)
+			gxt_tile8(2, 4, y + p, (size_t)P, g, x + (size_t)p * N, N, nv);
+		/* the columns left, as gxt_4x2 takes them (y's rows stay P apart) */
+		if (p + 2 <= P) {
+			gxt_tile(2, 2, y + p, (size_t)P, g, x + (size_t)p * N, N, nv);
+			p += 2;
+		}
+		if (p < P)
+			gxt_tile(2, 1, y + p, (size_t)P, g, x + (size_t)p * N, N, nv);
+		return;
+	}
+	if (P == 1 && M >= 8) {
+		int i = 0;
+		for (; i + 8 <= M; i += 8)
+			gxt_tile8(8, 1, y + i, 1, g + (size_t)i * N, x, N, nv);
+		if (i < M)
+			gxt_4x2(y + i, g + (size_t)i * N, x, M - i, 1, N);
+		return;
+	}
+	gxt_4x2(y, g, x, M, P, N);
 }
 #endif
 
@@ -834,10 +911,45 @@ static float ew_sum(const float *x, const float *e, int absx, size_t n)
 	return s;
 }
 
+#ifdef NN_X86
+/* fm_rowsum of 4 rows of whole vectors at once: each row's sum is ew_sum's
+ * (the same two vector chains, then the 8 lanes in order), the four rows'
+ * chains interleaved */
+AVX2 static void rowsum4_avx2(float *db, const float *g, size_t N)
+{
+	__m256 a0[4], a1[4];
+	for (int r = 0; r < 4; r++)
+		a0[r] = a1[r] = _mm256_setzero_ps();
+	size_t i = 0;
+	for (; i + 16 <= N; i += 16)
+		for (int r = 0; r < 4; r++) {
+			a0[r] = _mm256_add_ps(a0[r], _mm256_loadu_ps(g + (size_t)r * N + i));
+			a1[r] = _mm256_add_ps(a1[r], _mm256_loadu_ps(g + (size_t)r * N + i + 8));
+		}
+	for (; i + 8 <= N; i += 8)
+		for (int r = 0; r < 4; r++)
+			a0[r] = _mm256_add_ps(a0[r], _mm256_loadu_ps(g + (size_t)r * N + i));
+	float acc[4][8], s[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+	for (int r = 0; r < 4; r++)
+		_mm256_storeu_ps(acc[r], _mm256_add_ps(a0[r], a1[r]));
+	for (int l = 0; l < 8; l++)
+		for (int r = 0; r < 4; r++)
+			s[r] += acc[r][l];
+	for (int r = 0; r < 4; r++)
+		db[r] += s[r];
+}
+#endif
+
 /* db[i] += sum_n g[i, n] */
 static void fm_rowsum(float *db, const float *g, int M, size_t N)
 {
-	for (int i = 0; i < M; i++)
+	int i = 0;
+#ifdef NN_X86
+	if (N % 8 == 0 && cpu_avx2())
+		for (; i + 4 <= M; i += 4)
+			rowsum4_avx2(db + i, g + (size_t)i * N, N);
+#endif
+	for (; i < M; i++)
 		db[i] += ew_sum(g + (size_t)i * N, NULL, 0, N);
 }
 
@@ -1627,8 +1739,8 @@ static void hidden_reg(struct mlp *m, int l, int B, const struct fwd_ctx *ctx, d
 	}
 	if (ha->mask) {
 		const float *src = ha->eps ? ha->o : ha->h;
-		rng_dropout_fm(ha->mask, ha->o, src, P->p, (size_t)N, B, C, ctx->seed, RNG_DROPOUT,
-			       ctx->step, ctx->ids, P->drop_off[l]);
+		rng_dropout_fm_memo(ctx->memo, ha->mask, ha->o, src, P->p, (size_t)N, B, C,
+				    ctx->seed, RNG_DROPOUT, ctx->step, ctx->ids, P->drop_off[l]);
 	}
 }
 
@@ -1906,47 +2018,60 @@ AVX2 INLINE void pl_fwd_rows(const int CIN, const int NV, struct mlp *m, struct 
 	}
 }
 
-/* pl_backward's rows for one vector k of H1: the head's dW into dw, g1's
- * sums per pattern into G and GX (CIN, NV as in pl_fwd_rows) */
-AVX2 INLINE void pl_bwd_rows(const int CIN, const int NV, struct mlp *m, struct pl_state *s,
-			     int k, __m256 *dw)
+/* pl_backward's rows for KV vectors of H1 from vector k0 (KV 1 or 2: the
+ * rows' chains of both interleave): the head's dW into dw, g1's sums per
+ * pattern into G and GX (CIN, NV as in pl_fwd_rows) */
+AVX2 INLINE void pl_bwd_rows(const int CIN, const int NV, const int KV, struct mlp *m,
+			     struct pl_state *s, int k0, __m256 dw[][8])
 {
 	struct mlp_priv *P = m->priv;
 	const struct linear_view *hd = &m->lin[2];
 	int K = hd->out, H1 = 8 * NV, B = s->B;
 	size_t N = (size_t)P->N, ch = (size_t)CIN * H1;
-	__m256 wk[8];
-	for (int c = 0; c < K; c++)
-		wk[c] = _mm256_loadu_ps(hd->w + (size_t)c * H1 + 8 * k);
+	__m256 wk[2][8];
+	for (int q = 0; q < KV; q++)
+		for (int c = 0; c < K; c++)
+			wk[q][c] = _mm256_loadu_ps(hd->w + (size_t)c * H1 + 8 * (k0 + q));
 	for (int t = 0; t < s->S; t++) {
-		__m256 u[PL_MAX_IN], v = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
-		for (int c = 0; c < CIN; c++)
-			u[c] = _mm256_loadu_ps(s->U + (size_t)t * ch + (size_t)c * H1 + 8 * k);
-		__m256 gs = _mm256_setzero_ps(), gxs[PL_MAX_IN];
-		for (int c = 0; c < CIN; c++)
-			gxs[c] = _mm256_setzero_ps();
+		__m256 u[2][PL_MAX_IN], v[2], gs[2], gxs[2][PL_MAX_IN];
+		for (int q = 0; q < KV; q++) {
+			int k = k0 + q;
+			v[q] = _mm256_loadu_ps(s->V + (size_t)t * H1 + 8 * k);
+			for (int c = 0; c < CIN; c++) {
+				u[q][c] = _mm256_loadu_ps(s->U + (size_t)t * ch + (size_t)c * H1 + 8 * k);
+				gxs[q][c] = _mm256_setzero_ps();
+			}
+			gs[q] = _mm256_setzero_ps();
+		}
 		for (int i = s->start[t]; i < s->start[t + 1]; i++) {
 			int r = s->order[i];
-			__m256 xv[PL_MAX_IN], a = v;
-			for (int c = 0; c < CIN; c++) {
-				xv[c] = _mm256_set1_ps(s->x[(size_t)c * B + r]);
-				a = _mm256_fmadd_ps(xv[c], u[c], a);
-			}
-			__m256 h = _mm256_max_ps(a, _mm256_setzero_ps());
-			__m256 g = _mm256_setzero_ps();
-			for (int c = 0; c < K; c++) {
-				__m256 dz = _mm256_set1_ps(P->dzt[(size_t)c * N + r]);
-				dw[c] = _mm256_fmadd_ps(dz, h, dw[c]);
-				g = _mm256_fmadd_ps(dz, wk[c], g);
-			}
-			g = _mm256_and_ps(g, _mm256_cmp_ps(h, _mm256_setzero_ps(), _CMP_GT_OQ));
-			gs = _mm256_add_ps(gs, g);
+			__m256 xv[PL_MAX_IN];
 			for (int c = 0; c < CIN; c++)
-				gxs[c] = _mm256_fmadd_ps(xv[c], g, gxs[c]);
+				xv[c] = _mm256_set1_ps(s->x[(size_t)c * B + r]);
+			for (int q = 0; q < KV; q++) {
+				__m256 a = v[q];
+				for (int c = 0; c < CIN; c++)
+					a = _mm256_fmadd_ps(xv[c], u[q][c], a);
+				__m256 h = _mm256_max_ps(a, _mm256_setzero_ps());
+				__m256 g = _mm256_setzero_ps();
+				for (int c = 0; c < K; c++) {
+					__m256 dz = _mm256_set1_ps(P->dzt[(size_t)c * N + r]);
+					dw[q][c] = _mm256_fmadd_ps(dz, h, dw[q][c]);
+					g = _mm256_fmadd_ps(dz, wk[q][c], g);
+				}
+				g = _mm256_and_ps(g, _mm256_cmp_ps(h, _mm256_setzero_ps(), _CMP_GT_OQ));
+				gs[q] = _mm256_add_ps(gs[q], g);
+				for (int c = 0; c < CIN; c++)
+					gxs[q][c] = _mm256_fmadd_ps(xv[c], g, gxs[q][c]);
+			}
 		}
-		_mm256_storeu_ps(s->G + (size_t)t * H1 + 8 * k, gs);
-		for (int c = 0; c < CIN; c++)
-			_mm256_storeu_ps(s->GX + (size_t)t * ch + (size_t)c * H1 + 8 * k, gxs[c]);
+		for (int q = 0; q < KV; q++) {
+			int k = k0 + q;
+			_mm256_storeu_ps(s->G + (size_t)t * H1 + 8 * k, gs[q]);
+			for (int c = 0; c < CIN; c++)
+				_mm256_storeu_ps(s->GX + (size_t)t * ch + (size_t)c * H1 + 8 * k,
+						 gxs[q][c]);
+		}
 	}
 }
 
@@ -1960,14 +2085,20 @@ AVX2 static void pl_forward(struct mlp *m, struct pl_state *s, int B, int N)
 	size_t ch = (size_t)cin * H1;
 	/* the first layer folded into the second: A[j][c] = w_jc W1[:,j],
 	 * C[j] = b_j W1[:,j] */
-	for (int j = 0; j < H0; j++)
-		for (int i = 0; i < H1; i++) {
-			float wij = l1->w[(size_t)i * H0 + j];
-			for (int c = 0; c < cin; c++)
-				s->A[(size_t)j * ch + (size_t)c * H1 + i] = l0->w[(size_t)j * cin + c] * wij;
-			s->C[(size_t)j * H1 + i] = l0->b[j] * wij;
-			s->W1T[(size_t)j * H1 + i] = wij;
+	for (int i = 0; i < H1; i++)
+		for (int j = 0; j < H0; j++)
+			s->W1T[(size_t)j * H1 + i] = l1->w[(size_t)i * H0 + j];
+	for (int j = 0; j < H0; j++) {
+		const float *wt = s->W1T + (size_t)j * H1;
+		float *Aj = s->A + (size_t)j * ch, *Cj = s->C + (size_t)j * H1;
+		for (int c = 0; c <= cin; c++) {
+			/* A's rows, then C's (the bias as one more input) */
+			__m256 f = _mm256_set1_ps(c < cin ? l0->w[(size_t)j * cin + c] : l0->b[j]);
+			float *d = c < cin ? Aj + (size_t)c * H1 : Cj;
+			for (int k = 0; k < nv; k++)
+				_mm256_storeu_ps(d + 8 * k, _mm256_mul_ps(f, _mm256_loadu_ps(wt + 8 * k)));
 		}
+	}
 	for (int t = 0; t < s->S; t++) {
 		float *U = s->U + (size_t)t * ch, *V = s->V + (size_t)t * H1;
 		__m256 u[PL_MAX_IN * PL_MAX_H1 / 8], v[PL_MAX_H1 / 8];
@@ -2009,18 +2140,23 @@ AVX2 static void pl_backward(struct mlp *m, struct pl_state *s)
 	/* the head's gradients and, per row, g1 into its pattern's sums */
 	for (int c = 0; c < K; c++)
 		hd->db[c] += ew_sum(P->dzt + (size_t)c * N, NULL, 0, (size_t)B);
-	for (int k = 0; k < nv; k++) {
-		__m256 dw[8];
-		for (int c = 0; c < K; c++)
-			dw[c] = _mm256_setzero_ps();
+	for (int k = 0; k < nv; k += 2) {
+		int kv = nv - k < 2 ? 1 : 2;
+		__m256 dw[2][8];
+		for (int q = 0; q < kv; q++)
+			for (int c = 0; c < K; c++)
+				dw[q][c] = _mm256_setzero_ps();
 		if (cin == 1 && nv == 4)
-			pl_bwd_rows(1, 4, m, s, k, dw);
+			pl_bwd_rows(1, 4, 2, m, s, k, dw);
+		else if (kv == 2)
+			pl_bwd_rows(cin, nv, 2, m, s, k, dw);
 		else
-			pl_bwd_rows(cin, nv, m, s, k, dw);
-		for (int c = 0; c < K; c++) {
-			float *d = hd->dw + (size_t)c * H1 + 8 * k;
-			_mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), dw[c]));
-		}
+			pl_bwd_rows(cin, nv, 1, m, s, k, dw);
+		for (int q = 0; q < kv; q++)
+			for (int c = 0; c < K; c++) {
+				float *d = hd->dw + (size_t)c * H1 + 8 * (k + q);
+				_mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), dw[q][c]));
+			}
 	}
 	/* the first two layers from the pattern sums: db1 = the sum of all; per
 	 * unit j, the sums over the patterns where it is active */

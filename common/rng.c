@@ -818,10 +818,11 @@ void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t strid
 
 /* ---- the memo of fused draws -------------------------------------------- */
 
-/* one kept block: rows [off, off + C) of a stream's noise draws, nv columns
- * each */
+/* one kept block: rows [off, off + C) of a stream's draws, nv columns each:
+ * noise draws as floats (tag 0), or a dropout stream's kept lanes as bits
+ * (tag 1 + the 16-bit threshold they were kept under) */
 struct memo_block {
-	uint32_t purpose, epoch;
+	uint32_t tag, purpose, epoch;
 	uint64_t off;
 	int C;
 	int next; /* the next block of the same hash slot, -1 at the end */
@@ -858,10 +859,10 @@ struct draw_memo *draw_memo_new(size_t budget)
 	return dm;
 }
 
-/* the bytes of a block of C rows */
-static size_t memo_bytes(const struct draw_memo *dm, int C)
+/* the bytes of a block of C rows: a float or a bit per column */
+static size_t memo_bytes(const struct draw_memo *dm, uint32_t tag, int C)
 {
-	return sizeof(float) * dm->nv * (size_t)C;
+	return (tag ? dm->nv / 8 : sizeof(float) * dm->nv) * (size_t)C;
 }
 
 /* Empty dm; the blocks' storage goes to the pool (freed if the pool cannot
@@ -884,7 +885,7 @@ static void memo_clear(struct draw_memo *dm)
 			dm->pool_cap = cap;
 		}
 		dm->pool[dm->npool] = b->v;
-		dm->pool_bytes[dm->npool++] = memo_bytes(dm, b->C);
+		dm->pool_bytes[dm->npool++] = memo_bytes(dm, b->tag, b->C);
 	}
 	dm->nblk = 0;
 	dm->used = 0;
@@ -952,25 +953,25 @@ static int memo_usable(struct draw_memo *dm, uint64_t seed, int B, int C, size_t
 	       memo_bind(dm, seed, B, ids);
 }
 
-/* the values of rows [off, off + C) of (purpose, epoch), or NULL */
-static const void *memo_find(const struct draw_memo *dm, uint32_t purpose, uint32_t epoch,
-			     uint64_t off, int C)
+/* the values of rows [off, off + C) of (tag, purpose, epoch), or NULL */
+static const void *memo_find(const struct draw_memo *dm, uint32_t tag, uint32_t purpose,
+			     uint32_t epoch, uint64_t off, int C)
 {
 	for (int i = dm->slot[memo_slot(purpose, epoch)]; i >= 0; i = dm->blk[i].next) {
 		const struct memo_block *b = &dm->blk[i];
-		if (b->purpose == purpose && b->epoch == epoch && b->off <= off &&
+		if (b->tag == tag && b->purpose == purpose && b->epoch == epoch && b->off <= off &&
 		    off + (uint64_t)C <= b->off + (uint64_t)b->C)
-			return (const char *)b->v +
-			       memo_bytes(dm, (int)(off - b->off));
+			return (const char *)b->v + memo_bytes(dm, tag, (int)(off - b->off));
 	}
 	return NULL;
 }
 
-/* A new block for rows [off, off + C) of (purpose, epoch), for the caller
- * to fill; NULL past the budget */
-static void *memo_add(struct draw_memo *dm, uint32_t purpose, uint32_t epoch, uint64_t off, int C)
+/* A new block for rows [off, off + C) of (tag, purpose, epoch), for the
+ * caller to fill; NULL past the budget */
+static void *memo_add(struct draw_memo *dm, uint32_t tag, uint32_t purpose, uint32_t epoch,
+		      uint64_t off, int C)
 {
-	size_t bytes = memo_bytes(dm, C);
+	size_t bytes = memo_bytes(dm, tag, C);
 	if (dm->used + bytes > dm->budget)
 		return NULL;
 	if (dm->nblk == dm->cap) {
@@ -995,7 +996,8 @@ static void *memo_add(struct draw_memo *dm, uint32_t purpose, uint32_t epoch, ui
 		return NULL;
 	int s = memo_slot(purpose, epoch);
 	dm->blk[dm->nblk] = (struct memo_block){
-		.purpose = purpose, .epoch = epoch, .off = off, .C = C, .next = dm->slot[s], .v = v
+		.tag = tag, .purpose = purpose, .epoch = epoch, .off = off, .C = C,
+		.next = dm->slot[s], .v = v
 	};
 	dm->slot[s] = dm->nblk++;
 	dm->used += bytes;
@@ -1011,6 +1013,30 @@ RNG_AVX2 static void noise_apply_avx2(float *out, const float *in, const float *
 	for (size_t b = 0; b < n; b += 8)
 		_mm256_storeu_ps(out + b, _mm256_fmadd_ps(kv, _mm256_loadu_ps(eps + b),
 							  _mm256_loadu_ps(in + b)));
+}
+#endif
+
+#ifdef RNG_X86
+RNG_AVX2 static void bits_from_mask_avx2(uint8_t *bits, const float *mask, size_t n)
+{
+	for (size_t b = 0; b < n; b += 8)
+		bits[b / 8] = (uint8_t)_mm256_movemask_ps(
+			_mm256_cmp_ps(_mm256_loadu_ps(mask + b), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
+/* mask = keep where the lane's bit is set, else 0; out = in * mask (as
+ * dropout_fm_avx2 computes them) */
+RNG_AVX2 static void mask_from_bits_avx2(float *mask, float *out, const float *in,
+					 const uint8_t *bits, float keep, size_t n)
+{
+	const __m256i lb = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+	const __m256 kv = _mm256_set1_ps(keep);
+	for (size_t b = 0; b < n; b += 8) {
+		__m256i v = _mm256_and_si256(_mm256_set1_epi32(bits[b / 8]), lb);
+		__m256 mk = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, lb)), kv);
+		_mm256_storeu_ps(mask + b, mk);
+		_mm256_storeu_ps(out + b, _mm256_mul_ps(_mm256_loadu_ps(in + b), mk));
+	}
 }
 #endif
 
@@ -1036,7 +1062,7 @@ const float *rng_noise_fm_memo(struct draw_memo *dm, float *eps, float *out, con
 		rng_noise_fm(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
 		return eps;
 	}
-	const float *kept = memo_find(dm, purpose, epoch, offset, C);
+	const float *kept = memo_find(dm, 0, purpose, epoch, offset, C);
 	if (kept) {
 		dm->hits++;
 		noise_apply(out, in, kept, k, dm->nv * (size_t)C);
@@ -1044,8 +1070,69 @@ const float *rng_noise_fm_memo(struct draw_memo *dm, float *eps, float *out, con
 	}
 	dm->misses++;
 	rng_noise_fm(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
-	float *v = memo_add(dm, purpose, epoch, offset, C);
+	float *v = memo_add(dm, 0, purpose, epoch, offset, C);
 	if (v)
 		memcpy(v, eps, sizeof(float) * dm->nv * (size_t)C);
 	return eps;
+}
+
+/* The kept lanes of a dropout stream as bits, lane b of row c at bit b % 8
+ * of byte (c * nv + b) / 8: kept where the mask is not 0 */
+static void bits_from_mask(uint8_t *bits, const float *mask, size_t n)
+{
+#ifdef RNG_X86
+	if (cpu_avx2()) {
+		bits_from_mask_avx2(bits, mask, n);
+		return;
+	}
+#endif
+	for (size_t b = 0; b < n; b += 8) {
+		unsigned v = 0;
+		for (int j = 0; j < 8; j++)
+			v |= (mask[b + (size_t)j] != 0.0f) << j;
+		bits[b / 8] = (uint8_t)v;
+	}
+}
+
+/* mask and out from kept bits, with the arithmetic of the path that draws
+ * (rng_dropout_fm) */
+static void mask_from_bits(float *mask, float *out, const float *in, const uint8_t *bits, float p,
+			   int B, size_t nv, size_t n)
+{
+	float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+#ifdef RNG_X86
+	if (cpu_avx2()) {
+		mask_from_bits_avx2(mask, out, in, bits, keep, n);
+		return;
+	}
+#endif
+	for (size_t i = 0; i < n; i++) {
+		float k = bits[i / 8] >> (i % 8) & 1 ? keep : 0.0f;
+		mask[i] = k;
+		out[i] = (int)(i % nv) < B ? in[i] * k : 0.0f;
+	}
+}
+
+void rng_dropout_fm_memo(struct draw_memo *dm, float *mask, float *out, const float *in, float p,
+			 size_t stride, int B, int C, uint64_t seed, uint32_t purpose,
+			 uint32_t epoch, const uint32_t *ids, uint64_t offset)
+{
+	if (!memo_usable(dm, seed, B, C, stride, ids)) {
+		rng_dropout_fm(mask, out, in, p, stride, B, C, seed, purpose, epoch, ids, offset);
+		return;
+	}
+	/* the same draws under another rate keep other lanes: a block per threshold */
+	uint32_t tag = 1u + u16_threshold(p);
+	size_t n = dm->nv * (size_t)C;
+	const uint8_t *kept = memo_find(dm, tag, purpose, epoch, offset, C);
+	if (kept) {
+		dm->hits++;
+		mask_from_bits(mask, out, in, kept, p, B, dm->nv, n);
+		return;
+	}
+	dm->misses++;
+	rng_dropout_fm(mask, out, in, p, stride, B, C, seed, purpose, epoch, ids, offset);
+	uint8_t *v = memo_add(dm, tag, purpose, epoch, offset, C);
+	if (v)
+		bits_from_mask(v, mask, n);
 }

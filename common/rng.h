@@ -109,8 +109,13 @@ void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t strid
  * 8), valid until the memo is used for another seed, batch or set of ids
  * (which empties it) or freed. out is computed either way. Blocks are kept
  * until budget bytes are used; memo NULL (or a full memo, or a stride other
- * than B rounded up to 8) draws as rng_noise_fm does. (Dropout masks are not
- * kept: their 16-bit draws cost about what reading them back would.)
+ * than B rounded up to 8) draws as rng_noise_fm does.
+ *
+ * rng_dropout_fm_memo does the same for dropout: it keeps which lanes a
+ * request kept, a bit each (the 16-bit draws under the rate's threshold), and
+ * serves a later request of the same threshold, purpose and epoch inside a
+ * kept block: mask and out equal rng_dropout_fm's bit for bit. The TwoMoon
+ * table's UM student draws each dropout row's masks for both MM students.
  */
 struct draw_memo;
 struct draw_memo *draw_memo_new(size_t budget);
@@ -120,5 +125,8 @@ void draw_memo_counts(const struct draw_memo *dm, long *hits, long *misses);
 const float *rng_noise_fm_memo(struct draw_memo *dm, float *eps, float *out, const float *in,
 			      float k, size_t stride, int B, int C, uint64_t seed, uint32_t purpose,
 			      uint32_t epoch, const uint32_t *ids, uint64_t offset);
+void rng_dropout_fm_memo(struct draw_memo *dm, float *mask, float *out, const float *in, float p,
+			 size_t stride, int B, int C, uint64_t seed, uint32_t purpose,
+			 uint32_t epoch, const uint32_t *ids, uint64_t offset);
 
 #endif

@@ -211,13 +211,16 @@ static void test_linear_fast_vs_naive(void)
 
 /* The feature-major kernels against their naive twins: every tile shape of
  * the AVX2 kernels (rows 1..4 past multiples of 4, columns 8/16/24 and a
- * non-multiple-of-8 tail), and layers big enough to go to sgemm. */
+ * non-multiple-of-8 tail; the dW kernel's 2 x 4 head tiles with 1 to 3
+ * columns left, its 8 x 1 tiles with rows left; the bias sums 4 rows at a
+ * time with rows left), and layers big enough to go to sgemm. */
 static void test_linear_fm_fast_vs_naive(void)
 {
-	static const int shapes[][3] = { { 1, 1, 1 },    { 8, 3, 5 },     { 272, 1, 32 },
-					 { 272, 32, 32 }, { 272, 32, 2 }, { 272, 2, 16 },
-					 { 270, 16, 16 }, { 32, 7, 6 },   { 45, 33, 17 },
-					 { 16, 130, 140 }, { 104, 5, 3 } };
+	static const int shapes[][3] = { { 1, 1, 1 },     { 8, 3, 5 },      { 272, 1, 32 },
+					 { 272, 32, 32 }, { 272, 32, 2 },   { 272, 2, 16 },
+					 { 270, 16, 16 }, { 32, 7, 6 },     { 45, 33, 17 },
+					 { 16, 130, 140 }, { 104, 5, 3 },   { 48, 5, 2 },
+					 { 64, 7, 2 },    { 40, 1, 13 },    { 24, 1, 8 } };
 	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
 		int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
 		size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;

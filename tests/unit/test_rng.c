@@ -266,6 +266,60 @@ static void test_draw_memo(void)
 	      eps2);
 }
 
+/* A draw memo serves dropout the mask and output rng_dropout_fm gives, bit
+ * for bit, from the kept lanes of an earlier, wider request under the same
+ * rate; another rate keeps other lanes and is drawn. */
+static void test_dropout_memo(void)
+{
+	enum { B = 13, N = 16, CW = 6 };
+	uint32_t ids[B];
+	for (int b = 0; b < B; b++)
+		ids[b] = 40u + 3u * (uint32_t)b;
+	float in[CW * N], mask[CW * N], out[CW * N], mask2[CW * N], out2[CW * N];
+	for (int i = 0; i < CW * N; i++)
+		in[i] = (i % N) < B ? 0.5f * (float)(i % 9) - 2.0f : 0.0f;
+	struct draw_memo *dm = draw_memo_new(1 << 20);
+	long hits, misses;
+	const float rates[] = { 0.5f, 0.8f, 0.3f };
+	for (int q = 0; q < 3; q++) {
+		float p = rates[q];
+		/* the wide request: drawn and kept */
+		rng_dropout_fm_memo(dm, mask, out, in, p, N, B, CW, 9, RNG_DROPOUT, 3, ids, 0);
+		rng_dropout_fm(mask2, out2, in, p, N, B, CW, 9, RNG_DROPOUT, 3, ids, 0);
+		CHECK(memcmp(mask, mask2, sizeof mask) == 0 && memcmp(out, out2, sizeof out) == 0);
+		/* rows [2,5) of it, then all of it: served */
+		for (int w = 0; w < 2; w++) {
+			int off = w ? 0 : 2, C = w ? CW : 3;
+			for (int i = 0; i < CW * N; i++)
+				mask[i] = out[i] = -7.0f;
+			rng_dropout_fm_memo(dm, mask, out, in + off * N, p, N, B, C, 9, RNG_DROPOUT, 3,
+					    ids, (uint64_t)off);
+			rng_dropout_fm(mask2, out2, in + off * N, p, N, B, C, 9, RNG_DROPOUT, 3, ids,
+				       (uint64_t)off);
+			CHECK(memcmp(mask, mask2, sizeof(float) * (size_t)(C * N)) == 0);
+			CHECK(memcmp(out, out2, sizeof(float) * (size_t)(C * N)) == 0);
+		}
+		draw_memo_counts(dm, &hits, &misses);
+		CHECK(hits == 2 * (q + 1) && misses == q + 1);
+	}
+	/* some lanes dropped and some kept at 0.5, the padding 0 */
+	rng_dropout_fm_memo(dm, mask, out, in, 0.5f, N, B, CW, 9, RNG_DROPOUT, 3, ids, 0);
+	int kept = 0;
+	for (int i = 0; i < CW * N; i++) {
+		kept += mask[i] != 0.0f;
+		if (i % N >= B)
+			CHECK(mask[i] == 0.0f && out[i] == 0.0f);
+	}
+	CHECK(kept > 10 && kept < CW * B - 10);
+	/* another step, another purpose: drawn */
+	rng_dropout_fm_memo(dm, mask, out, in, 0.5f, N, B, CW, 9, RNG_DROPOUT, 4, ids, 0);
+	rng_dropout_fm_memo(dm, mask, out, in, 0.5f, N, B, CW, 9, RNG_HIDDEN_NOISE, 3, ids, 0);
+	long h2, m2;
+	draw_memo_counts(dm, &h2, &m2);
+	CHECK(h2 == hits + 1 && m2 == misses + 2);
+	draw_memo_free(dm);
+}
+
 int main(void)
 {
 	RUN(test_philox_kat);
@@ -276,5 +330,6 @@ int main(void)
 	RUN(test_batch_matches_scalar);
 	RUN(test_fused_fm);
 	RUN(test_draw_memo);
+	RUN(test_dropout_memo);
 	return test_summary();
 }
