@@ -912,45 +912,78 @@ static float ew_sum(const float *x, const float *e, int absx, size_t n)
 }
 
 #ifdef NN_X86
-/* fm_rowsum of 4 rows of whole vectors at once: each row's sum is ew_sum's
- * (the same two vector chains, then the 8 lanes in order), the four rows'
- * chains interleaved */
-AVX2 static void rowsum4_avx2(float *db, const float *g, size_t N)
+/* ew_sum of 4 rows of whole vectors at once, rows N apart (and e's): each
+ * row's sum is ew_sum's (the same two vector chains, then the 8 lanes in
+ * order), the four rows' chains interleaved */
+AVX2 static void ew_sum4_avx2(float s[4], const float *x, const float *e, int absx, size_t N)
 {
 	__m256 a0[4], a1[4];
+	const __m256 am = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
 	for (int r = 0; r < 4; r++)
 		a0[r] = a1[r] = _mm256_setzero_ps();
+	/* ew_sum8_avx2's chains: 16 values a step, a last 8 into a0 */
+#define SUM4_STEP(a, at)                                                                   \
+	do {                                                                               \
+		__m256 v = _mm256_loadu_ps(x + (size_t)r * N + (at));                      \
+		if (e)                                                                     \
+			a = _mm256_fmadd_ps(v, _mm256_loadu_ps(e + (size_t)r * N + (at)), a); \
+		else                                                                       \
+			a = _mm256_add_ps(a, absx ? _mm256_and_ps(v, am) : v);            \
+	} while (0)
 	size_t i = 0;
 	for (; i + 16 <= N; i += 16)
 		for (int r = 0; r < 4; r++) {
-			a0[r] = _mm256_add_ps(a0[r], _mm256_loadu_ps(g + (size_t)r * N + i));
-			a1[r] = _mm256_add_ps(a1[r], _mm256_loadu_ps(g + (size_t)r * N + i + 8));
+			SUM4_STEP(a0[r], i);
+			SUM4_STEP(a1[r], i + 8);
 		}
 	for (; i + 8 <= N; i += 8)
 		for (int r = 0; r < 4; r++)
-			a0[r] = _mm256_add_ps(a0[r], _mm256_loadu_ps(g + (size_t)r * N + i));
-	float acc[4][8], s[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
-	for (int r = 0; r < 4; r++)
+			SUM4_STEP(a0[r], i);
+#undef SUM4_STEP
+	float acc[4][8];
+	for (int r = 0; r < 4; r++) {
 		_mm256_storeu_ps(acc[r], _mm256_add_ps(a0[r], a1[r]));
+		s[r] = 0.0f;
+	}
 	for (int l = 0; l < 8; l++)
 		for (int r = 0; r < 4; r++)
 			s[r] += acc[r][l];
-	for (int r = 0; r < 4; r++)
-		db[r] += s[r];
 }
 #endif
+
+/* sums of rows [0, rows) of x (|x| with absx, x*e with e): one float sum
+ * per row, as ew_sum gives it, added in row order into out[r * os]
+ * (accumulate) or into the double *d */
+static void fm_rows_sum(float *out, size_t os, double *d, const float *x, const float *e,
+			int absx, int rows, size_t N)
+{
+	int r = 0;
+#ifdef NN_X86
+	if (N % 8 == 0 && cpu_avx2())
+		for (; r + 4 <= rows; r += 4) {
+			float s4[4];
+			ew_sum4_avx2(s4, x + (size_t)r * N, e ? e + (size_t)r * N : NULL, absx, N);
+			for (int q = 0; q < 4; q++) {
+				if (out)
+					out[(size_t)(r + q) * os] += s4[q];
+				else
+					*d += s4[q];
+			}
+		}
+#endif
+	for (; r < rows; r++) {
+		float v = ew_sum(x + (size_t)r * N, e ? e + (size_t)r * N : NULL, absx, N);
+		if (out)
+			out[(size_t)r * os] += v;
+		else
+			*d += v;
+	}
+}
 
 /* db[i] += sum_n g[i, n] */
 static void fm_rowsum(float *db, const float *g, int M, size_t N)
 {
-	int i = 0;
-#ifdef NN_X86
-	if (N % 8 == 0 && cpu_avx2())
-		for (; i + 4 <= M; i += 4)
-			rowsum4_avx2(db + i, g + (size_t)i * N, N);
-#endif
-	for (; i < M; i++)
-		db[i] += ew_sum(g + (size_t)i * N, NULL, 0, N);
+	fm_rows_sum(db, 1, NULL, g, NULL, 0, M, N);
 }
 
 void linear_forward_fm(float *out, const float *inp, const float *weight, const float *bias,
@@ -1647,8 +1680,7 @@ static void ctx_reduce(const struct fwd_ctx *ctx, double *vals, int n)
 static double fm_sum_abs(const float *x, int rows, size_t N)
 {
 	double s = 0.0;
-	for (int r = 0; r < rows; r++)
-		s += ew_sum(x + (size_t)r * N, NULL, 1, N);
+	fm_rows_sum(NULL, 0, &s, x, NULL, 1, rows, N);
 	return s;
 }
 
@@ -1656,8 +1688,7 @@ static double fm_sum_abs(const float *x, int rows, size_t N)
 static double fm_dot(const float *g, const float *e, int rows, size_t N)
 {
 	double s = 0.0;
-	for (int r = 0; r < rows; r++)
-		s += ew_sum(g + (size_t)r * N, e + (size_t)r * N, 0, N);
+	fm_rows_sum(NULL, 0, &s, g, e, 0, rows, N);
 	return s;
 }
 
