@@ -829,7 +829,7 @@ struct memo_block {
 	void *v;
 };
 
-enum { MEMO_SLOTS = 4096 };
+enum { MEMO_SLOTS = 4096, MEMO_POOLS = 16 };
 
 struct draw_memo {
 	size_t budget, used;
@@ -841,10 +841,14 @@ struct draw_memo {
 	struct memo_block *blk;
 	int nblk, cap;
 	int slot[MEMO_SLOTS]; /* first block of each (purpose, epoch) hash slot */
-	/* the storage of blocks emptied out, reused (their pages stay mapped) */
-	void **pool;
-	size_t *pool_bytes;
-	int npool, pool_cap;
+	/* the storage of blocks emptied out, reused (their pages stay mapped):
+	 * a stack per block size (a table has a few: each kind of request) */
+	struct memo_pool {
+		size_t bytes;
+		void **v;
+		int n, cap;
+	} pool[MEMO_POOLS];
+	int npool;
 	long hits, misses;
 };
 
@@ -865,27 +869,38 @@ static size_t memo_bytes(const struct draw_memo *dm, uint32_t tag, int C)
 	return (tag ? dm->nv / 8 : sizeof(float) * dm->nv) * (size_t)C;
 }
 
-/* Empty dm; the blocks' storage goes to the pool (freed if the pool cannot
- * grow) */
+/* the pool of blocks of this size; NULL when every pool holds another
+ * size and add is 0 */
+static struct memo_pool *memo_pool(struct draw_memo *dm, size_t bytes, int add)
+{
+	for (int i = 0; i < dm->npool; i++)
+		if (dm->pool[i].bytes == bytes)
+			return &dm->pool[i];
+	if (!add || dm->npool == MEMO_POOLS)
+		return NULL;
+	dm->pool[dm->npool] = (struct memo_pool){ .bytes = bytes };
+	return &dm->pool[dm->npool++];
+}
+
+/* Empty dm; the blocks' storage goes to the pools (freed if they cannot
+ * take it) */
 static void memo_clear(struct draw_memo *dm)
 {
 	for (int i = 0; i < dm->nblk; i++) {
 		struct memo_block *b = &dm->blk[i];
-		if (dm->npool == dm->pool_cap) {
-			int cap = dm->pool_cap ? 2 * dm->pool_cap : 256;
-			void **np = realloc(dm->pool, sizeof *np * (size_t)cap);
-			if (np)
-				dm->pool = np;
-			size_t *nb = np ? realloc(dm->pool_bytes, sizeof *nb * (size_t)cap) : NULL;
-			if (!nb) {
-				free(b->v);
-				continue;
+		struct memo_pool *p = memo_pool(dm, memo_bytes(dm, b->tag, b->C), 1);
+		if (p && p->n == p->cap) {
+			int cap = p->cap ? 2 * p->cap : 256;
+			void **np = realloc(p->v, sizeof *np * (size_t)cap);
+			if (np) {
+				p->v = np;
+				p->cap = cap;
 			}
-			dm->pool_bytes = nb;
-			dm->pool_cap = cap;
 		}
-		dm->pool[dm->npool] = b->v;
-		dm->pool_bytes[dm->npool++] = memo_bytes(dm, b->tag, b->C);
+		if (p && p->n < p->cap)
+			p->v[p->n++] = b->v;
+		else
+			free(b->v);
 	}
 	dm->nblk = 0;
 	dm->used = 0;
@@ -898,10 +913,11 @@ void draw_memo_free(struct draw_memo *dm)
 	if (!dm)
 		return;
 	memo_clear(dm);
-	for (int i = 0; i < dm->npool; i++)
-		free(dm->pool[i]);
-	free(dm->pool);
-	free(dm->pool_bytes);
+	for (int i = 0; i < dm->npool; i++) {
+		for (int j = 0; j < dm->pool[i].n; j++)
+			free(dm->pool[i].v[j]);
+		free(dm->pool[i].v);
+	}
 	free(dm->blk);
 	free(dm->ids);
 	free(dm);
@@ -982,14 +998,8 @@ static void *memo_add(struct draw_memo *dm, uint32_t tag, uint32_t purpose, uint
 		dm->blk = nb;
 		dm->cap = cap;
 	}
-	void *v = NULL;
-	for (int i = dm->npool - 1; i >= 0; i--)
-		if (dm->pool_bytes[i] == bytes) {
-			v = dm->pool[i];
-			dm->pool[i] = dm->pool[--dm->npool];
-			dm->pool_bytes[i] = dm->pool_bytes[dm->npool];
-			break;
-		}
+	struct memo_pool *p = memo_pool(dm, bytes, 0);
+	void *v = p && p->n ? p->v[--p->n] : NULL;
 	if (!v)
 		v = malloc(bytes ? bytes : 1);
 	if (!v)
