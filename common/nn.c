@@ -1693,13 +1693,17 @@ static double fm_dot(const float *g, const float *e, int rows, size_t N)
 }
 
 #ifdef NN_X86
-/* the padding is inside each row's last vector: one masked store per row */
+/* the padding is inside each row's last vector: a load, the padding lanes
+ * cleared, a store (a masked store is microcoded on some x86 cores) */
 AVX2 static void zero_pad_avx2(float *x, int rows, int B, int N)
 {
 	__m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-	__m256i mask = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(B - (N - 8) - 1));
-	for (int r = 0; r < rows; r++)
-		_mm256_maskstore_ps(x + (size_t)r * N + N - 8, mask, _mm256_setzero_ps());
+	__m256 keep = _mm256_castsi256_ps(
+		_mm256_cmpgt_epi32(_mm256_set1_epi32(B - (N - 8)), lane));
+	for (int r = 0; r < rows; r++) {
+		float *v = x + (size_t)r * N + N - 8;
+		_mm256_storeu_ps(v, _mm256_and_ps(_mm256_loadu_ps(v), keep));
+	}
 }
 #endif
 
