@@ -1079,11 +1079,10 @@ const float *rng_noise_fm_memo(struct draw_memo *dm, float *eps, float *out, con
 		return kept;
 	}
 	dm->misses++;
-	rng_noise_fm(eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
+	/* drawn straight into the block it keeps, if it does */
 	float *v = memo_add(dm, 0, purpose, epoch, offset, C);
-	if (v)
-		memcpy(v, eps, sizeof(float) * dm->nv * (size_t)C);
-	return eps;
+	rng_noise_fm(v ? v : eps, out, in, k, stride, B, C, seed, purpose, epoch, ids, offset);
+	return v ? v : eps;
 }
 
 /* The kept lanes of a dropout stream as bits, lane b of row c at bit b % 8

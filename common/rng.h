@@ -104,10 +104,11 @@ void rng_noise_fm(float *eps, float *out, const float *in, float k, size_t strid
  * rng_noise_fm_memo keeps each block of eps it draws and serves a later
  * request whose stream range [offset, offset + C) lies inside a kept block of
  * the same purpose and epoch from it: the same values without the Philox
- * rounds and Box-Muller. It returns where the request's eps are: eps when
- * drawn, else rows of the kept block (row length and stride B rounded up to
- * 8), valid until the memo is used for another seed, batch or set of ids
- * (which empties it) or freed. out is computed either way. Blocks are kept
+ * rounds and Box-Muller. It returns where the request's eps are: rows of a
+ * kept block (row length and stride B rounded up to 8; a request it keeps is
+ * drawn straight into its block), valid until the memo is used for another
+ * seed, batch or set of ids (which empties it) or freed; or eps, when it is
+ * drawn and not kept. out is computed either way. Blocks are kept
  * until budget bytes are used; memo NULL (or a full memo, or a stride other
  * than B rounded up to 8) draws as rng_noise_fm does.
  *

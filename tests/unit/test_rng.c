@@ -228,10 +228,13 @@ static void test_draw_memo(void)
 		in[i] = (i % N) < B ? 0.25f * (float)(i % 11) - 1.0f : 0.0f;
 	struct draw_memo *dm = draw_memo_new(1 << 20);
 	long hits, misses;
-	/* the wide request (rows [0,6) of the stream) is drawn and kept */
+	/* the wide request (rows [0,6) of the stream) is drawn into a kept block */
 	const float *e = rng_noise_fm_memo(dm, eps, out, in, 0.5f, N, B, CW, 9, RNG_HIDDEN_NOISE, 3,
 					   ids, 0);
-	CHECK(e == eps);
+	CHECK(e != eps);
+	float out0[CW * N];
+	rng_noise_fm(eps, out0, in, 0.5f, N, B, CW, 9, RNG_HIDDEN_NOISE, 3, ids, 0);
+	CHECK(memcmp(e, eps, sizeof eps) == 0 && memcmp(out, out0, sizeof out) == 0);
 	/* rows [2,5) of it, for a narrower model: served, equal to a fresh draw */
 	const float *e2 = rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3,
 					    ids, 2);
@@ -249,11 +252,25 @@ static void test_draw_memo(void)
 	draw_memo_counts(dm, &hits, &misses);
 	CHECK(hits == 2 && misses == 3);
 	/* other ids, another seed: the memo empties and draws */
-	CHECK(rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids2, 2) ==
-	      eps2);
-	CHECK(memcmp(eps2, e2, sizeof(float) * 3 * N) != 0);
-	CHECK(rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 10, RNG_HIDDEN_NOISE, 3, ids2,
+	float kept[3 * N];
+	memcpy(kept, e2, sizeof kept);
+	draw_memo_counts(dm, &hits, &misses);
+	const float *e4 = rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE,
+					    3, ids2, 2);
+	rng_noise_fm(eps3, out3, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids2, 2);
+	CHECK(memcmp(e4, eps3, sizeof kept) == 0 && memcmp(e4, kept, sizeof kept) != 0);
+	e4 = rng_noise_fm_memo(dm, eps2, out2, in, 2.0f, N, B, 3, 10, RNG_HIDDEN_NOISE, 3, ids2, 2);
+	rng_noise_fm(eps3, out3, in, 2.0f, N, B, 3, 10, RNG_HIDDEN_NOISE, 3, ids2, 2);
+	CHECK(memcmp(e4, eps3, sizeof kept) == 0);
+	long h1, m1;
+	draw_memo_counts(dm, &h1, &m1);
+	CHECK(h1 == hits && m1 == misses + 2);
+	/* a full memo draws into the caller's eps */
+	struct draw_memo *tiny = draw_memo_new(16);
+	CHECK(rng_noise_fm_memo(tiny, eps2, out2, in, 2.0f, N, B, 3, 9, RNG_HIDDEN_NOISE, 3, ids,
 				2) == eps2);
+	CHECK(memcmp(eps2, kept, sizeof kept) == 0);
+	draw_memo_free(tiny);
 	/* a stride other than B rounded up to 8 is never kept */
 	draw_memo_counts(dm, &hits, &misses);
 	rng_noise_fm_memo(dm, eps, out, in, 1.0f, N + 8, B, 2, 10, RNG_HIDDEN_NOISE, 3, ids2, 0);
