@@ -443,12 +443,8 @@ static float epi_apply(const struct ax_epi *e, int i, size_t at, float v, float 
 #ifdef NN_X86
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
-/* statement S for u = 0 .. U-1 (a variable U in scope), unrolled: the
- * groups' independent chains of one step interleave in program order */
-#define EACH(...)                                                          \
-	do {                                                                       \
-		_Pragma("GCC unroll 4") for (int u = 0; u < U; u++) __VA_ARGS__;   \
-	} while (0)
+/* the groups' chains of one step interleaved (util.h) */
+#define EACH MKE_EACH
 /* column groups xent2_fm_avx2 takes at a time */
 #define XENT2_U 4
 

@@ -251,10 +251,7 @@ __attribute__((target("avx2"))) static inline __attribute__((always_inline)) voi
 bm8n_avx2(const int U, const __m256i *aw, const __m256i *bw, __m256 *cout, __m256 *sout)
 {
 #define SET(v) _mm256_set1_ps(v)
-#define EACH(...)                                                          \
-	do {                                                                       \
-		_Pragma("GCC unroll 4") for (int u = 0; u < U; u++) __VA_ARGS__;   \
-	} while (0)
+#define EACH MKE_EACH
 	__m256i ai[4], bi[4], bits[4], e[4], q[4], sgc[4], sgs[4];
 	__m256 u1[4], u2[4], m[4], fe[4], x[4], lt[4], z[4], y[4], lg[4], t[4], r[4], xf[4], j[4],
 		ph[4], zz[4], sn[4], cs[4], odd[4], cc[4], ss[4];

@@ -20,6 +20,15 @@
 #define MKE_PRINTF(f, a)
 #endif
 
+/* Statement S for u = 0 .. U-1 (a constant U in scope), unrolled: the
+ * independent chains of U groups run step by step in program order, so a
+ * long dependent chain per group overlaps the others' (the SIMD kernels of
+ * nn.c and rng.c). */
+#define MKE_EACH(...)                                                      \
+	do {                                                               \
+		_Pragma("GCC unroll 4") for (int u = 0; u < U; u++) __VA_ARGS__; \
+	} while (0)
+
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
