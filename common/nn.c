@@ -716,12 +716,8 @@ AVX2 static void gxt_avx2(float *y, const float *g, const float *x, int M, int P
 		for (; p + 4 <= P; p += 4)
 			gxt_tile8(2, 4, y + p, (size_t)P, g, x + (size_t)p * N, N, nv);
 		/* the columns left, as gxt_4x2 takes them (y's rows stay P apart) */
-		if (p + 2 <= P) {
-			gxt_tile(2, 2, y + p, (size_t)P, g, x + (size_t)p * N, N, nv);
-			p += 2;
-		}
 		if (p < P)
-			gxt_tile(2, 1, y + p, (size_t)P, g, x + (size_t)p * N, N, nv);
+			gxt_rows(2, y + p, (size_t)P, g, x + (size_t)p * N, P - p, N, nv);
 		return;
 	}
 	if (P == 1 && M >= 8) {

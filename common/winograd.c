@@ -134,7 +134,7 @@ static size_t wino_layout(struct wino_buf *w, const struct conv2d_shape *s, int 
 	size_t nstrip = m == 2 ? (size_t)4 * w->SW : (size_t)24 * w->PP;
 	size_t per = uc + X * (s->C + s->OC) * w->T + nstrip +
 		     (m == 2 ? 16 : 36) * (size_t)(w->TW + 16);
-	w->U = base ? base : NULL;
+	w->U = base;
 	size_t off = uc + (size_t)t * per;
 	w->dU = base ? base + off : NULL, off += uc;
 	w->V = base ? base + off : NULL, off += X * s->C * w->T;
@@ -843,11 +843,9 @@ void wino_backward(float *dinp, float *dweight, const float *dout, const float *
 		jobs[t] = (struct wino_job){.s = s, .dinp = dinp, .inp = inp, .dout = dout};
 		wino_layout(&jobs[t].w, s, m, scratch, t);
 	}
-	if (dinp) {
-		const float *U = wino_weights(NULL, scratch, weight, s, m);
-		for (int t = 0; t < T; t++)
-			jobs[t].w.U = U;
-	}
+	/* into the scratch's U, where wino_layout pointed every job */
+	if (dinp)
+		wino_weights(NULL, scratch, weight, s, m);
 	run_jobs(jobs, T, B, backward_thread);
 	/* the threads' weight gradients, summed in thread order */
 	size_t n = (size_t)jobs[0].w.X * s->OC * s->C;
