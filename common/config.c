@@ -1232,7 +1232,7 @@ static int parse_pipeline(struct walk *w, const cJSON *j, struct pipeline_spec *
 
 static const char *const top_keys[] = {
 	"name", "data", "models", "teacher", "student", "regularizer", "loss", "pseudo_labels",
-	"variants", "seeds", "grid", "pipeline", "threads", NULL,
+	"variants", "seeds", "grid", "pipeline", "threads", "init", NULL,
 };
 
 /* Required object member: walk into it with fn. */
@@ -1281,6 +1281,18 @@ static int parse_top(struct walk *w, const cJSON *root, struct run_config *c)
 	    opt_enum(w, root, "pseudo_labels", pseudo, &c->soft_pseudo))
 		return -1;
 	c->loss = (enum loss_kind)loss;
+	static const char *const inits[] = { "philox", "torch", NULL };
+	int init = INIT_PHILOX;
+	if (opt_enum(w, root, "init", inits, &init))
+		return -1;
+	c->init = (enum init_kind)init;
+	for (int i = 0; c->init == INIT_TORCH && i < c->nmodels; i++)
+		if (c->models[i].type != MODEL_MLP) {
+			push_key(w, "init");
+			return fail(w, "\"torch\" draws only MLP models' parameters, and model '%s' "
+				       "is convolutional; use \"philox\" (the default)",
+				    c->models[i].name);
+		}
 	if (opt_int(w, root, "threads", 1, 256, &c->threads))
 		return -1;
 

@@ -143,6 +143,9 @@ struct run_config {
 	struct train_spec student_train;
 	struct regularizer reg;   /* T when there is no grid */
 	enum loss_kind loss;
+	/* parameter init: INIT_PHILOX (rng.h's keyed streams, the default) or
+	 * INIT_TORCH (PyTorch's generator, so a seed names PyTorch's weights) */
+	enum init_kind { INIT_PHILOX = 0, INIT_TORCH = 1 } init;
 	int soft_pseudo;          /* 1: soft probabilities as targets; 0: argmax */
 	/* what to run */
 	int nvariants;

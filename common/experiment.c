@@ -92,7 +92,10 @@ static int init_model(struct model *m, const struct run_config *c, const struct 
 		return mke_error("model '%s': predicts %d pixels per sample but the label maps "
 				 "have %d; give data.target the height and width of modality a",
 				 ms->name, m->map_hw, td->map_hw);
-	model_init_params(m, seed);
+	if (c->init == INIT_TORCH)
+		mlp_init_params_torch(&m->mlp, seed);
+	else
+		model_init_params(m, seed);
 	return 0;
 }
 

@@ -1584,6 +1584,24 @@ void mlp_init_params(struct mlp *m, uint64_t seed)
 	}
 }
 
+void mlp_init_params_torch(struct mlp *m, uint64_t seed)
+{
+	struct mt19937 g;
+	mt19937_seed(&g, seed);
+	for (int l = 0; l < m->nlinear; l++) {
+		struct linear_view *v = &m->lin[l];
+		/* torch.nn.init's arithmetic, in double as Python does it */
+		double a = sqrt(5.0), fan_in = v->in;
+		double gain = sqrt(2.0 / (1.0 + pow(a, 2.0)));
+		double wb = sqrt(3.0) * (gain / sqrt(fan_in));
+		double bb = 1.0 / sqrt(fan_in);
+		for (size_t i = 0; i < (size_t)v->out * v->in; i++)
+			v->w[i] = mt19937_uniform(&g, (float)-wb, (float)wb);
+		for (int i = 0; i < v->out; i++)
+			v->b[i] = mt19937_uniform(&g, (float)-bb, (float)bb);
+	}
+}
+
 void mlp_release(struct mlp *m)
 {
 	free(m->params);

@@ -245,6 +245,11 @@ int mlp_init(struct mlp *m, const struct mlp_arch *arch);
 /* PyTorch's default nn.Linear init: weight and bias U(-1/sqrt(in), 1/sqrt(in)),
  * drawn from (seed, RNG_INIT, layer, tensor). */
 void mlp_init_params(struct mlp *m, uint64_t seed);
+/* The same init drawn as PyTorch draws it after torch.manual_seed(seed):
+ * one PyTorch CPU generator stream (rng.h), each layer in lin[] order its
+ * weight (kaiming_uniform_ with a = sqrt(5)) then its bias, so a seed names
+ * the initial weights of nn.Linear layers constructed in that order. */
+void mlp_init_params_torch(struct mlp *m, uint64_t seed);
 void mlp_release(struct mlp *m);
 
 /* Forward a batch. inputs[k] is (B, in_dim[k]) for each branch. ctx NULL means

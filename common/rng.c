@@ -446,6 +446,41 @@ uint32_t rng_below(struct rng *r, uint32_t n)
 	return (uint32_t)(m >> 32);
 }
 
+/* ---- PyTorch's CPU generator ---------------------------------------------- */
+
+enum { MT_N = 624, MT_M = 397 };
+
+void mt19937_seed(struct mt19937 *m, uint64_t seed)
+{
+	m->s[0] = (uint32_t)seed;
+	for (uint32_t j = 1; j < MT_N; j++)
+		m->s[j] = 1812433253u * (m->s[j - 1] ^ (m->s[j - 1] >> 30)) + j;
+	m->i = MT_N;
+}
+
+uint32_t mt19937_next(struct mt19937 *m)
+{
+	if (m->i >= MT_N) {
+		for (int k = 0; k < MT_N; k++) {
+			uint32_t y = (m->s[k] & 0x80000000u) | (m->s[(k + 1) % MT_N] & 0x7fffffffu);
+			m->s[k] = m->s[(k + MT_M) % MT_N] ^ (y >> 1) ^ (y & 1u ? 0x9908b0dfu : 0u);
+		}
+		m->i = 0;
+	}
+	uint32_t y = m->s[m->i++];
+	y ^= y >> 11;
+	y ^= (y << 7) & 0x9d2c5680u;
+	y ^= (y << 15) & 0xefc60000u;
+	y ^= y >> 18;
+	return y;
+}
+
+float mt19937_uniform(struct mt19937 *m, float from, float to)
+{
+	float x = (float)(mt19937_next(m) & 0xffffffu) * (1.0f / 16777216.0f);
+	return fmaf(x, to - from, from);
+}
+
 /* ---- bulk draws for a batch --------------------------------------------- */
 
 enum bulk_kind {

@@ -55,6 +55,25 @@ void rng_fill_uniform(struct rng *r, float *out, size_t n);
 uint32_t rng_below(struct rng *r, uint32_t n);
 
 /*
+ * PyTorch's CPU generator, for configs with "init": "torch" (model.h): the
+ * 32-bit Mersenne Twister (Matsumoto & Nishimura 1998) seeded as
+ * torch.manual_seed(seed) seeds it (the low 32 bits, the 2002 init_genrand),
+ * and the float that Tensor.uniform_(from, to) makes of each word. The one
+ * sequential stream of this file: a draw depends on every draw before it,
+ * which is why only parameter initialisation may use it.
+ */
+struct mt19937 {
+	uint32_t s[624];
+	int i;
+};
+void mt19937_seed(struct mt19937 *m, uint64_t seed);
+uint32_t mt19937_next(struct mt19937 *m);
+/* One value of uniform_(from, to) on a float tensor: the word's low 24 bits
+ * times 2^-24, times (to - from) plus from in one rounding (PyTorch's kernel
+ * is built with FMA contraction). */
+float mt19937_uniform(struct mt19937 *m, float from, float to);
+
+/*
  * Bulk draws for a batch: for b < B and c < C,
  *     out[c*cstride + b*bstride] = value (offset + c) of stream (seed, purpose, epoch, ids[b])
  * (ids NULL: ids[b] = b), exactly what rng_normal / rng_uniform return at that

@@ -3,9 +3,11 @@
 # `mke resume` finishes the run without redoing finished shards.
 . tests/integration/lib.sh
 
-# a student phase of a few seconds (the sanitized build is ~10x slower)
-EPOCHS=60000
-case "$BIN" in *build-san*) EPOCHS=6000 ;; esac
+# a student phase of several seconds, so that the kill lands inside it on a
+# fast machine too (60000 epochs took under a second in session 10; the
+# sanitized build is ~10x slower)
+EPOCHS=600000
+case "$BIN" in *build-san*) EPOCHS=60000 ;; esac
 mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [17]; c["student"]["epochs"] = '$EPOCHS'; c["variants"] = {"um_student": {"model": "um"}}; c["pipeline"]["checkpoint_every"] = 500'
 run_in_background "$T/c.json" "$T/run"
 wait_phase "$DB" student

@@ -6,8 +6,8 @@
 # left behind; the database is intact and `mke resume` finishes the run.
 . tests/integration/lib.sh
 
-EPOCHS=60000
-case "$BIN" in *build-san*) EPOCHS=6000 ;; esac
+EPOCHS=600000
+case "$BIN" in *build-san*) EPOCHS=60000 ;; esac
 mkconfig deploy/examples/twomoon.json "$T/c.json" 'c["seeds"] = [17]; c["student"]["epochs"] = '$EPOCHS'; c["variants"] = {"um_student": {"model": "um"}}'
 run_in_background "$T/c.json" "$T/run"
 wait_phase "$DB" student

@@ -207,6 +207,23 @@ static void test_twomoon_fixture(void)
 	free(path);
 }
 
+/* "init": "torch" draws MLPs only: a convolutional example is refused,
+ * naming the key and the model, and accepted with the default init */
+static void test_torch_init_mlp_only(void)
+{
+	char *text = read_file("deploy/examples/ravdess-small.json", NULL);
+	CHECK(text && text[0] == '{');
+	if (!text)
+		return;
+	struct run_config c;
+	CHECK(config_parse(&c, text, "ravdess-small.json") == 0);
+	config_release(&c);
+	char *t = xasprintf("{\"init\": \"torch\", %s", text + 1);
+	expect_error(t, "key 'init' \"torch\" draws only MLP models' parameters, and model '");
+	free(t);
+	free(text);
+}
+
 static void test_bad_configs(void)
 {
 	/* the message format of the brief, verbatim */
@@ -372,12 +389,14 @@ static void test_bad_configs(void)
 	/* top level, seeds, pipeline */
 	expect_error_rest("\"seed\": 3", "key 'seed' is not known (known: name, data, models, "
 					 "teacher, student, regularizer, loss, pseudo_labels, "
-					 "variants, seeds, grid, pipeline, threads)");
+					 "variants, seeds, grid, pipeline, threads, init)");
 	expect_error_rest("\"seeds\": [1, -1]",
 			  "key 'seeds[1]' must be a non-negative integer (at most 2^53-1), got -1");
 	expect_error_rest("\"seeds\": []", "key 'seeds' must list at least one seed");
 	expect_error_rest("\"threads\": 0", "key 'threads' must be a positive integer, got 0");
 	expect_error_rest("\"loss\": 3", "key 'loss' must be one of ce, double_softmax, got number");
+	expect_error_rest("\"init\": \"numpy\"",
+			  "key 'init' must be one of philox, torch, got 'numpy'");
 	expect_error_rest("\"loss\": \"ce\", \"loss\": \"ce\"", "key 'loss' appears more than once");
 	expect_error_rest("\"pseudo_labels\": \"fuzzy\"",
 			  "key 'pseudo_labels' must be one of hard, soft, got 'fuzzy'");
@@ -513,6 +532,7 @@ int main(void)
 	RUN(test_full_roundtrip);
 	RUN(test_twomoon_fixture);
 	RUN(test_bad_configs);
+	RUN(test_torch_init_mlp_only);
 	RUN(test_mutations);
 	RUN(test_load_missing_file);
 	RUN(test_variant_names);
