@@ -466,6 +466,13 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 		     const float *inp, const float *weight, const struct conv2d_shape *s, int B,
 		     float *scratch)
 {
+	conv2d_backward_wc(dinp, dweight, dbias, dout, inp, weight, s, B, scratch, NULL);
+}
+
+void conv2d_backward_wc(float *dinp, float *dweight, float *dbias, const float *dout,
+			const float *inp, const float *weight, const struct conv2d_shape *s, int B,
+			float *scratch, struct conv_wcache *wc)
+{
 	// dout is (B,OC,OH,OW); dinp (B,C,H,W), dweight (OC,C,KH,KW), dbias (OC) accumulate
 	struct conv_plan p;
 	conv_plan(&p, s, B);
@@ -478,7 +485,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
 				dbias[oc] += (float)bn_sum(dout + (size_t)b * out_sz + oc * OHW, (int)OHW);
 			}
 	if (wino_applies(s)) {
-		wino_backward(dinp, dweight, dout, inp, weight, s, B, scratch);
+		wino_backward(dinp, dweight, dout, inp, weight, s, B, scratch, wc);
 		return;
 	}
 	if (p.group > 1) {

@@ -72,16 +72,25 @@ void conv2d_forward_naive(float *out, const float *inp, const float *weight, con
 void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
 		     const float *inp, const float *weight, const struct conv2d_shape *s, int B,
 		     float *scratch);
+/* The same, a Winograd input gradient taking its transformed weights from
+ * wc (below) when they were made from these weights: the training forward
+ * of the step made them, so each step transforms a layer's weights once. */
+struct conv_wcache;
+void conv2d_backward_wc(float *dinp, float *dweight, float *dbias, const float *dout,
+			const float *inp, const float *weight, const struct conv2d_shape *s, int B,
+			float *scratch, struct conv_wcache *wc);
 /*
  * The transformed weights of one Winograd convolution, kept between calls.
  * Given one, conv2d_forward_wc transforms the weights only when they differ
  * (memcmp) from the copy kept with the transform, or the tile changed: every
- * evaluation pass after the first between two weight updates reuses it. The
+ * evaluation pass after the first between two weight updates reuses it, and
+ * so does a training step's input gradient (conv2d_backward_wc). The
  * price is the transform (4x the weights for F(4x4), 16/9 for F(2x2)) and a
  * copy of the weights, per convolution and per thread that owns one (one
  * cache is never shared between threads). Zero-initialise; release with
  * conv_wcache_release. NULL, or a convolution that is not Winograd's:
- * conv2d_forward_ep. Nets use it in evaluation only (decision 27).
+ * conv2d_forward_ep. Nets use one per convolution, in evaluation (decision
+ * 27) and training (decision 31).
  */
 struct conv_wcache {
 	float *U, *w;  /* the transform, and the weights it was made from */

@@ -1263,10 +1263,9 @@ static void layer_forward(struct net *n, struct layer *L, int B, const struct fw
 			conv2d_forward_wc(P->t[N->out].x, in, w, b, &L->cs, nb, P->scratch, &ep,
 					  &L->wc);
 		} else {
-			/* evaluation keeps the transformed weights (decision 27); training
-			 * transforms into the scratch, which stays in cache */
-			conv2d_forward_wc(out, in, w, b, &L->cs, nb, P->scratch, NULL,
-					  ctx ? NULL : &L->wc);
+			/* evaluation keeps the transformed weights (decision 27), and
+			 * so does training, for the step's input gradient */
+			conv2d_forward_wc(out, in, w, b, &L->cs, nb, P->scratch, NULL, &L->wc);
 		}
 		break;
 	case OP_BN:
@@ -1467,7 +1466,7 @@ static void layer_backward(struct net *n, struct layer *L, int B)
 	int nb = B * L->nimg;
 	switch (L->op) {
 	case OP_CONV:
-		conv2d_backward(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch);
+		conv2d_backward_wc(din, dw, db, dout, ti->x, w, &L->cs, nb, P->scratch, &L->wc);
 		break;
 	case OP_BN:
 		if (L->pool >= 0) {

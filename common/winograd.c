@@ -835,7 +835,8 @@ void wino_forward(float *out, const float *inp, const float *weight, const float
 }
 
 void wino_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-		   const float *weight, const struct conv2d_shape *s, int B, float *scratch)
+		   const float *weight, const struct conv2d_shape *s, int B, float *scratch,
+		   struct conv_wcache *wc)
 {
 	struct wino_job jobs[WINO_THREADS];
 	int T = wino_nthreads(B), m = wino_tile(s);
@@ -843,9 +844,13 @@ void wino_backward(float *dinp, float *dweight, const float *dout, const float *
 		jobs[t] = (struct wino_job){.s = s, .dinp = dinp, .inp = inp, .dout = dout};
 		wino_layout(&jobs[t].w, s, m, scratch, t);
 	}
-	/* into the scratch's U, where wino_layout pointed every job */
-	if (dinp)
-		wino_weights(NULL, scratch, weight, s, m);
+	/* the forward's transform when wc still holds it, else into the
+	 * scratch's U, where wino_layout pointed every job */
+	if (dinp) {
+		const float *U = wino_weights(wc, scratch, weight, s, m);
+		for (int t = 0; t < T; t++)
+			jobs[t].w.U = U;
+	}
 	run_jobs(jobs, T, B, backward_thread);
 	/* the threads' weight gradients, summed in thread order */
 	size_t n = (size_t)jobs[0].w.X * s->OC * s->C;

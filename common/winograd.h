@@ -51,8 +51,11 @@ size_t wino_scratch(const struct conv2d_shape *s);
 void wino_forward(float *out, const float *inp, const float *weight, const float *bias,
 		  const struct conv2d_shape *s, int B, float *scratch,
 		  const struct conv_epilogue *ep, struct conv_wcache *wc);
+/* wc (backward): the forward's cache, whose transform the input gradient
+ * reuses when the weights are still the ones it was made from, or NULL */
 void wino_backward(float *dinp, float *dweight, const float *dout, const float *inp,
-		   const float *weight, const struct conv2d_shape *s, int B, float *scratch);
+		   const float *weight, const struct conv2d_shape *s, int B, float *scratch,
+		   struct conv_wcache *wc);
 
 /* For winograd.c and winograd4.c only: a thread's buffers in the scratch.
  * m: the output tile side (2 or 4), X = (m+2)^2 transformed points; TH, TW

@@ -290,7 +290,7 @@ static void test_winograd_small(void)
 				  "shape %zu out[%zu]: %.9g vs naive %.9g", t, i, o1[i], o2[i]);
 		float *di1 = randn(nin, 1500 + t), *dw1 = randn(nw, 1600 + t);
 		float *di2 = dup_floats(di1, nin), *dw2 = dup_floats(dw1, nw);
-		wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
+		wino_backward(di1, dw1, dout, x, w, &s, B, scratch, NULL);
 		conv2d_backward_naive(di2, dw2, NULL, dout, x, w, &s, B);
 		double tolw = 1e-5 * sqrt((double)B * s.OH * s.OW);
 		check_conv_grads(t, di1, di2, nin, tol, dw1, dw2, nw, tolw);
@@ -377,7 +377,7 @@ static void test_winograd_tiles(void)
 					CHECK_NEAR(o3[i], want, 1e-5 * (1 + fabs(want)));
 				}
 				float *di1 = dup_floats(di0, nin), *dw1 = dup_floats(dw0, nw);
-				wino_backward(di1, dw1, dout, x, w, &s, B, scratch);
+				wino_backward(di1, dw1, dout, x, w, &s, B, scratch, NULL);
 				for (size_t i = 0; i < nin; i++)
 					CHECK_MSG(fabs(di1[i] - di2[i]) <= tol * (1 + fabs(di2[i])),
 						  "F(%dx%d) %d threads shape %zu dinp[%zu]: %.9g vs naive %.9g",
@@ -398,7 +398,7 @@ static void test_winograd_tiles(void)
 				worst[mi][2] = fmax(worst[mi][2], e);
 				/* no input gradient: the same weight gradient */
 				float *dw3 = dup_floats(dw0, nw);
-				wino_backward(NULL, dw3, dout, x, w, &s, B, scratch);
+				wino_backward(NULL, dw3, dout, x, w, &s, B, scratch, NULL);
 				for (size_t i = 0; i < nw; i++)
 					CHECK_NEAR(dw3[i], dw1[i], 1e-6 * (1 + fabs(dw1[i])));
 				free(scratch), free(di1), free(dw1), free(dref), free(dw3);
@@ -460,6 +460,47 @@ static void test_wcache(void)
 	CHECK(wc.U == NULL && wc.made == 0);
 	conv2d_winograd_enable(1);
 	free(x), free(w), free(bias), free(o1), free(o2);
+}
+
+/* the backward's input gradient takes the forward's transform from the
+ * cache (no transform of its own) and equals the uncached backward bit for
+ * bit; after a weight change the cache is remade, not read stale */
+static void test_wcache_backward(void)
+{
+	struct conv2d_shape s;
+	int B = 2;
+	CHECK(conv2d_shape_init(&s, 24, 20, 18, 32, 3, 3, 1, 1, 1) == 0);
+	size_t nin = (size_t)B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * 9;
+	size_t nout = (size_t)B * s.OC * s.OH * s.OW;
+	float *x = randn(nin, 3200), *w = randn(nw, 3201), *dout = randn(nout, 3202);
+	float *o = randn(nout, 3), *di1 = xmalloc(nin * sizeof(float)), *di2 = xmalloc(nin * sizeof(float));
+	float *dw1 = xmalloc(nw * sizeof(float)), *dw2 = xmalloc(nw * sizeof(float));
+	struct conv_wcache wc = {0};
+	for (int m = 4; m >= 2; m -= 2) {
+		conv2d_winograd_enable(m);
+		size_t nsc = conv2d_scratch(&s, B);
+		float *scratch = xmalloc(nsc * sizeof(float));
+		for (int change = 0; change < 2; change++) {
+			conv2d_forward_wc(o, x, w, NULL, &s, B, scratch, NULL, &wc);
+			long made = wc.made;
+			if (change)
+				w[nw / 2] -= 0.25f; /* as an optimizer step between the passes would */
+			memset(di1, 0, nin * sizeof(float)), memset(di2, 0, nin * sizeof(float));
+			memset(dw1, 0, nw * sizeof(float)), memset(dw2, 0, nw * sizeof(float));
+			for (size_t i = 0; i < nsc; i++)
+				scratch[i] = NAN;
+			conv2d_backward_wc(di1, dw1, NULL, dout, x, w, &s, B, scratch, &wc);
+			CHECK_MSG(wc.made == made + change, "F(%dx%d) change %d: %ld transforms",
+				  m, m, change, wc.made - made);
+			conv2d_backward(di2, dw2, NULL, dout, x, w, &s, B, scratch);
+			CHECK(memcmp(di1, di2, nin * sizeof(float)) == 0);
+			CHECK(memcmp(dw1, dw2, nw * sizeof(float)) == 0);
+		}
+		free(scratch);
+	}
+	conv_wcache_release(&wc);
+	conv2d_winograd_enable(1);
+	free(x), free(w), free(dout), free(o), free(di1), free(di2), free(dw1), free(dw2);
 }
 
 struct conv_arg {
@@ -1484,6 +1525,7 @@ int main(void)
 	RUN(test_winograd_small);
 	RUN(test_winograd_tiles);
 	RUN(test_wcache);
+	RUN(test_wcache_backward);
 	RUN(test_conv_grad_fd);
 	RUN(test_batchnorm_grad_fd);
 	RUN(test_batchnorm_micro);
