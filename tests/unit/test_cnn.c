@@ -415,6 +415,16 @@ static void test_winograd_tiles(void)
 			worst[1][2]);
 }
 
+/* the Winograd shape of the cache tests (both tiles apply), and its input,
+ * weight and output sizes for a batch of B */
+static void wcache_shape(struct conv2d_shape *s, int B, size_t *nin, size_t *nw, size_t *nout)
+{
+	CHECK(conv2d_shape_init(s, 24, 20, 18, 32, 3, 3, 1, 1, 1) == 0);
+	*nin = (size_t)B * s->C * s->H * s->W;
+	*nw = (size_t)s->OC * s->C * 9;
+	*nout = (size_t)B * s->OC * s->OH * s->OW;
+}
+
 /* A kept transform (struct conv_wcache) gives bit for bit what a fresh one
  * gives, is made once while the weights stay, and again when one weight or
  * the tile changes; the scratch is poisoned before each call, so nothing of
@@ -423,9 +433,8 @@ static void test_wcache(void)
 {
 	struct conv2d_shape s;
 	int B = 2;
-	CHECK(conv2d_shape_init(&s, 24, 20, 18, 32, 3, 3, 1, 1, 1) == 0);
-	size_t nin = (size_t)B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * 9;
-	size_t nout = (size_t)B * s.OC * s.OH * s.OW;
+	size_t nin, nw, nout;
+	wcache_shape(&s, B, &nin, &nw, &nout);
 	float *x = randn(nin, 3100), *w = randn(nw, 3101), *bias = randn(s.OC, 3102);
 	float *o1 = randn(nout, 1), *o2 = randn(nout, 2);
 	struct conv_wcache wc = {0};
@@ -469,9 +478,8 @@ static void test_wcache_backward(void)
 {
 	struct conv2d_shape s;
 	int B = 2;
-	CHECK(conv2d_shape_init(&s, 24, 20, 18, 32, 3, 3, 1, 1, 1) == 0);
-	size_t nin = (size_t)B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * 9;
-	size_t nout = (size_t)B * s.OC * s.OH * s.OW;
+	size_t nin, nw, nout;
+	wcache_shape(&s, B, &nin, &nw, &nout);
 	float *x = randn(nin, 3200), *w = randn(nw, 3201), *dout = randn(nout, 3202);
 	float *o = randn(nout, 3), *di1 = xmalloc(nin * sizeof(float)), *di2 = xmalloc(nin * sizeof(float));
 	float *dw1 = xmalloc(nw * sizeof(float)), *dw2 = xmalloc(nw * sizeof(float));
