@@ -93,9 +93,8 @@ static int init_model(struct model *m, const struct run_config *c, const struct 
 				 "have %d; give data.target the height and width of modality a",
 				 ms->name, m->map_hw, td->map_hw);
 	if (c->init == INIT_TORCH)
-		mlp_init_params_torch(&m->mlp, seed);
-	else
-		model_init_params(m, seed);
+		return model_init_params_torch(m, seed);
+	model_init_params(m, seed);
 	return 0;
 }
 

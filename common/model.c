@@ -183,6 +183,14 @@ void model_init_params(struct model *m, uint64_t seed)
 		net_init_params(&m->net, seed);
 }
 
+int model_init_params_torch(struct model *m, uint64_t seed)
+{
+	if (m->type != MODEL_MLP)
+		return mke_error("init \"torch\" draws only MLP models' parameters");
+	mlp_init_params_torch(&m->mlp, seed);
+	return 0;
+}
+
 void model_release(struct model *m)
 {
 	model_set_threads(m, 1);

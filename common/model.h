@@ -51,6 +51,10 @@ int model_init(struct model *m, const struct run_config *c, const struct model_s
 int model_init_net(struct model *m, const struct net_arch *a);
 /* PyTorch's default inits from (seed, RNG_INIT, ...). */
 void model_init_params(struct model *m, uint64_t seed);
+/* The same inits drawn as torch.manual_seed(seed) and PyTorch's layers
+ * would (a config's "init": "torch", nn.h mlp_init_params_torch). MLP
+ * models only: 0, or -1 with a message for a net. */
+int model_init_params_torch(struct model *m, uint64_t seed);
 void model_release(struct model *m);
 
 /* Run a net's passes on T threads in this process (T >= 1; an MLP ignores
